@@ -1,0 +1,16 @@
+//! busbar-codec: the sans-io wire layer.
+//!
+//! Everything here takes bytes (and, where time matters, an explicit `now`) and returns bytes or
+//! decisions. Nothing here owns a socket, a runtime, a clock or a thread, so every piece is unit
+//! tested, fuzzed and benchmarked without I/O.
+//!
+//! ```text
+//!   http1    chunked transfer-coding decoder (pass-through or de-chunking)
+//!   openai   OpenAI Chat Completions: request head scan, model splice, error bodies
+//!   mock     a deterministic mock model, used by the built-in `mock` provider and busbar-bench
+//! ```
+#![warn(missing_docs)]
+
+pub mod http1;
+pub mod mock;
+pub mod openai;

@@ -1,0 +1,1 @@
+//! busbar-tests: helpers for black-box tests.
