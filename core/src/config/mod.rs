@@ -1,0 +1,16 @@
+//! The configuration model: one TOML file, validated before anything starts.
+//!
+//! `parse` turns text into a [`Config`] or a [`ConfigError`] that names the line and column.
+//! Secrets are never inline: providers name the environment variable that holds their key and
+//! client keys are given by variable or by SHA-256 digest; the caller passes the environment in.
+
+mod default;
+mod model;
+mod parse;
+
+pub use default::{DEFAULT_SOURCE_NAME, default_toml};
+pub use model::{
+    ClientKey, Config, Driver, Endpoint, Limits, MockSettings, Model, Pool, PoolMember, Protocol,
+    Provider, UpstreamSettings,
+};
+pub use parse::{ConfigError, parse};

@@ -1,0 +1,490 @@
+//! TOML text -> [`Config`]. Errors carry the line and column of what is wrong.
+//!
+//! Two passes: serde reads the raw shape (unknown fields and wrong types are errors with a
+//! span), then `validate` resolves names to indices and checks what serde cannot (references,
+//! URLs, weights, addresses), each check pointing at the offending value.
+
+use super::model::*;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+/// A config that could not be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// What is wrong.
+    pub message: String,
+    /// 1-based line, when the error has a place.
+    pub line: Option<usize>,
+    /// 1-based column, when the error has a place.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn error_at(text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
+    let (line, column) = match span {
+        Some(s) => {
+            let upto = &text[..s.start.min(text.len())];
+            let line = upto.matches('\n').count() + 1;
+            let column = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (Some(line), Some(column))
+        }
+        None => (None, None),
+    };
+    ConfigError { message: message.into(), line, column }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    shards: Option<usize>,
+    driver: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    providers: BTreeMap<String, Spanned<RawProvider>>,
+    #[serde(default)]
+    models: BTreeMap<String, Spanned<RawModel>>,
+    #[serde(default)]
+    pools: BTreeMap<String, Spanned<RawPool>>,
+    #[serde(default)]
+    keys: Vec<Spanned<RawKey>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_head_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_body_bytes: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    connect_timeout_ms: Option<u64>,
+    response_head_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    pool_idle_timeout_ms: Option<u64>,
+    max_idle_per_origin: Option<usize>,
+    #[serde(default)]
+    extra_ca_files: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    protocol: Spanned<String>,
+    base_url: Option<Spanned<String>>,
+    api_key_env: Option<String>,
+    mock: Option<RawMock>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMock {
+    #[serde(default)]
+    ttft_ms: u64,
+    #[serde(default)]
+    token_gap_ms: u64,
+    tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    provider: Spanned<String>,
+    upstream: Option<String>,
+    context_window: Option<u64>,
+    max_output_tokens: Option<u64>,
+    #[serde(default = "zero_price")]
+    input_price: Spanned<f64>,
+    #[serde(default = "zero_price")]
+    output_price: Spanned<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    members: Spanned<Vec<Spanned<RawMember>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    model: Spanned<String>,
+    #[serde(default = "one")]
+    weight: Spanned<u32>,
+}
+
+fn zero_price() -> Spanned<f64> {
+    Spanned::new(0..0, 0.0)
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    name: String,
+    key_env: Option<Spanned<String>>,
+    key_sha256: Option<Spanned<String>>,
+}
+
+/// Parses and validates `text`. `env` looks up environment variables (provider and client keys).
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| error_at(text, e.span(), e.message()))?;
+    validate(text, raw, env)
+}
+
+fn validate(
+    text: &str,
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let err = |span: Range<usize>, msg: String| error_at(text, Some(span), msg);
+
+    let listen = match &raw.listen {
+        Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
+            err(l.span(), format!("listen: `{}` is not an address like 127.0.0.1:8080", l.get_ref()))
+        })?,
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    let driver = match raw.driver.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+        None | Some(("auto", _)) => Driver::Auto,
+        Some(("io_uring", _)) => Driver::IoUring,
+        Some(("epoll", _)) => Driver::Epoll,
+        Some((other, span)) => {
+            return Err(err(span, format!("driver: `{other}` is not one of auto, io_uring, epoll")));
+        }
+    };
+
+    let d = Limits::default();
+    let l = raw.limits;
+    let limits = Limits {
+        max_head_bytes: l.max_head_bytes.unwrap_or(d.max_head_bytes),
+        max_headers: l.max_headers.unwrap_or(d.max_headers),
+        max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
+        header_timeout_ms: l.header_timeout_ms.unwrap_or(d.header_timeout_ms),
+        body_timeout_ms: l.body_timeout_ms.unwrap_or(d.body_timeout_ms),
+        idle_timeout_ms: l.idle_timeout_ms.unwrap_or(d.idle_timeout_ms),
+        shutdown_grace_ms: l.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
+    };
+    if limits.max_head_bytes < 1024 || limits.max_headers == 0 {
+        return Err(error_at(text, None, "limits: max_head_bytes must be at least 1024 and max_headers at least 1"));
+    }
+    let d = UpstreamSettings::default();
+    let u = raw.upstream;
+    let upstream = UpstreamSettings {
+        connect_timeout_ms: u.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+        response_head_timeout_ms: u.response_head_timeout_ms.unwrap_or(d.response_head_timeout_ms),
+        body_read_timeout_ms: u.body_read_timeout_ms.unwrap_or(d.body_read_timeout_ms),
+        pool_idle_timeout_ms: u.pool_idle_timeout_ms.unwrap_or(d.pool_idle_timeout_ms),
+        max_idle_per_origin: u.max_idle_per_origin.unwrap_or(d.max_idle_per_origin),
+        extra_ca_files: u.extra_ca_files,
+    };
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (name, p) in &raw.providers {
+        let span = p.span();
+        let p = p.get_ref();
+        let protocol = match p.protocol.get_ref().as_str() {
+            "openai" => Protocol::OpenAi,
+            other => {
+                return Err(err(
+                    p.protocol.span(),
+                    format!("providers.{name}.protocol: `{other}` is not a supported protocol (supported: openai)"),
+                ));
+            }
+        };
+        let endpoint = match (&p.base_url, &p.mock) {
+            (Some(url), None) => parse_base_url(url.get_ref())
+                .map_err(|m| err(url.span(), format!("providers.{name}.base_url: {m}")))?,
+            (None, Some(m)) => Endpoint::Mock(MockSettings {
+                ttft_ms: m.ttft_ms,
+                token_gap_ms: m.token_gap_ms,
+                tokens: m.tokens.unwrap_or(16),
+            }),
+            _ => {
+                return Err(err(span, format!("providers.{name}: give exactly one of base_url or mock")));
+            }
+        };
+        let api_key = p.api_key_env.as_deref().and_then(env).filter(|k| !k.is_empty());
+        providers.push(Provider {
+            name: name.clone(),
+            protocol,
+            endpoint,
+            api_key_env: p.api_key_env.clone(),
+            api_key,
+        });
+    }
+
+    let mut models = Vec::with_capacity(raw.models.len());
+    for (name, m) in &raw.models {
+        let m = m.get_ref();
+        let provider = providers.iter().position(|p| p.name == *m.provider.get_ref()).ok_or_else(|| {
+            err(m.provider.span(), format!("models.{name}.provider: no provider named `{}`", m.provider.get_ref()))
+        })?;
+        for (field, price) in [("input_price", &m.input_price), ("output_price", &m.output_price)] {
+            if !(price.get_ref().is_finite() && *price.get_ref() >= 0.0) {
+                return Err(err(price.span(), format!("models.{name}.{field}: must be a non-negative number of USD per million tokens")));
+            }
+        }
+        models.push(Model {
+            name: name.clone(),
+            provider,
+            upstream: m.upstream.clone().unwrap_or_else(|| name.clone()),
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
+            input_price: *m.input_price.get_ref(),
+            output_price: *m.output_price.get_ref(),
+        });
+    }
+
+    let mut pools = Vec::with_capacity(raw.pools.len());
+    for (name, p) in &raw.pools {
+        if raw.models.contains_key(name) {
+            return Err(err(p.span(), format!("pools.{name}: a model has the same name; names must be unique")));
+        }
+        let p = p.get_ref();
+        if p.members.get_ref().is_empty() {
+            return Err(err(p.members.span(), format!("pools.{name}.members: a pool needs at least one member")));
+        }
+        let mut members = Vec::new();
+        for m in p.members.get_ref() {
+            let m = m.get_ref();
+            let model = models.iter().position(|x| x.name == *m.model.get_ref()).ok_or_else(|| {
+                err(m.model.span(), format!("pools.{name}: no model named `{}`", m.model.get_ref()))
+            })?;
+            if *m.weight.get_ref() == 0 {
+                return Err(err(m.weight.span(), format!("pools.{name}: weight must be at least 1")));
+            }
+            members.push(PoolMember { model, weight: *m.weight.get_ref() });
+        }
+        pools.push(Pool { name: name.clone(), members });
+    }
+
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    for k in &raw.keys {
+        let span = k.span();
+        let k = k.get_ref();
+        let sha256 = match (&k.key_env, &k.key_sha256) {
+            (Some(var), None) => {
+                let secret = env(var.get_ref()).filter(|s| !s.is_empty()).ok_or_else(|| {
+                    err(var.span(), format!("keys `{}`: environment variable {} is not set", k.name, var.get_ref()))
+                })?;
+                crate::keys::digest(&secret)
+            }
+            (None, Some(hex)) => crate::keys::parse_digest(hex.get_ref()).ok_or_else(|| {
+                err(hex.span(), format!("keys `{}`: key_sha256 must be 64 hex digits", k.name))
+            })?,
+            _ => return Err(err(span, format!("keys `{}`: give exactly one of key_env or key_sha256", k.name))),
+        };
+        keys.push(ClientKey { name: k.name.clone(), sha256 });
+    }
+    if keys.is_empty() && !listen.ip().is_loopback() && !raw.allow_unauthenticated {
+        let span = raw.listen.as_ref().map(|l| l.span());
+        return Err(error_at(
+            text,
+            span,
+            "no [[keys]] are configured and listen is not a loopback address: busbar refuses to \
+             serve unauthenticated on the network; add [[keys]] or set allow_unauthenticated = true",
+        ));
+    }
+
+    Ok(Config {
+        listen,
+        shards: raw.shards.unwrap_or(0),
+        driver,
+        limits,
+        upstream,
+        providers,
+        models,
+        pools,
+        keys,
+    })
+}
+
+fn parse_base_url(url: &str) -> Result<Endpoint, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("`{url}` must start with http:// or https://"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+        return Err(format!("`{url}` must be scheme://host[:port][/path], without credentials, query or fragment"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or_else(|| format!("`{url}` has an unclosed IPv6 literal"))?;
+        let after = &v6[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("`{url}`: junk after the IPv6 literal")),
+        };
+        (v6[..end].to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| format!("`{url}`: `{p}` is not a port number"))?,
+        None if tls => 443,
+        None => 80,
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    Ok(Endpoint::Http { tls, host, port, path_prefix: path.trim_end_matches('/').to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "OPENAI_API_KEY" => Some("sk-test".into()),
+            "APP_KEY" => Some("bb-secret".into()),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9999"
+shards = 2
+driver = "epoll"
+
+[limits]
+max_body_bytes = 1000
+
+[providers.openai]
+protocol = "openai"
+base_url = "https://api.openai.com/v1/"
+api_key_env = "OPENAI_API_KEY"
+
+[providers.local]
+protocol = "openai"
+base_url = "http://[::1]:8000"
+
+[providers.mock]
+protocol = "openai"
+mock = { ttft_ms = 5, tokens = 3 }
+
+[models.gpt-4o-mini]
+provider = "openai"
+context_window = 128000
+input_price = 0.15
+output_price = 0.6
+
+[models.small]
+provider = "local"
+upstream = "llama"
+
+[models.mock]
+provider = "mock"
+
+[pools.fast]
+members = [{ model = "gpt-4o-mini", weight = 3 }, { model = "small" }]
+
+[[keys]]
+name = "app"
+key_env = "APP_KEY"
+"#;
+
+    #[test]
+    fn good_config_resolves() {
+        let c = parse(GOOD, &env).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.driver, Driver::Epoll);
+        assert_eq!(c.limits.max_body_bytes, 1000);
+        assert_eq!(c.limits.max_headers, Limits::default().max_headers);
+        let openai = &c.providers[c.providers.iter().position(|p| p.name == "openai").unwrap()];
+        assert_eq!(openai.api_key.as_deref(), Some("sk-test"));
+        assert_eq!(
+            openai.endpoint,
+            Endpoint::Http { tls: true, host: "api.openai.com".into(), port: 443, path_prefix: "/v1".into() }
+        );
+        let local = c.providers.iter().find(|p| p.name == "local").unwrap();
+        assert_eq!(
+            local.endpoint,
+            Endpoint::Http { tls: false, host: "::1".into(), port: 8000, path_prefix: "".into() }
+        );
+        let small = c.models.iter().find(|m| m.name == "small").unwrap();
+        assert_eq!(small.upstream, "llama");
+        assert_eq!(c.pools[0].members.len(), 2);
+        assert_eq!(c.pools[0].members[0].weight, 3);
+        assert_eq!(c.pools[0].members[1].weight, 1);
+        assert_eq!(c.keys[0].sha256, crate::keys::digest("bb-secret"));
+    }
+
+    fn err_of(text: &str) -> ConfigError {
+        parse(text, &env).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = err_of("listen = \"127.0.0.1:1\"\n[providers.x]\nprotocol = \"openai\"\nbase_url = \"ftp://x\"\n");
+        assert_eq!((e.line, e.column), (Some(4), Some(12)), "{e}");
+        assert!(e.message.contains("http:// or https://"), "{e}");
+
+        let e = err_of("[models.m]\nprovider = \"nope\"\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("no provider named `nope`"), "{e}");
+
+        let e = err_of("bogus = 1\n");
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = err_of("shards = \"two\"\n");
+        assert_eq!(e.line, Some(1));
+
+        let e = err_of("[providers.m]\nprotocol = \"openai\"\nmock = {}\n[models.a]\nprovider = \"m\"\n[pools.p]\nmembers = [{ model = \"a\", weight = 0 }]\n");
+        assert_eq!(e.line, Some(7));
+        assert!(e.message.contains("weight"), "{e}");
+
+        let e = err_of("[[keys]]\nname = \"k\"\nkey_env = \"UNSET_VAR\"\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("UNSET_VAR is not set"), "{e}");
+
+        let e = err_of("listen = \"0.0.0.0:8080\"\n");
+        assert!(e.message.contains("unauthenticated"), "{e}");
+        assert!(parse("listen = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n", &env).is_ok());
+
+        let e = err_of("[providers.p]\nprotocol = \"grpc\"\nmock = {}\n");
+        assert_eq!((e.line, e.column), (Some(2), Some(12)));
+    }
+}
