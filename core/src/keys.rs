@@ -24,7 +24,13 @@ pub struct KeyTable {
 impl KeyTable {
     /// A table of `keys`; each digest maps to its index in the slice.
     pub fn new(keys: &[crate::config::ClientKey]) -> Self {
-        Self { by_digest: keys.iter().enumerate().map(|(i, k)| (k.sha256, i)).collect() }
+        Self {
+            by_digest: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.sha256, i))
+                .collect(),
+        }
     }
 
     /// Whether any key is configured (if not, the data plane is open).
@@ -46,8 +52,14 @@ mod tests {
     #[test]
     fn lookup_by_secret() {
         let keys = [
-            ClientKey { name: "a".into(), sha256: digest("one") },
-            ClientKey { name: "b".into(), sha256: parse_digest(&hex::encode(digest("two"))).unwrap() },
+            ClientKey {
+                name: "a".into(),
+                sha256: digest("one"),
+            },
+            ClientKey {
+                name: "b".into(),
+                sha256: parse_digest(&hex::encode(digest("two"))).unwrap(),
+            },
         ];
         let t = KeyTable::new(&keys);
         assert!(t.is_enabled());

@@ -1,1 +1,134 @@
-fn main() {}
+//! `busbar`: the gateway binary.
+//!
+//! ```text
+//!   busbar [--config FILE] [--listen ADDR] [--shards N] [--driver auto|io_uring|epoll]
+//!   busbar check FILE
+//! ```
+//!
+//! With no `--config`, busbar runs on the embedded default (the built-in mock model plus every
+//! known provider whose API key is in the environment).
+
+mod control;
+mod gateway;
+mod io;
+mod runtime;
+mod server;
+mod shard;
+mod upstream;
+
+use busbar_core::config::{self, Config, Driver};
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "busbar", version, about = "A thread-per-core LLM API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (TOML). Without it, the embedded default is used.
+    #[arg(long, short = 'c', global = true)]
+    config: Option<std::path::PathBuf>,
+    /// Override the listen address (e.g. 127.0.0.1:0 for a free port).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Override the shard count (0 = one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Override the I/O driver.
+    #[arg(long, value_parser = ["auto", "io_uring", "epoll"])]
+    driver: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and report errors with line and column.
+    Check {
+        /// The file to check.
+        file: std::path::PathBuf,
+    },
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            config::parse(&text, &env_lookup).map_err(|e| format!("{}: {e}", p.display()))
+        }
+        None => config::parse(&config::default_toml(&env_lookup), &env_lookup)
+            .map_err(|e| format!("{}: {e}", config::DEFAULT_SOURCE_NAME)),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BUSBAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::Check { file }) = &cli.command {
+        return match load(Some(file)) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} providers, {} models, {} pools, {} keys)",
+                    file.display(),
+                    c.providers.len(),
+                    c.models.len(),
+                    c.pools.len(),
+                    c.keys.len()
+                );
+                for p in c
+                    .providers
+                    .iter()
+                    .filter(|p| p.api_key_env.is_some() && p.api_key.is_none())
+                {
+                    println!(
+                        "warning: provider `{}`: {} is not set; its models will answer 503",
+                        p.name,
+                        p.api_key_env.as_deref().unwrap_or_default()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+
+    let mut config = match load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(s) = cli.shards {
+        config.shards = s;
+    }
+    if let Some(d) = cli.driver.as_deref() {
+        config.driver = match d {
+            "io_uring" => Driver::IoUring,
+            "epoll" => Driver::Epoll,
+            _ => Driver::Auto,
+        };
+    }
+    match runtime::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

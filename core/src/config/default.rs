@@ -102,7 +102,10 @@ mod tests {
     fn no_keys_gives_just_the_mock() {
         let none = |_: &str| None;
         let c = crate::config::parse(&default_toml(&none), &none).unwrap();
-        assert_eq!(c.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["mock"]);
+        assert_eq!(
+            c.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            ["mock"]
+        );
         assert!(c.keys.is_empty() && c.listen.ip().is_loopback());
     }
 

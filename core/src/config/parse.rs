@@ -44,7 +44,11 @@ fn error_at(text: &str, span: Option<Range<usize>>, message: impl Into<String>) 
         }
         None => (None, None),
     };
-    ConfigError { message: message.into(), line, column }
+    ConfigError {
+        message: message.into(),
+        line,
+        column,
+    }
 }
 
 #[derive(Deserialize)]
@@ -170,16 +174,29 @@ fn validate(
 
     let listen = match &raw.listen {
         Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
-            err(l.span(), format!("listen: `{}` is not an address like 127.0.0.1:8080", l.get_ref()))
+            err(
+                l.span(),
+                format!(
+                    "listen: `{}` is not an address like 127.0.0.1:8080",
+                    l.get_ref()
+                ),
+            )
         })?,
         None => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    let driver = match raw.driver.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
+    let driver = match raw
+        .driver
+        .as_ref()
+        .map(|d| (d.get_ref().as_str(), d.span()))
+    {
         None | Some(("auto", _)) => Driver::Auto,
         Some(("io_uring", _)) => Driver::IoUring,
         Some(("epoll", _)) => Driver::Epoll,
         Some((other, span)) => {
-            return Err(err(span, format!("driver: `{other}` is not one of auto, io_uring, epoll")));
+            return Err(err(
+                span,
+                format!("driver: `{other}` is not one of auto, io_uring, epoll"),
+            ));
         }
     };
 
@@ -195,13 +212,19 @@ fn validate(
         shutdown_grace_ms: l.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
     };
     if limits.max_head_bytes < 1024 || limits.max_headers == 0 {
-        return Err(error_at(text, None, "limits: max_head_bytes must be at least 1024 and max_headers at least 1"));
+        return Err(error_at(
+            text,
+            None,
+            "limits: max_head_bytes must be at least 1024 and max_headers at least 1",
+        ));
     }
     let d = UpstreamSettings::default();
     let u = raw.upstream;
     let upstream = UpstreamSettings {
         connect_timeout_ms: u.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
-        response_head_timeout_ms: u.response_head_timeout_ms.unwrap_or(d.response_head_timeout_ms),
+        response_head_timeout_ms: u
+            .response_head_timeout_ms
+            .unwrap_or(d.response_head_timeout_ms),
         body_read_timeout_ms: u.body_read_timeout_ms.unwrap_or(d.body_read_timeout_ms),
         pool_idle_timeout_ms: u.pool_idle_timeout_ms.unwrap_or(d.pool_idle_timeout_ms),
         max_idle_per_origin: u.max_idle_per_origin.unwrap_or(d.max_idle_per_origin),
@@ -217,7 +240,9 @@ fn validate(
             other => {
                 return Err(err(
                     p.protocol.span(),
-                    format!("providers.{name}.protocol: `{other}` is not a supported protocol (supported: openai)"),
+                    format!(
+                        "providers.{name}.protocol: `{other}` is not a supported protocol (supported: openai)"
+                    ),
                 ));
             }
         };
@@ -230,10 +255,17 @@ fn validate(
                 tokens: m.tokens.unwrap_or(16),
             }),
             _ => {
-                return Err(err(span, format!("providers.{name}: give exactly one of base_url or mock")));
+                return Err(err(
+                    span,
+                    format!("providers.{name}: give exactly one of base_url or mock"),
+                ));
             }
         };
-        let api_key = p.api_key_env.as_deref().and_then(env).filter(|k| !k.is_empty());
+        let api_key = p
+            .api_key_env
+            .as_deref()
+            .and_then(env)
+            .filter(|k| !k.is_empty());
         providers.push(Provider {
             name: name.clone(),
             protocol,
@@ -246,12 +278,29 @@ fn validate(
     let mut models = Vec::with_capacity(raw.models.len());
     for (name, m) in &raw.models {
         let m = m.get_ref();
-        let provider = providers.iter().position(|p| p.name == *m.provider.get_ref()).ok_or_else(|| {
-            err(m.provider.span(), format!("models.{name}.provider: no provider named `{}`", m.provider.get_ref()))
-        })?;
-        for (field, price) in [("input_price", &m.input_price), ("output_price", &m.output_price)] {
+        let provider = providers
+            .iter()
+            .position(|p| p.name == *m.provider.get_ref())
+            .ok_or_else(|| {
+                err(
+                    m.provider.span(),
+                    format!(
+                        "models.{name}.provider: no provider named `{}`",
+                        m.provider.get_ref()
+                    ),
+                )
+            })?;
+        for (field, price) in [
+            ("input_price", &m.input_price),
+            ("output_price", &m.output_price),
+        ] {
             if !(price.get_ref().is_finite() && *price.get_ref() >= 0.0) {
-                return Err(err(price.span(), format!("models.{name}.{field}: must be a non-negative number of USD per million tokens")));
+                return Err(err(
+                    price.span(),
+                    format!(
+                        "models.{name}.{field}: must be a non-negative number of USD per million tokens"
+                    ),
+                ));
             }
         }
         models.push(Model {
@@ -268,24 +317,45 @@ fn validate(
     let mut pools = Vec::with_capacity(raw.pools.len());
     for (name, p) in &raw.pools {
         if raw.models.contains_key(name) {
-            return Err(err(p.span(), format!("pools.{name}: a model has the same name; names must be unique")));
+            return Err(err(
+                p.span(),
+                format!("pools.{name}: a model has the same name; names must be unique"),
+            ));
         }
         let p = p.get_ref();
         if p.members.get_ref().is_empty() {
-            return Err(err(p.members.span(), format!("pools.{name}.members: a pool needs at least one member")));
+            return Err(err(
+                p.members.span(),
+                format!("pools.{name}.members: a pool needs at least one member"),
+            ));
         }
         let mut members = Vec::new();
         for m in p.members.get_ref() {
             let m = m.get_ref();
-            let model = models.iter().position(|x| x.name == *m.model.get_ref()).ok_or_else(|| {
-                err(m.model.span(), format!("pools.{name}: no model named `{}`", m.model.get_ref()))
-            })?;
+            let model = models
+                .iter()
+                .position(|x| x.name == *m.model.get_ref())
+                .ok_or_else(|| {
+                    err(
+                        m.model.span(),
+                        format!("pools.{name}: no model named `{}`", m.model.get_ref()),
+                    )
+                })?;
             if *m.weight.get_ref() == 0 {
-                return Err(err(m.weight.span(), format!("pools.{name}: weight must be at least 1")));
+                return Err(err(
+                    m.weight.span(),
+                    format!("pools.{name}: weight must be at least 1"),
+                ));
             }
-            members.push(PoolMember { model, weight: *m.weight.get_ref() });
+            members.push(PoolMember {
+                model,
+                weight: *m.weight.get_ref(),
+            });
         }
-        pools.push(Pool { name: name.clone(), members });
+        pools.push(Pool {
+            name: name.clone(),
+            members,
+        });
     }
 
     let mut keys = Vec::with_capacity(raw.keys.len());
@@ -294,17 +364,40 @@ fn validate(
         let k = k.get_ref();
         let sha256 = match (&k.key_env, &k.key_sha256) {
             (Some(var), None) => {
-                let secret = env(var.get_ref()).filter(|s| !s.is_empty()).ok_or_else(|| {
-                    err(var.span(), format!("keys `{}`: environment variable {} is not set", k.name, var.get_ref()))
-                })?;
+                let secret = env(var.get_ref())
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        err(
+                            var.span(),
+                            format!(
+                                "keys `{}`: environment variable {} is not set",
+                                k.name,
+                                var.get_ref()
+                            ),
+                        )
+                    })?;
                 crate::keys::digest(&secret)
             }
             (None, Some(hex)) => crate::keys::parse_digest(hex.get_ref()).ok_or_else(|| {
-                err(hex.span(), format!("keys `{}`: key_sha256 must be 64 hex digits", k.name))
+                err(
+                    hex.span(),
+                    format!("keys `{}`: key_sha256 must be 64 hex digits", k.name),
+                )
             })?,
-            _ => return Err(err(span, format!("keys `{}`: give exactly one of key_env or key_sha256", k.name))),
+            _ => {
+                return Err(err(
+                    span,
+                    format!(
+                        "keys `{}`: give exactly one of key_env or key_sha256",
+                        k.name
+                    ),
+                ));
+            }
         };
-        keys.push(ClientKey { name: k.name.clone(), sha256 });
+        keys.push(ClientKey {
+            name: k.name.clone(),
+            sha256,
+        });
     }
     if keys.is_empty() && !listen.ip().is_loopback() && !raw.allow_unauthenticated {
         let span = raw.listen.as_ref().map(|l| l.span());
@@ -342,10 +435,14 @@ fn parse_base_url(url: &str) -> Result<Endpoint, String> {
         None => (rest, ""),
     };
     if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-        return Err(format!("`{url}` must be scheme://host[:port][/path], without credentials, query or fragment"));
+        return Err(format!(
+            "`{url}` must be scheme://host[:port][/path], without credentials, query or fragment"
+        ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let end = v6.find(']').ok_or_else(|| format!("`{url}` has an unclosed IPv6 literal"))?;
+        let end = v6
+            .find(']')
+            .ok_or_else(|| format!("`{url}` has an unclosed IPv6 literal"))?;
         let after = &v6[end + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
@@ -360,14 +457,21 @@ fn parse_base_url(url: &str) -> Result<Endpoint, String> {
         }
     };
     let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| format!("`{url}`: `{p}` is not a port number"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("`{url}`: `{p}` is not a port number"))?,
         None if tls => 443,
         None => 80,
     };
     if host.is_empty() {
         return Err(format!("`{url}` has no host"));
     }
-    Ok(Endpoint::Http { tls, host, port, path_prefix: path.trim_end_matches('/').to_string() })
+    Ok(Endpoint::Http {
+        tls,
+        host,
+        port,
+        path_prefix: path.trim_end_matches('/').to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -436,12 +540,22 @@ key_env = "APP_KEY"
         assert_eq!(openai.api_key.as_deref(), Some("sk-test"));
         assert_eq!(
             openai.endpoint,
-            Endpoint::Http { tls: true, host: "api.openai.com".into(), port: 443, path_prefix: "/v1".into() }
+            Endpoint::Http {
+                tls: true,
+                host: "api.openai.com".into(),
+                port: 443,
+                path_prefix: "/v1".into()
+            }
         );
         let local = c.providers.iter().find(|p| p.name == "local").unwrap();
         assert_eq!(
             local.endpoint,
-            Endpoint::Http { tls: false, host: "::1".into(), port: 8000, path_prefix: "".into() }
+            Endpoint::Http {
+                tls: false,
+                host: "::1".into(),
+                port: 8000,
+                path_prefix: "".into()
+            }
         );
         let small = c.models.iter().find(|m| m.name == "small").unwrap();
         assert_eq!(small.upstream, "llama");
@@ -457,7 +571,9 @@ key_env = "APP_KEY"
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = err_of("listen = \"127.0.0.1:1\"\n[providers.x]\nprotocol = \"openai\"\nbase_url = \"ftp://x\"\n");
+        let e = err_of(
+            "listen = \"127.0.0.1:1\"\n[providers.x]\nprotocol = \"openai\"\nbase_url = \"ftp://x\"\n",
+        );
         assert_eq!((e.line, e.column), (Some(4), Some(12)), "{e}");
         assert!(e.message.contains("http:// or https://"), "{e}");
 
@@ -472,7 +588,9 @@ key_env = "APP_KEY"
         let e = err_of("shards = \"two\"\n");
         assert_eq!(e.line, Some(1));
 
-        let e = err_of("[providers.m]\nprotocol = \"openai\"\nmock = {}\n[models.a]\nprovider = \"m\"\n[pools.p]\nmembers = [{ model = \"a\", weight = 0 }]\n");
+        let e = err_of(
+            "[providers.m]\nprotocol = \"openai\"\nmock = {}\n[models.a]\nprovider = \"m\"\n[pools.p]\nmembers = [{ model = \"a\", weight = 0 }]\n",
+        );
         assert_eq!(e.line, Some(7));
         assert!(e.message.contains("weight"), "{e}");
 
@@ -482,7 +600,13 @@ key_env = "APP_KEY"
 
         let e = err_of("listen = \"0.0.0.0:8080\"\n");
         assert!(e.message.contains("unauthenticated"), "{e}");
-        assert!(parse("listen = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n", &env).is_ok());
+        assert!(
+            parse(
+                "listen = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n",
+                &env
+            )
+            .is_ok()
+        );
 
         let e = err_of("[providers.p]\nprotocol = \"grpc\"\nmock = {}\n");
         assert_eq!((e.line, e.column), (Some(2), Some(12)));

@@ -14,7 +14,11 @@ impl SmoothWeighted {
     pub fn new(weights: &[u32]) -> Self {
         let weights: Vec<i64> = weights.iter().map(|&w| i64::from(w.max(1))).collect();
         let total = weights.iter().sum();
-        Self { current: vec![0; weights.len()], weights, total }
+        Self {
+            current: vec![0; weights.len()],
+            weights,
+            total,
+        }
     }
 
     /// The next member's index. Panics never; an empty rotation yields `None`.
@@ -33,7 +37,9 @@ impl SmoothWeighted {
 
     /// The next pick first, then every other member by descending weight, as fallbacks.
     pub fn order(&mut self) -> Vec<usize> {
-        let Some(first) = self.pick() else { return Vec::new() };
+        let Some(first) = self.pick() else {
+            return Vec::new();
+        };
         let mut rest: Vec<usize> = (0..self.weights.len()).filter(|&i| i != first).collect();
         rest.sort_by_key(|&i| std::cmp::Reverse(self.weights[i]));
         let mut out = Vec::with_capacity(self.weights.len());

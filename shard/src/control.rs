@@ -1,0 +1,69 @@
+//! The control plane's link to the shards: one bounded crossbeam channel per shard plus a
+//! doorbell (a socketpair) that wakes the shard's event loop when a message is waiting.
+//!
+//! ```text
+//!   signal thread ─┐                      ┌─> shard 0: doorbell task drains its channel
+//!   dns thread   ──┼─> Mailbox::send ─────┼─> shard 1
+//!                  └─ (never blocks)      └─> ...
+//! ```
+//!
+//! A sender never blocks: a full channel is counted and reported, and a doorbell whose socket
+//! buffer is full already has a wake-up pending.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A message from the control plane to a shard.
+#[derive(Debug, Clone)]
+pub(crate) enum ShardMsg {
+    /// Stop accepting, finish in-flight requests within the grace period, exit.
+    Shutdown,
+    /// Fresh addresses for a provider (index into `Config::providers`).
+    Resolved {
+        provider: usize,
+        addrs: Vec<SocketAddr>,
+    },
+}
+
+/// Messages dropped because a shard's channel was full.
+pub(crate) static CHANNEL_FULL: AtomicU64 = AtomicU64::new(0);
+
+/// The sending side of one shard's mailbox.
+pub(crate) struct Mailbox {
+    tx: Sender<ShardMsg>,
+    bell: UnixStream,
+}
+
+/// The receiving side, handed to the shard thread.
+pub(crate) struct Inbox {
+    pub(crate) rx: Receiver<ShardMsg>,
+    pub(crate) bell: UnixStream,
+}
+
+/// A mailbox pair with room for `capacity` messages.
+pub(crate) fn mailbox(capacity: usize) -> std::io::Result<(Mailbox, Inbox)> {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let (a, b) = UnixStream::pair()?;
+    a.set_nonblocking(true)?;
+    b.set_nonblocking(true)?;
+    Ok((Mailbox { tx, bell: a }, Inbox { rx, bell: b }))
+}
+
+impl Mailbox {
+    /// Queues `msg` and rings the doorbell. Never blocks.
+    pub(crate) fn send(&self, msg: ShardMsg) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                CHANNEL_FULL.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("control -> shard channel full; message dropped");
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+        // WouldBlock means a wake-up is already pending; any other error means the shard is gone.
+        let _ = (&self.bell).write(&[1]);
+    }
+}

@@ -1,0 +1,229 @@
+//! Relaying a provider's response to the client as it arrives: never buffered whole, written
+//! out after every read.
+//!
+//! ```text
+//!   provider framing   client HTTP/1.1                  client HTTP/1.0
+//!   Content-Length     same bytes, same length          same
+//!   chunked            same bytes (decoder only watches) de-chunked, then close
+//!   until-close        re-framed as chunked             same bytes, then close
+//! ```
+//!
+//! The connection goes back to the pool only when its body ended cleanly on its own framing.
+//! If the client goes away mid-body the provider connection is dropped at once.
+
+use crate::io::write_all;
+use crate::server::respond::reason;
+use crate::shard::Shard;
+use crate::upstream::Response;
+use busbar_codec::http1::{BodyFraming, ChunkedDecoder, is_hop_by_hop};
+use monoio::net::TcpStream;
+
+enum Mode {
+    Empty,
+    Length { remaining: u64 },
+    ChunkedPass(ChunkedDecoder),
+    ChunkedDecode(ChunkedDecoder),
+    CloseWrap,
+    CloseRaw,
+}
+
+/// What the relay did with a piece of upstream bytes.
+struct Step {
+    /// Whether the body is complete.
+    done: bool,
+    /// Whether bytes past the end of the body arrived (the connection cannot be reused).
+    excess: bool,
+}
+
+impl Mode {
+    /// Moves the body bytes of `input` into `out`, framed for the client.
+    fn step(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<Step, ()> {
+        match self {
+            Mode::Empty => Ok(Step {
+                done: true,
+                excess: !input.is_empty(),
+            }),
+            Mode::Length { remaining } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                out.extend_from_slice(&input[..take]);
+                *remaining -= take as u64;
+                Ok(Step {
+                    done: *remaining == 0,
+                    excess: take < input.len(),
+                })
+            }
+            Mode::ChunkedPass(d) => {
+                let used = d.feed(input, |_| {}).map_err(|_| ())?;
+                out.extend_from_slice(&input[..used]);
+                Ok(Step {
+                    done: d.is_done(),
+                    excess: used < input.len(),
+                })
+            }
+            Mode::ChunkedDecode(d) => {
+                let used = d
+                    .feed(input, |data| out.extend_from_slice(data))
+                    .map_err(|_| ())?;
+                Ok(Step {
+                    done: d.is_done(),
+                    excess: used < input.len(),
+                })
+            }
+            Mode::CloseWrap => {
+                if !input.is_empty() {
+                    out.extend_from_slice(format!("{:x}\r\n", input.len()).as_bytes());
+                    out.extend_from_slice(input);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Ok(Step {
+                    done: false,
+                    excess: false,
+                })
+            }
+            Mode::CloseRaw => {
+                out.extend_from_slice(input);
+                Ok(Step {
+                    done: false,
+                    excess: false,
+                })
+            }
+        }
+    }
+
+    /// Whether the client connection must close after this response.
+    fn closes_client(&self) -> bool {
+        matches!(self, Mode::ChunkedDecode(_) | Mode::CloseRaw)
+    }
+}
+
+/// Relays `resp` to the client. Returns whether the client connection can carry another request.
+pub(super) async fn relay(
+    shard: &Shard,
+    client: &mut TcpStream,
+    provider: usize,
+    resp: Response,
+    client_minor: u8,
+    keep_alive: bool,
+) -> bool {
+    let Response {
+        mut stream,
+        head,
+        buffered,
+    } = resp;
+    let http11 = client_minor == 1;
+    let mut mode = match head.framing {
+        BodyFraming::Empty => Mode::Empty,
+        BodyFraming::Length(n) => Mode::Length { remaining: n },
+        BodyFraming::Chunked if http11 => Mode::ChunkedPass(ChunkedDecoder::new()),
+        BodyFraming::Chunked => Mode::ChunkedDecode(ChunkedDecoder::new()),
+        BodyFraming::Close if http11 => Mode::CloseWrap,
+        BodyFraming::Close => Mode::CloseRaw,
+    };
+    let keep_client = keep_alive && !mode.closes_client();
+
+    let mut out = Vec::with_capacity(1024 + buffered.len());
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {}\r\n",
+            head.status,
+            if head.reason.is_empty() {
+                reason(head.status)
+            } else {
+                &head.reason
+            }
+        )
+        .as_bytes(),
+    );
+    let listed: Vec<&[u8]> = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .map(|t| t.trim_ascii())
+        .collect();
+    for (name, value) in &head.headers {
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-length")
+            || listed
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match (&mode, head.framing) {
+        (Mode::Length { .. }, BodyFraming::Length(n)) => {
+            out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
+        }
+        (Mode::ChunkedPass(_) | Mode::CloseWrap, _) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n")
+        }
+        (Mode::Empty, _) => {
+            if let Some(v) = head.header("content-length") {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        _ => {}
+    }
+    if !keep_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut reusable = head.keep_alive;
+    let Ok(mut step) = mode.step(&buffered, &mut out) else {
+        return false;
+    };
+    reusable &= !step.excess;
+    let (res, mut out) = write_all(client, out).await;
+    if res.is_err() {
+        return false;
+    }
+    let mut buf = buffered;
+    while !step.done {
+        buf.clear();
+        let (res, b) = shard.upstream.read_body(&mut stream, buf).await;
+        buf = b;
+        match res {
+            Ok(0) => {
+                if matches!(mode, Mode::CloseWrap | Mode::CloseRaw) {
+                    if matches!(mode, Mode::CloseWrap) {
+                        let _ = write_all(client, b"0\r\n\r\n".to_vec()).await;
+                    }
+                    return keep_client;
+                }
+                // The provider ended the body early: the client must see a broken response,
+                // not a short one that looks whole.
+                tracing::debug!(shard = shard.id, "provider closed mid-body");
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(shard = shard.id, "reading provider body failed: {e}");
+                return false;
+            }
+        }
+        out.clear();
+        step = match mode.step(&buf, &mut out) {
+            Ok(s) => s,
+            Err(()) => return false,
+        };
+        reusable &= !step.excess;
+        let (res, o) = write_all(client, out).await;
+        out = o;
+        if res.is_err() {
+            return false;
+        }
+    }
+    if reusable {
+        shard.upstream.checkin(provider, stream);
+    }
+    keep_client
+}

@@ -1,0 +1,232 @@
+//! Start-up: one pinned thread per shard, each running its own monoio runtime, plus the
+//! control threads (signals, DNS refresh). Returns when every shard has drained and stopped.
+//!
+//! ```text
+//!   main ── resolve providers, build TLS config
+//!     ├── busbar-shard-0  (pinned, own SO_REUSEPORT listener)  binds first: learns the port
+//!     ├── busbar-shard-1..N                                      bind the same port
+//!     ├── busbar-signals  SIGTERM/SIGINT -> Shutdown to every shard (second signal: exit now)
+//!     └── busbar-dns      re-resolves provider hosts -> Resolved to every shard
+//! ```
+
+use crate::control::{Inbox, Mailbox, ShardMsg, mailbox};
+use crate::shard::{self, ShardInit};
+use crate::upstream::tls;
+use busbar_core::config::{Config, Driver, Endpoint};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Which driver a shard actually runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActualDriver {
+    IoUring,
+    Epoll,
+}
+
+impl ActualDriver {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActualDriver::IoUring => "io_uring",
+            ActualDriver::Epoll => "epoll",
+        }
+    }
+}
+
+fn choose_driver(d: Driver) -> Result<ActualDriver, String> {
+    let uring = monoio::utils::detect_uring();
+    match d {
+        Driver::Auto if uring => Ok(ActualDriver::IoUring),
+        Driver::Auto | Driver::Epoll => Ok(ActualDriver::Epoll),
+        Driver::IoUring if uring => Ok(ActualDriver::IoUring),
+        Driver::IoUring => Err(
+            "driver = \"io_uring\" but this kernel does not offer io_uring; use auto or epoll"
+                .into(),
+        ),
+    }
+}
+
+/// Resolves every HTTP provider's host (blocking; only on control threads).
+fn resolve_all(config: &Config) -> Vec<Vec<SocketAddr>> {
+    config
+        .providers
+        .iter()
+        .map(|p| match &p.endpoint {
+            Endpoint::Http { host, port, .. } => match (host.as_str(), *port).to_socket_addrs() {
+                Ok(a) => a.collect(),
+                Err(e) => {
+                    tracing::warn!(provider = %p.name, %host, "cannot resolve provider host: {e}");
+                    Vec::new()
+                }
+            },
+            Endpoint::Mock(_) => Vec::new(),
+        })
+        .collect()
+}
+
+/// Runs the gateway until it is told to stop.
+pub(crate) fn run(config: Config) -> Result<(), String> {
+    let driver = choose_driver(config.driver)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let count = match config.shards {
+        0 => cores.len().max(1),
+        n => n,
+    };
+    let tls = tls::client_config(&config.upstream.extra_ca_files)?;
+    let config = Arc::new(config);
+    let addrs = resolve_all(&config);
+
+    let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(count);
+    let mut inboxes: Vec<Inbox> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (m, i) = mailbox(1024).map_err(|e| format!("cannot create shard mailbox: {e}"))?;
+        mailboxes.push(m);
+        inboxes.push(i);
+    }
+
+    let mut handles = Vec::with_capacity(count);
+    let mut listen = config.listen;
+    for (id, inbox) in inboxes.into_iter().enumerate() {
+        let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel(1);
+        let init = ShardInit {
+            id,
+            listen,
+            config: Arc::clone(&config),
+            tls: Arc::clone(&tls),
+            addrs: addrs.clone(),
+            inbox,
+            bound: bound_tx,
+        };
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("busbar-shard-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        tracing::warn!(shard = id, "could not pin shard to core {}", core.id);
+                    }
+                }
+                run_shard(driver, init)
+            })
+            .map_err(|e| format!("cannot start shard thread: {e}"))?;
+        match bound_rx.recv() {
+            Ok(Ok(addr)) => listen = addr,
+            Ok(Err(e)) => return Err(format!("cannot listen on {listen}: {e}")),
+            Err(_) => return Err(format!("shard {id} failed to start")),
+        }
+        handles.push(handle);
+    }
+
+    let mailboxes = Arc::new(mailboxes);
+    start_signal_thread(Arc::clone(&mailboxes))?;
+    start_dns_thread(Arc::clone(&config), Arc::clone(&mailboxes));
+
+    println!(
+        "busbar: listening on {listen} (shards={count}, driver={})",
+        driver.as_str()
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let mut failed = false;
+    for h in handles {
+        failed |= h.join().is_err();
+    }
+    if failed {
+        return Err("a shard thread panicked".into());
+    }
+    tracing::info!("all shards stopped; exiting");
+    Ok(())
+}
+
+fn run_shard(driver: ActualDriver, init: ShardInit) {
+    let entries = 4096;
+    match driver {
+        ActualDriver::IoUring => {
+            match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(entries)
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(shard::serve(init)),
+                Err(e) => {
+                    let _ = init.bound.send(Err(e));
+                }
+            }
+        }
+        ActualDriver::Epoll => {
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .with_entries(entries)
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(shard::serve(init)),
+                Err(e) => {
+                    let _ = init.bound.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+fn start_signal_thread(mailboxes: Arc<Vec<Mailbox>>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("busbar-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    tracing::warn!("second signal: exiting without waiting for in-flight requests");
+                    std::process::exit(130);
+                }
+                tracing::info!(
+                    signal = sig,
+                    "shutting down: no new connections, draining in-flight requests"
+                );
+                for m in mailboxes.iter() {
+                    m.send(ShardMsg::Shutdown);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    Ok(())
+}
+
+fn start_dns_thread(config: Arc<Config>, mailboxes: Arc<Vec<Mailbox>>) {
+    let has_names = config.providers.iter().any(|p| match &p.endpoint {
+        Endpoint::Http { host, .. } => host.parse::<std::net::IpAddr>().is_err(),
+        Endpoint::Mock(_) => false,
+    });
+    if !has_names {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("busbar-dns".into())
+        .spawn(move || {
+            let mut last = resolve_all(&config);
+            loop {
+                std::thread::sleep(DNS_REFRESH);
+                let now = resolve_all(&config);
+                for (i, (old, new)) in last.iter().zip(&now).enumerate() {
+                    if !new.is_empty() && old != new {
+                        for m in mailboxes.iter() {
+                            m.send(ShardMsg::Resolved {
+                                provider: i,
+                                addrs: new.clone(),
+                            });
+                        }
+                    }
+                }
+                last = now;
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start DNS refresh thread: {e}");
+    }
+}

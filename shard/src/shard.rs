@@ -1,0 +1,171 @@
+//! One shard: its listener, its connections, its upstream pools and its view of the config.
+//! Everything here is owned by one thread; shared state is `Rc`/`Cell`/`RefCell`.
+//!
+//! ```text
+//!   serve(): bind (SO_REUSEPORT) -> report the address -> loop { accept | doorbell }
+//!            on Shutdown: drop the listener, wait for in-flight requests (grace period), return
+//! ```
+
+use crate::control::{Inbox, ShardMsg};
+use crate::server::conn::serve_conn;
+use crate::upstream::Upstream;
+use busbar_core::config::Config;
+use busbar_core::keys::KeyTable;
+use busbar_core::route::{Names, SmoothWeighted};
+use monoio::io::AsyncReadRent;
+use monoio::net::{ListenerOpts, TcpListener, UnixStream};
+use monoio::time::Instant;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+/// What a shard thread is started with (all `Send`).
+pub(crate) struct ShardInit {
+    pub(crate) id: usize,
+    pub(crate) listen: SocketAddr,
+    pub(crate) config: Arc<Config>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) addrs: Vec<Vec<SocketAddr>>,
+    pub(crate) inbox: Inbox,
+    pub(crate) bound: SyncSender<std::io::Result<SocketAddr>>,
+}
+
+/// A shard's state, shared by its tasks.
+pub(crate) struct Shard {
+    pub(crate) id: usize,
+    pub(crate) config: Arc<Config>,
+    pub(crate) names: Names,
+    pub(crate) keys: KeyTable,
+    pub(crate) rotations: Vec<RefCell<SmoothWeighted>>,
+    pub(crate) upstream: Upstream,
+    /// Requests between head and end of response.
+    pub(crate) in_flight: Cell<usize>,
+    /// Open client connections.
+    pub(crate) open_conns: Cell<usize>,
+    /// Set on shutdown: finish what is in flight, keep nothing alive.
+    pub(crate) draining: Cell<bool>,
+    /// Sequence for ids this shard mints.
+    pub(crate) seq: Cell<u64>,
+}
+
+impl Shard {
+    pub(crate) fn next_seq(&self) -> u64 {
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        n
+    }
+}
+
+/// Runs the shard until it has been told to stop and has drained.
+pub(crate) async fn serve(init: ShardInit) {
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(4096);
+    let listener = match TcpListener::bind_with_config(init.listen, &opts) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = init.bound.send(Err(e));
+            return;
+        }
+    };
+    let bell = match UnixStream::from_std(init.inbox.bell) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = init.bound.send(Err(e));
+            return;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(init.listen);
+    let config = init.config;
+    let shard = Rc::new(Shard {
+        id: init.id,
+        names: Names::new(&config),
+        keys: KeyTable::new(&config.keys),
+        rotations: config
+            .pools
+            .iter()
+            .map(|p| {
+                RefCell::new(SmoothWeighted::new(
+                    &p.members.iter().map(|m| m.weight).collect::<Vec<_>>(),
+                ))
+            })
+            .collect(),
+        upstream: Upstream::new(&config, init.tls, init.addrs),
+        config,
+        in_flight: Cell::new(0),
+        open_conns: Cell::new(0),
+        draining: Cell::new(false),
+        seq: Cell::new(0),
+    });
+    let _ = init.bound.send(Ok(local));
+    monoio::spawn(sweep_idle(Rc::clone(&shard)));
+
+    let rx = init.inbox.rx;
+    let mut bell_wait = Box::pin(ring(bell));
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    monoio::spawn(serve_conn(Rc::clone(&shard), stream));
+                }
+                Err(e) => {
+                    tracing::warn!(shard = shard.id, "accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+            },
+            bell = &mut bell_wait => {
+                let mut stop = false;
+                while let Ok(msg) = rx.try_recv() {
+                    match msg {
+                        ShardMsg::Shutdown => stop = true,
+                        ShardMsg::Resolved { provider, addrs } => shard.upstream.set_addrs(provider, addrs),
+                    }
+                }
+                if stop {
+                    break;
+                }
+                bell_wait = Box::pin(ring(bell));
+            }
+        }
+    }
+
+    drop(listener);
+    shard.draining.set(true);
+    let grace = Duration::from_millis(shard.config.limits.shutdown_grace_ms);
+    let deadline = Instant::now() + grace;
+    while shard.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if shard.in_flight.get() > 0 {
+        tracing::warn!(
+            shard = shard.id,
+            in_flight = shard.in_flight.get(),
+            "grace period over; dropping requests"
+        );
+    }
+}
+
+/// Waits for the doorbell, consumes what is rung, and hands the socket back.
+async fn ring(mut bell: UnixStream) -> UnixStream {
+    let buf = vec![0u8; 64];
+    let (res, _) = bell.read(buf).await;
+    if let Ok(0) | Err(_) = res {
+        // The control side is gone: nothing will ever ring again. Park this future forever
+        // rather than spin.
+        std::future::pending::<()>().await;
+    }
+    bell
+}
+
+/// Drops idle upstream connections past their keep-alive time.
+async fn sweep_idle(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.config.upstream.pool_idle_timeout_ms.clamp(100, 5_000));
+    loop {
+        monoio::time::sleep(every).await;
+        shard.upstream.sweep(Instant::now());
+    }
+}

@@ -1,0 +1,334 @@
+//! The upstream HTTP/1.1 client of one shard: a keep-alive pool per provider origin, plain or
+//! TLS connections, deadlines for connect and for the response head.
+//!
+//! ```text
+//!   exchange(): idle conn from the pool? -- write request -- read head (deadline)
+//!                 \-- none / stale --> connect (deadline: TCP + TLS) --/
+//!   the caller relays the body and hands the connection back with `checkin` if reusable
+//! ```
+//!
+//! A pooled connection the provider closed while idle shows up as a write error or an EOF
+//! before any byte of a response; that exchange is retried once on a fresh connection. Nothing
+//! else is retried here: failover between providers is the gateway's decision.
+
+mod stream;
+pub(crate) mod tls;
+
+pub(crate) use stream::UpstreamStream;
+
+use crate::io::{read_append, write_all};
+use busbar_codec::http1::{ResponseError, ResponseHead, parse_response_head};
+use busbar_core::config::{Config, Endpoint, UpstreamSettings};
+use monoio::net::TcpStream;
+use monoio::time::{Instant, timeout, timeout_at};
+use rustls_pki_types::ServerName;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why an exchange with a provider failed before its response head arrived.
+#[derive(Debug, Error)]
+pub(crate) enum UpstreamError {
+    /// The host has no known address (DNS failed or has not answered yet).
+    #[error("cannot resolve {0}")]
+    NoAddress(String),
+    /// TCP connect failed.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    /// TCP connect or TLS handshake did not finish in time.
+    #[error("connecting to {0} timed out after {1} ms")]
+    ConnectTimeout(String, u64),
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(String, String),
+    /// Writing the request failed.
+    #[error("sending the request to {0} failed: {1}")]
+    Send(String, std::io::Error),
+    /// No response head within the deadline.
+    #[error("{0} did not answer within {1} ms")]
+    HeadTimeout(String, u64),
+    /// The connection closed or failed before a whole response head arrived.
+    #[error("{0} closed the connection before answering")]
+    Closed(String),
+    /// The response head was not valid HTTP/1.1.
+    #[error("{1} (from {0})")]
+    BadHead(String, ResponseError),
+}
+
+impl UpstreamError {
+    /// Whether the request may have reached the provider (then it must not be resent elsewhere
+    /// blindly: it may already be generating, and billing).
+    pub(crate) fn request_sent(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::HeadTimeout(..) | UpstreamError::Closed(_) | UpstreamError::BadHead(..)
+        )
+    }
+
+    /// Whether this is a timeout (504) rather than a failure (502).
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout(..) | UpstreamError::HeadTimeout(..)
+        )
+    }
+}
+
+struct Idle {
+    stream: UpstreamStream,
+    since: Instant,
+}
+
+struct Origin {
+    label: String,
+    host_header: String,
+    server_name: Option<ServerName<'static>>,
+    addrs: RefCell<Vec<SocketAddr>>,
+    next_addr: Cell<usize>,
+    idle: RefCell<Vec<Idle>>,
+}
+
+/// A response whose head has arrived; the body follows on `stream`.
+pub(crate) struct Response {
+    pub(crate) stream: UpstreamStream,
+    pub(crate) head: ResponseHead,
+    /// Bytes read after the head (the start of the body).
+    pub(crate) buffered: Vec<u8>,
+}
+
+/// Per-shard upstream state.
+pub(crate) struct Upstream {
+    settings: UpstreamSettings,
+    tls: monoio_rustls::TlsConnector,
+    origins: Vec<Option<Origin>>,
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        config: &Config,
+        tls: Arc<rustls::ClientConfig>,
+        addrs: Vec<Vec<SocketAddr>>,
+    ) -> Self {
+        let origins = config
+            .providers
+            .iter()
+            .zip(addrs)
+            .map(|(p, addrs)| match &p.endpoint {
+                Endpoint::Http {
+                    tls, host, port, ..
+                } => {
+                    let default_port = if *tls { 443 } else { 80 };
+                    let host_part = if host.contains(':') {
+                        format!("[{host}]")
+                    } else {
+                        host.clone()
+                    };
+                    let host_header = if *port == default_port {
+                        host_part.clone()
+                    } else {
+                        format!("{host_part}:{port}")
+                    };
+                    Some(Origin {
+                        label: format!(
+                            "{} ({}{host_header})",
+                            p.name,
+                            if *tls { "https://" } else { "http://" }
+                        ),
+                        host_header,
+                        server_name: if *tls {
+                            ServerName::try_from(host.clone()).ok()
+                        } else {
+                            None
+                        },
+                        addrs: RefCell::new(addrs),
+                        next_addr: Cell::new(0),
+                        idle: RefCell::new(Vec::new()),
+                    })
+                }
+                Endpoint::Mock(_) => None,
+            })
+            .collect();
+        Self {
+            settings: config.upstream.clone(),
+            tls: monoio_rustls::TlsConnector::from(tls),
+            origins,
+        }
+    }
+
+    fn origin(&self, provider: usize) -> &Origin {
+        // Only called for providers with an HTTP endpoint; the gateway dispatches mocks itself.
+        self.origins[provider]
+            .as_ref()
+            .expect("HTTP provider has an origin")
+    }
+
+    /// The `Host` header value for a provider.
+    pub(crate) fn host_header(&self, provider: usize) -> &str {
+        &self.origin(provider).host_header
+    }
+
+    pub(crate) fn set_addrs(&self, provider: usize, addrs: Vec<SocketAddr>) {
+        if let Some(Some(o)) = self.origins.get(provider) {
+            *o.addrs.borrow_mut() = addrs;
+            // Connections to old addresses stay usable until they idle out.
+        }
+    }
+
+    /// Drops idle connections older than the keep-alive time.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let max = Duration::from_millis(self.settings.pool_idle_timeout_ms);
+        for o in self.origins.iter().flatten() {
+            o.idle
+                .borrow_mut()
+                .retain(|i| now.saturating_duration_since(i.since) < max);
+        }
+    }
+
+    /// Returns a connection whose response was read to its end, for reuse.
+    pub(crate) fn checkin(&self, provider: usize, stream: UpstreamStream) {
+        let o = self.origin(provider);
+        let mut idle = o.idle.borrow_mut();
+        if idle.len() < self.settings.max_idle_per_origin {
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn checkout(&self, provider: usize) -> Option<UpstreamStream> {
+        let o = self.origin(provider);
+        let max = Duration::from_millis(self.settings.pool_idle_timeout_ms);
+        let mut idle = o.idle.borrow_mut();
+        while let Some(i) = idle.pop() {
+            if i.since.elapsed() < max {
+                return Some(i.stream);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, provider: usize) -> Result<UpstreamStream, UpstreamError> {
+        let o = self.origin(provider);
+        let addrs = o.addrs.borrow().clone();
+        if addrs.is_empty() {
+            return Err(UpstreamError::NoAddress(o.label.clone()));
+        }
+        let ms = self.settings.connect_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        // Start at the next address in rotation; on failure try the others.
+        let start = o.next_addr.get();
+        o.next_addr.set(start.wrapping_add(1));
+        let mut last = None;
+        for k in 0..addrs.len() {
+            let addr = addrs[(start + k) % addrs.len()];
+            match timeout_at(deadline, TcpStream::connect_addr(addr)).await {
+                Ok(Ok(tcp)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return match &o.server_name {
+                        None => Ok(UpstreamStream::Plain(tcp)),
+                        Some(name) => {
+                            match timeout_at(deadline, self.tls.connect(name.clone(), tcp)).await {
+                                Ok(Ok(t)) => Ok(UpstreamStream::Tls(Box::new(t))),
+                                Ok(Err(e)) => {
+                                    Err(UpstreamError::Tls(o.label.clone(), e.to_string()))
+                                }
+                                Err(_) => Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
+                            }
+                        }
+                    };
+                }
+                Ok(Err(e)) => last = Some(UpstreamError::Connect(o.label.clone(), e)),
+                Err(_) => return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
+            }
+        }
+        Err(last.unwrap_or_else(|| UpstreamError::NoAddress(o.label.clone())))
+    }
+
+    /// Sends `request` (head and body, whole) and waits for the response head.
+    pub(crate) async fn exchange(
+        &self,
+        provider: usize,
+        request: Vec<u8>,
+    ) -> Result<Response, UpstreamError> {
+        let label = || self.origin(provider).label.clone();
+        let ms = self.settings.response_head_timeout_ms;
+        let mut request = request;
+        loop {
+            let (mut stream, reused) = match self.checkout(provider) {
+                Some(s) => (s, true),
+                None => (self.connect(provider).await?, false),
+            };
+            let (res, req_back) = write_all(&mut stream, request).await;
+            request = req_back;
+            if let Err(e) = res {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Send(label(), e));
+            }
+            let deadline = Instant::now() + Duration::from_millis(ms);
+            let mut buf = Vec::with_capacity(READ_CHUNK);
+            loop {
+                let (res, b) =
+                    match timeout_at(deadline, read_append(&mut stream, buf, READ_CHUNK)).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(UpstreamError::HeadTimeout(label(), ms)),
+                    };
+                buf = b;
+                match res {
+                    Ok(n) if n > 0 => {}
+                    // A pooled connection the provider had already closed: retry on a new one.
+                    _ if reused && buf.is_empty() => break,
+                    _ => return Err(UpstreamError::Closed(label())),
+                }
+                match parse_response_head(&buf, MAX_RESPONSE_HEAD, false) {
+                    Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                        // Interim response (100 Continue, 103 Early Hints): skip it.
+                        buf.drain(..head.head_len);
+                        continue;
+                    }
+                    Ok(Some(head)) => {
+                        buf.drain(..head.head_len);
+                        return Ok(Response {
+                            stream,
+                            head,
+                            buffered: buf,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(UpstreamError::BadHead(label(), e)),
+                }
+            }
+        }
+    }
+
+    /// Reads more of a response body, with the between-reads deadline.
+    pub(crate) async fn read_body(
+        &self,
+        stream: &mut UpstreamStream,
+        buf: Vec<u8>,
+    ) -> (std::io::Result<usize>, Vec<u8>) {
+        let ms = self.settings.body_read_timeout_ms;
+        match timeout(
+            Duration::from_millis(ms),
+            read_append(stream, buf, READ_CHUNK),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => (
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no data from the provider for {ms} ms"),
+                )),
+                Vec::with_capacity(READ_CHUNK),
+            ),
+        }
+    }
+}
