@@ -1,1 +1,19 @@
-//! busbar-tests: helpers for black-box tests.
+//! busbar-tests: what the black-box tests share.
+//!
+//! ```text
+//!   Busbar     the real `busbar` binary, started on a free port with a given config
+//!   Scripted   a scripted provider on a free loopback port: records what it receives and
+//!              answers with raw bytes the test chose (the providers themselves cannot run here)
+//!   Client     a raw HTTP/1.1 client on a std socket, for byte-exact requests
+//! ```
+//!
+//! No fixed ports: everything binds port 0 and reports the port it got. No sleeps as
+//! synchronisation: readiness is the `listening on` line, completion is a read returning.
+
+pub mod client;
+pub mod procs;
+pub mod scripted;
+
+pub use client::{Client, Response};
+pub use procs::{Busbar, DRIVERS, bin_path, run_check};
+pub use scripted::{Action, Received, Scripted, json_response};

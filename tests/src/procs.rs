@@ -1,0 +1,171 @@
+//! Starting and stopping the real binaries.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Both I/O drivers; data-path tests run under each.
+pub const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
+
+/// Path of a workspace binary: `$BUSBAR_BIN` / `$BUSBAR_BENCH_BIN`, else next to this test
+/// executable's profile directory (target/<profile>/).
+pub fn bin_path(name: &str) -> PathBuf {
+    let var = match name {
+        "busbar" => "BUSBAR_BIN",
+        _ => "BUSBAR_BENCH_BIN",
+    };
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --release --bins` first (tests/run does)",
+        p.display()
+    );
+    p
+}
+
+/// A running busbar.
+pub struct Busbar {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Busbar {
+    /// Starts busbar with `config` (TOML) on the given driver, with extra environment variables,
+    /// and waits for its `listening on` line.
+    pub fn start(config: &str, driver: &str, env: &[(&str, &str)]) -> Busbar {
+        let mut file = tempfile::NamedTempFile::new().expect("temp config");
+        std::io::Write::write_all(&mut file, config.as_bytes()).expect("write config");
+        let mut cmd = Command::new(bin_path("busbar"));
+        cmd.arg("--config")
+            .arg(file.path())
+            .arg("--driver")
+            .arg(driver);
+        cmd.env("BUSBAR_LOG", "debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start busbar");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                let status = child.wait().ok();
+                panic!(
+                    "busbar exited before listening ({status:?}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let a = rest.split_whitespace().next().unwrap_or_default();
+                break a.parse::<SocketAddr>().expect("listen address");
+            }
+        };
+        assert!(
+            line.contains(&format!("driver={driver}")),
+            "wrong driver: {line}"
+        );
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        Busbar {
+            child: Some(child),
+            addr,
+            stderr,
+            _config: file,
+        }
+    }
+
+    /// What busbar wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -TERM {pid} failed");
+    }
+
+    /// Waits for exit and returns the status.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child
+            .take()
+            .expect("running")
+            .wait()
+            .expect("wait busbar")
+    }
+
+    /// SIGTERM, then waits; asserts a clean exit.
+    pub fn stop(mut self) {
+        self.terminate();
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "busbar exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Busbar {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `busbar check` on `config`; returns (exit code, stdout + stderr).
+pub fn run_check(config: &str) -> (i32, String) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp config");
+    std::io::Write::write_all(&mut file, config.as_bytes()).expect("write config");
+    let out = Command::new(bin_path("busbar"))
+        .arg("check")
+        .arg(file.path())
+        .output()
+        .expect("run busbar check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
