@@ -40,6 +40,9 @@ pub enum Action {
     Reply(Vec<u8>),
     /// Write these parts one after another (each flushed, as a stream), then keep or close.
     Stream(Vec<Vec<u8>>, bool),
+    /// Write the parts one after another, waiting for a signal on the receiver before each
+    /// part after the first (the test proves what arrived before the rest was even sent).
+    Gated(Vec<Vec<u8>>, Receiver<()>),
     /// Never answer; hold the connection until the peer closes it.
     Hang,
     /// Close the connection without answering.
@@ -184,6 +187,16 @@ fn serve<S: Read + Write>(mut s: S, conn: usize, script: &Script, tx: &Sender<Re
                 }
                 if close {
                     return;
+                }
+            }
+            Action::Gated(parts, gate) => {
+                for (i, p) in parts.into_iter().enumerate() {
+                    if i > 0 && gate.recv_timeout(Duration::from_secs(30)).is_err() {
+                        return;
+                    }
+                    if s.write_all(&p).and_then(|_| s.flush()).is_err() {
+                        return;
+                    }
                 }
             }
             Action::Hang => {
