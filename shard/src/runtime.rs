@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const DNS_REFRESH: Duration = Duration::from_secs(30);
+const STARTUP_DNS_WAIT: Duration = Duration::from_secs(2);
 
 /// Which driver a shard actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     };
     let tls = tls::client_config(&config.upstream.extra_ca_files)?;
     let config = Arc::new(config);
-    let addrs = resolve_all(&config);
+    let addrs = initial_addresses(&config);
 
     let mut mailboxes: Vec<Mailbox> = Vec::with_capacity(count);
     let mut inboxes: Vec<Inbox> = Vec::with_capacity(count);
@@ -167,6 +168,30 @@ fn run_shard(driver: ActualDriver, init: ShardInit) {
                     let _ = init.bound.send(Err(e));
                 }
             }
+        }
+    }
+}
+
+/// Resolves provider hosts before the shards start, but waits at most `STARTUP_DNS_WAIT`:
+/// a slow resolver must not hold up start-up (the DNS thread fills the gaps later).
+fn initial_addresses(config: &Arc<Config>) -> Vec<Vec<SocketAddr>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c = Arc::clone(config);
+    let spawned = std::thread::Builder::new()
+        .name("busbar-dns-init".into())
+        .spawn(move || {
+            let _ = tx.send(resolve_all(&c));
+        });
+    match spawned
+        .ok()
+        .and_then(|_| rx.recv_timeout(STARTUP_DNS_WAIT).ok())
+    {
+        Some(a) => a,
+        None => {
+            tracing::warn!(
+                "provider DNS did not answer within {STARTUP_DNS_WAIT:?}; starting without it"
+            );
+            vec![Vec::new(); config.providers.len()]
         }
     }
 }

@@ -47,13 +47,34 @@ impl Busbar {
     /// Starts busbar with `config` (TOML) on the given driver, with extra environment variables,
     /// and waits for its `listening on` line.
     pub fn start(config: &str, driver: &str, env: &[(&str, &str)]) -> Busbar {
+        Self::start_with(Some(config), driver, env, &[])
+    }
+
+    /// Starts busbar with `config` (or, with `None`, on its embedded default), extra arguments
+    /// and environment; provider key variables of the caller's environment are removed.
+    pub fn start_with(
+        config: Option<&str>,
+        driver: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Busbar {
         let mut file = tempfile::NamedTempFile::new().expect("temp config");
-        std::io::Write::write_all(&mut file, config.as_bytes()).expect("write config");
         let mut cmd = Command::new(bin_path("busbar"));
-        cmd.arg("--config")
-            .arg(file.path())
-            .arg("--driver")
-            .arg(driver);
+        if let Some(config) = config {
+            std::io::Write::write_all(&mut file, config.as_bytes()).expect("write config");
+            cmd.arg("--config").arg(file.path());
+        }
+        cmd.arg("--driver").arg(driver).args(args);
+        for var in [
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "GEMINI_API_KEY",
+            "MISTRAL_API_KEY",
+            "DEEPSEEK_API_KEY",
+            "GROQ_API_KEY",
+        ] {
+            cmd.env_remove(var);
+        }
         cmd.env("BUSBAR_LOG", "debug");
         for (k, v) in env {
             cmd.env(k, v);

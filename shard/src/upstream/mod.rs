@@ -93,6 +93,14 @@ struct Origin {
     idle: RefCell<Vec<Idle>>,
 }
 
+/// monoio-rustls's error says only "io error"; the reason is inside it.
+fn tls_reason(e: monoio_rustls::TlsError) -> String {
+    match e {
+        monoio_rustls::TlsError::Io(e) => e.to_string(),
+        monoio_rustls::TlsError::Rustls(e) => e.to_string(),
+    }
+}
+
 /// A response whose head has arrived; the body follows on `stream`.
 pub(crate) struct Response {
     pub(crate) stream: UpstreamStream,
@@ -236,7 +244,7 @@ impl Upstream {
                             match timeout_at(deadline, self.tls.connect(name.clone(), tcp)).await {
                                 Ok(Ok(t)) => Ok(UpstreamStream::Tls(Box::new(t))),
                                 Ok(Err(e)) => {
-                                    Err(UpstreamError::Tls(o.label.clone(), e.to_string()))
+                                    Err(UpstreamError::Tls(o.label.clone(), tls_reason(e)))
                                 }
                                 Err(_) => Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
                             }
