@@ -11,6 +11,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod mock;
 pub mod openai;

@@ -1,0 +1,64 @@
+//! Entry points for the fuzz targets in `fuzz/` (one line each there) and for the corpus replay
+//! test. Each one feeds arbitrary bytes to a parser and checks a property that must hold for
+//! every input, beyond "does not panic".
+
+use crate::http1::{ChunkedDecoder, parse_request_head, parse_response_head};
+use crate::openai::{scan_request, splice_model};
+
+/// Request heads: any input parses, asks for more, or is refused; never panics, and a parsed
+/// head never claims more bytes than it was given.
+pub fn http1_request_head(data: &[u8]) {
+    if let Ok(Some(h)) = parse_request_head(data, 64 * 1024, 100) {
+        assert!(h.head_len <= data.len());
+        assert!(!(h.chunked && h.content_length.is_some()), "ambiguous framing accepted");
+    }
+}
+
+/// Response heads: as for requests.
+pub fn http1_response_head(data: &[u8]) {
+    if let Ok(Some(h)) = parse_response_head(data, 64 * 1024, false) {
+        assert!(h.head_len <= data.len());
+    }
+}
+
+/// The chunked decoder gives the same result whether the input comes whole or split at a point
+/// chosen by the input itself.
+pub fn http1_chunked(data: &[u8]) {
+    let Some((&cut, body)) = data.split_first() else { return };
+    let whole = decode(&[body]);
+    let at = (cut as usize * body.len()) / 255;
+    let split = decode(&[&body[..at], &body[at..]]);
+    assert_eq!(whole, split);
+}
+
+fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), crate::http1::ChunkedError> {
+    let mut d = ChunkedDecoder::new();
+    let mut out = Vec::new();
+    let mut used = 0;
+    for p in parts {
+        if d.is_done() {
+            break;
+        }
+        used += d.feed(p, |s| out.extend_from_slice(s))?;
+    }
+    Ok((out, used, d.is_done()))
+}
+
+/// Chat Completions bodies: whatever scans, splicing a new model keeps it scannable, with the new
+/// model and the same flags.
+pub fn openai_request(data: &[u8]) {
+    if let Ok(head) = scan_request(data) {
+        let spliced = splice_model(data, head.model_span.clone(), "busbar/\"fuzz\"");
+        let again = scan_request(&spliced).expect("a spliced body still scans");
+        assert_eq!(again.model, "busbar/\"fuzz\"");
+        assert_eq!((again.stream, again.include_usage, again.max_output_tokens), (head.stream, head.include_usage, head.max_output_tokens));
+    }
+}
+
+/// Every target by name, for the corpus replay.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("http1_request_head", http1_request_head),
+    ("http1_response_head", http1_response_head),
+    ("http1_chunked", http1_chunked),
+    ("openai_request", openai_request),
+];
