@@ -10,7 +10,10 @@ use crate::openai::{scan_request, splice_model};
 pub fn http1_request_head(data: &[u8]) {
     if let Ok(Some(h)) = parse_request_head(data, 64 * 1024, 100) {
         assert!(h.head_len <= data.len());
-        assert!(!(h.chunked && h.content_length.is_some()), "ambiguous framing accepted");
+        assert!(
+            !(h.chunked && h.content_length.is_some()),
+            "ambiguous framing accepted"
+        );
     }
 }
 
@@ -24,7 +27,9 @@ pub fn http1_response_head(data: &[u8]) {
 /// The chunked decoder gives the same result whether the input comes whole or split at a point
 /// chosen by the input itself.
 pub fn http1_chunked(data: &[u8]) {
-    let Some((&cut, body)) = data.split_first() else { return };
+    let Some((&cut, body)) = data.split_first() else {
+        return;
+    };
     let whole = decode(&[body]);
     let at = (cut as usize * body.len()) / 255;
     let split = decode(&[&body[..at], &body[at..]]);
@@ -51,12 +56,18 @@ pub fn openai_request(data: &[u8]) {
         let spliced = splice_model(data, head.model_span.clone(), "busbar/\"fuzz\"");
         let again = scan_request(&spliced).expect("a spliced body still scans");
         assert_eq!(again.model, "busbar/\"fuzz\"");
-        assert_eq!((again.stream, again.include_usage, again.max_output_tokens), (head.stream, head.include_usage, head.max_output_tokens));
+        assert_eq!(
+            (again.stream, again.include_usage, again.max_output_tokens),
+            (head.stream, head.include_usage, head.max_output_tokens)
+        );
     }
 }
 
+/// A fuzz target: arbitrary bytes in, panics on a broken property.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("http1_request_head", http1_request_head),
     ("http1_response_head", http1_response_head),
     ("http1_chunked", http1_chunked),

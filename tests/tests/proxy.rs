@@ -178,8 +178,8 @@ fn close_delimited_stream_is_reframed_as_chunked() {
             Action::Stream(
                 vec![
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n".to_vec(),
-                    sse[..8].as_bytes().to_vec(),
-                    sse[8..].as_bytes().to_vec(),
+                    sse.as_bytes()[..8].to_vec(),
+                    sse.as_bytes()[8..].to_vec(),
                 ],
                 true,
             )
