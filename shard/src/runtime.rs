@@ -142,33 +142,26 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds a runtime on driver `$d` and runs the shard on it (the two drivers are distinct types).
+macro_rules! block_on_driver {
+    ($d:ty, $init:expr) => {
+        match monoio::RuntimeBuilder::<$d>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => rt.block_on(shard::serve($init)),
+            Err(e) => {
+                let _ = $init.bound.send(Err(e));
+            }
+        }
+    };
+}
+
 fn run_shard(driver: ActualDriver, init: ShardInit) {
-    let entries = 4096;
     match driver {
-        ActualDriver::IoUring => {
-            match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()
-            {
-                Ok(mut rt) => rt.block_on(shard::serve(init)),
-                Err(e) => {
-                    let _ = init.bound.send(Err(e));
-                }
-            }
-        }
-        ActualDriver::Epoll => {
-            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()
-            {
-                Ok(mut rt) => rt.block_on(shard::serve(init)),
-                Err(e) => {
-                    let _ = init.bound.send(Err(e));
-                }
-            }
-        }
+        ActualDriver::IoUring => block_on_driver!(monoio::IoUringDriver, init),
+        ActualDriver::Epoll => block_on_driver!(monoio::LegacyDriver, init),
     }
 }
 

@@ -94,31 +94,37 @@ provider = "slow"
 "#;
 
 fn wait_until_refused(addr: std::net::SocketAddr) {
-    // Bounded poll for an observable state (the listener is gone), not a timed sleep.
-    for _ in 0..2000 {
+    // A bounded poll for an observable state (the listener is gone); the pause between polls
+    // only keeps the poll from spinning, nothing is timed.
+    for _ in 0..10_000 {
         if TcpStream::connect(addr).is_err() {
             return;
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    panic!("busbar still accepts connections after SIGTERM");
+    panic!("busbar still accepts connections 10 s after SIGTERM");
+}
+
+/// Starts a streaming request on the slow model and waits until its response has begun.
+fn start_slow_stream(b: &Busbar) -> Client {
+    let mut streaming = Client::connect(b.addr);
+    let body = r#"{"model":"slow","stream":true,"messages":[]}"#;
+    streaming.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert!(streaming.read_at_least(1).starts_with(b"HTTP/1.1 200"));
+    streaming
 }
 
 #[test]
 fn sigterm_drains_in_flight_streams_then_exits_zero() {
     for d in DRIVERS {
         let mut b = Busbar::start(&SLOW.replace("GRACE", "10000"), d, &[]);
-        let mut streaming = Client::connect(b.addr);
-        let body = r#"{"model":"slow","stream":true,"messages":[]}"#;
-        streaming.send(
-            format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        let first = streaming.read_at_least(1);
-        assert!(first.starts_with(b"HTTP/1.1 200"));
+        let mut streaming = start_slow_stream(&b);
         let mut idle = Client::connect(b.addr);
         assert_eq!(idle.get("/healthz", &[]).status, 200);
 
@@ -149,16 +155,7 @@ fn the_grace_period_bounds_shutdown() {
         "epoll",
         &[],
     );
-    let mut streaming = Client::connect(b.addr);
-    let body = r#"{"model":"slow","stream":true,"messages":[]}"#;
-    streaming.send(
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    assert!(streaming.read_at_least(1).starts_with(b"HTTP/1.1 200"));
+    let mut streaming = start_slow_stream(&b);
     b.terminate();
     let status = b.wait();
     assert!(status.success(), "{status}");

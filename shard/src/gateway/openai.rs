@@ -10,7 +10,7 @@ use crate::io::write_all;
 use crate::server::respond::ApiError;
 use crate::shard::Shard;
 use crate::upstream::UpstreamError;
-use busbar_codec::http1::{RequestHead, is_hop_by_hop};
+use busbar_codec::http1::{RequestHead, write_forwardable};
 use busbar_codec::openai::{ErrorKind, scan_request, splice_model};
 use busbar_core::config::Endpoint;
 use busbar_core::route::Target;
@@ -182,27 +182,9 @@ fn build_request(
         out.extend_from_slice(k.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let connection_listed: Vec<&[u8]> = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "connection")
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .map(|t| t.trim_ascii())
-        .collect();
-    for (name, value) in &head.headers {
-        if is_hop_by_hop(name)
-            || NOT_FORWARDED.contains(&name.as_str())
-            || connection_listed
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    write_forwardable(&mut out, &head.headers, |name| {
+        NOT_FORWARDED.contains(&name)
+    });
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out

@@ -15,7 +15,7 @@ use crate::io::write_all;
 use crate::server::respond::reason;
 use crate::shard::Shard;
 use crate::upstream::Response;
-use busbar_codec::http1::{BodyFraming, ChunkedDecoder, is_hop_by_hop};
+use busbar_codec::http1::{BodyFraming, ChunkedDecoder, write_forwardable};
 use monoio::net::TcpStream;
 
 enum Mode {
@@ -134,28 +134,10 @@ pub(super) async fn relay(
         )
         .as_bytes(),
     );
-    let listed: Vec<&[u8]> = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .map(|t| t.trim_ascii())
-        .collect();
-    for (name, value) in &head.headers {
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("transfer-encoding")
+    write_forwardable(&mut out, &head.headers, |name| {
+        name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("content-length")
-            || listed
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+    });
     match (&mode, head.framing) {
         (Mode::Length { .. }, BodyFraming::Length(n)) => {
             out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
