@@ -159,6 +159,11 @@ impl Client {
         self.buf.clone()
     }
 
+    /// Drops `n` buffered bytes (after inspecting them with `read_at_least`).
+    pub fn discard(&mut self, n: usize) {
+        self.buf.drain(..n);
+    }
+
     /// Sends a POST with a JSON body and reads the response.
     pub fn post_json(
         &mut self,

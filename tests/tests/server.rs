@@ -264,6 +264,20 @@ fn errors_come_back_in_openai_shape() {
 
         let r = c.get("/v1/chat/completions", &[]);
         assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("POST"));
+        // HEAD gets the GET head and no body; the connection stays in step.
+        c.send(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut head = c.read_at_least(1);
+        while !head.ends_with(b"\r\n\r\n") {
+            head = c.read_at_least(head.len() + 1);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200 OK") && head.ends_with(b"\r\n\r\n"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        assert!(String::from_utf8_lossy(&head).contains("content-length: 15"));
+        c.discard(head.len());
         let r = c.get("/v2/nothing", &[]);
         assert_eq!(r.status, 404);
         assert!(r.text().contains("/v2/nothing"));

@@ -35,7 +35,7 @@ pub(crate) async fn handle(
             Ok(_) => return openai::chat(shard, stream, head, body, keep_alive).await,
             Err(e) => Err(e),
         },
-        (Method::Get, "/v1/models") => authenticate(shard, head).map(|_| list_models(shard, keep_alive)),
+        (Method::Get | Method::Head, "/v1/models") => authenticate(shard, head).map(|_| list_models(shard, keep_alive)),
         (Method::Get | Method::Head, "/healthz") => {
             Ok(response(200, "application/json", br#"{"status":"ok"}"#, keep_alive, &[]))
         }
@@ -43,7 +43,8 @@ pub(crate) async fn handle(
             405,
             ErrorKind::InvalidRequest,
             format!("method {} is not allowed on {path}", m.as_str()),
-        )),
+        )
+        .allow(if path == "/v1/chat/completions" { "POST" } else { "GET, HEAD" })),
         (m, _) => Err(ApiError::new(
             404,
             ErrorKind::NotFound,
@@ -54,10 +55,16 @@ pub(crate) async fn handle(
         )
         .code("unknown_url")),
     };
-    let bytes = match result {
+    let mut bytes = match result {
         Ok(b) => b,
         Err(e) => e.render(keep_alive),
     };
+    if head.method == Method::Head {
+        // The same head as for GET, without the body.
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            bytes.truncate(end + 4);
+        }
+    }
     write_all(stream, bytes).await.0.is_ok()
 }
 

@@ -59,6 +59,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     pub(crate) param: Option<&'static str>,
     pub(crate) code: Option<&'static str>,
+    /// For 405: the methods the resource allows.
+    pub(crate) allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -69,6 +71,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             code: None,
+            allow: None,
         }
     }
 
@@ -82,9 +85,15 @@ impl ApiError {
         self
     }
 
+    pub(crate) fn allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
+    }
+
     /// The whole HTTP response.
     pub(crate) fn render(&self, keep_alive: bool) -> Vec<u8> {
         let body = error_body(self.kind, &self.message, self.param, self.code);
-        response(self.status, "application/json", &body, keep_alive, &[])
+        let allow: Vec<(&str, &str)> = self.allow.iter().map(|m| ("allow", *m)).collect();
+        response(self.status, "application/json", &body, keep_alive, &allow)
     }
 }
