@@ -43,22 +43,16 @@ impl Mode {
                 done: true,
                 excess: !input.is_empty(),
             }),
-            Mode::Length { remaining } => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                out.extend_from_slice(&input[..take]);
-                *remaining -= take as u64;
-                Ok(Step {
-                    done: *remaining == 0,
-                    excess: take < input.len(),
-                })
-            }
-            Mode::ChunkedPass(d) => {
-                let used = d.feed(input, |_| {}).map_err(|_| ())?;
+            Mode::Length { .. } | Mode::ChunkedPass(_) => {
+                let (step, used) = self.pass(input)?.unwrap_or((
+                    Step {
+                        done: true,
+                        excess: true,
+                    },
+                    0,
+                ));
                 out.extend_from_slice(&input[..used]);
-                Ok(Step {
-                    done: d.is_done(),
-                    excess: used < input.len(),
-                })
+                Ok(step)
             }
             Mode::ChunkedDecode(d) => {
                 let used = d
@@ -87,6 +81,35 @@ impl Mode {
                     excess: false,
                 })
             }
+        }
+    }
+
+    /// For the modes that relay bytes unchanged: how much of `input` belongs to the body (the
+    /// caller writes that prefix as it is). `None` for the modes that re-frame.
+    fn pass(&mut self, input: &[u8]) -> Result<Option<(Step, usize)>, ()> {
+        match self {
+            Mode::Length { remaining } => {
+                let take = (*remaining).min(input.len() as u64) as usize;
+                *remaining -= take as u64;
+                Ok(Some((
+                    Step {
+                        done: *remaining == 0,
+                        excess: take < input.len(),
+                    },
+                    take,
+                )))
+            }
+            Mode::ChunkedPass(d) => {
+                let used = d.feed(input, |_| {}).map_err(|_| ())?;
+                Ok(Some((
+                    Step {
+                        done: d.is_done(),
+                        excess: used < input.len(),
+                    },
+                    used,
+                )))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -192,14 +215,29 @@ pub(super) async fn relay(
                 return false;
             }
         }
-        out.clear();
-        step = match mode.step(&buf, &mut out) {
-            Ok(s) => s,
+        let res = match mode.pass(&buf) {
+            // The provider's bytes go to the client as they are: the read buffer itself is
+            // written, no copy.
+            Ok(Some((st, used))) => {
+                step = st;
+                buf.truncate(used);
+                let (res, b) = write_all(client, buf).await;
+                buf = b;
+                res
+            }
+            Ok(None) => {
+                out.clear();
+                let Ok(st) = mode.step(&buf, &mut out) else {
+                    return false;
+                };
+                step = st;
+                let (res, o) = write_all(client, out).await;
+                out = o;
+                res
+            }
             Err(()) => return false,
         };
         reusable &= !step.excess;
-        let (res, o) = write_all(client, out).await;
-        out = o;
         if res.is_err() {
             return false;
         }
