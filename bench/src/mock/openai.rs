@@ -1,0 +1,83 @@
+//! The mock's OpenAI Chat Completions answers: JSON or SSE, from busbar-codec's mock model.
+
+use super::{Steer, hang, respond, write};
+use busbar_codec::http1::RequestHead;
+use busbar_codec::mock::{MockReply, MockRequest, OpenAiStream, openai_completion};
+use busbar_codec::openai::{ErrorKind, ModelEntry, error_body, models_body};
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(super) async fn handle(
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: &[u8],
+    steer: Steer,
+    seq: &Cell<u64>,
+) -> bool {
+    if head.path().ends_with("/models") {
+        let list = models_body(&[ModelEntry {
+            id: "mock-model",
+            owned_by: "busbar-bench",
+        }]);
+        return write(stream, respond(200, "application/json", &list, &[])).await;
+    }
+    if steer.hang {
+        return hang(stream).await;
+    }
+    let extra: Vec<(&str, String)> = steer
+        .retry_after
+        .iter()
+        .map(|s| ("retry-after", s.to_string()))
+        .collect();
+    if let Some(status) = steer.status.filter(|s| *s >= 300) {
+        let kind = match status {
+            401 => ErrorKind::Authentication,
+            404 => ErrorKind::NotFound,
+            429 => ErrorKind::RateLimit,
+            400..=499 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Server,
+        };
+        let err = error_body(
+            kind,
+            &format!("mock: status {status} as requested by x-mock-status"),
+            None,
+            None,
+        );
+        return write(stream, respond(status, "application/json", &err, &extra)).await;
+    }
+    let req = match MockRequest::from_openai(body) {
+        Ok(r) => r,
+        Err(e) => {
+            let err = error_body(ErrorKind::InvalidRequest, &e.to_string(), None, None);
+            return write(stream, respond(400, "application/json", &err, &[])).await;
+        }
+    };
+    let reply = MockReply::plan(&req, steer.tokens);
+    seq.set(seq.get() + 1);
+    let id = format!("chatcmpl-mock-{}", seq.get());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if !steer.ttft.is_zero() {
+        monoio::time::sleep(steer.ttft).await;
+    }
+    if !req.stream {
+        let json = openai_completion(&req, &reply, &id, created);
+        return write(stream, respond(200, "application/json", &json, &extra)).await;
+    }
+    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut events = OpenAiStream::new(req, reply, id, created);
+    while let Some(event) = events.next_event() {
+        out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+        out.extend_from_slice(&event);
+        out.extend_from_slice(b"\r\n");
+        if !write(stream, std::mem::take(&mut out)).await {
+            return false;
+        }
+        if !steer.gap.is_zero() && events.next_is_token() {
+            monoio::time::sleep(steer.gap).await;
+        }
+    }
+    write(stream, b"0\r\n\r\n".to_vec()).await
+}
