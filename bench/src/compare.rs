@@ -31,6 +31,8 @@ pub(crate) struct CompareSpec {
     pub(crate) nginx: bool,
     pub(crate) body: String,
     pub(crate) json: Option<PathBuf>,
+    /// Extra arguments for busbar (e.g. `--driver epoll`).
+    pub(crate) busbar_args: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,7 @@ fn start_proxy(proxy: Proxy, spec: &CompareSpec, mock_port: u16) -> Result<Runni
                 .arg(&spec.busbar)
                 .arg("--config")
                 .arg(&cfg)
+                .args(&spec.busbar_args)
                 .env("BUSBAR_LOG", "warn")
                 .stdout(Stdio::piped())
                 .spawn()
@@ -317,8 +320,8 @@ pub(crate) fn run(spec: CompareSpec) -> Result<(), String> {
         })
         .collect();
     println!(
-        "busbar-bench compare: {} fresh starts each, medians; proxy on cpu {}, mock and load on cpu {}; {:?} per load after {:?} warm-up",
-        spec.runs, spec.proxy_cpu, spec.load_cpu, spec.duration, spec.warmup
+        "busbar-bench compare: {} fresh starts each, medians; proxy on cpu {}, mock and load on cpu {}; {:?} per load after {:?} warm-up; busbar args {:?}",
+        spec.runs, spec.proxy_cpu, spec.load_cpu, spec.duration, spec.warmup, spec.busbar_args
     );
     let mut header = format!("{:<32}", "metric");
     for p in &proxies {

@@ -118,6 +118,9 @@ enum Cmd {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// An extra argument for busbar (repeatable), e.g. `--busbar-arg=--driver --busbar-arg=epoll`.
+        #[arg(long = "busbar-arg", allow_hyphen_values = true)]
+        busbar_args: Vec<String>,
     },
 }
 
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
             nginx,
             body,
             json,
+            busbar_args,
         } => compare::run(compare::CompareSpec {
             busbar,
             runs: runs.max(1),
@@ -207,6 +211,7 @@ fn main() -> ExitCode {
             nginx,
             body,
             json,
+            busbar_args,
         }),
     };
     match result {
