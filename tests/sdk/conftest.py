@@ -1,0 +1,132 @@
+"""Fixtures for the SDK conformance tests: the official OpenAI SDK, through the real busbar
+binary, to the bench mock provider, all on loopback with free ports.
+
+Every test runs once per I/O driver (io_uring and epoll). busbar is stopped with SIGTERM at
+the end and must exit 0.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import urllib.request
+
+import openai
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUSBAR = os.environ.get("BUSBAR_BIN", str(ROOT / "target/release/busbar"))
+BENCH = os.environ.get("BUSBAR_BENCH_BIN", str(ROOT / "target/release/busbar-bench"))
+
+PROVIDER_KEY = "sk-sdk-provider-secret"
+CLIENT_KEY = "bb-sdk-client-key"
+
+
+def _start(args, marker, env=None):
+    """Starts a process and waits for its readiness line; returns (process, port, stderr lines)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    err_lines = []
+    threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True).start()
+    for line in proc.stdout:
+        if marker in line:
+            addr = line.split(marker, 1)[1].split()[0]
+            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
+            return proc, int(addr.rsplit(":", 1)[1]), err_lines
+    proc.wait()
+    raise RuntimeError(f"{args[0]} exited ({proc.returncode}) before `{marker}`: {''.join(err_lines)}")
+
+
+class Mock:
+    """The bench mock provider and what it recorded."""
+
+    def __init__(self, port):
+        self.url = f"http://127.0.0.1:{port}"
+
+    def requests(self):
+        with urllib.request.urlopen(self.url + "/_mock/requests") as r:
+            return json.load(r)
+
+    def clear(self):
+        urllib.request.urlopen(urllib.request.Request(self.url + "/_mock/requests", method="DELETE")).close()
+
+
+@pytest.fixture(scope="session")
+def mock():
+    proc, port, _ = _start([BENCH, "mock", "--listen", "127.0.0.1:0", "--tokens", "8"], "listening on ")
+    yield Mock(port)
+    proc.terminate()
+    proc.wait()
+
+
+def _closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+CONFIG = """
+listen = "127.0.0.1:0"
+shards = 2
+[upstream]
+connect_timeout_ms = 2000
+[providers.up]
+protocol = "openai"
+base_url = "{mock}/v1"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.gone]
+protocol = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+[providers.builtin]
+protocol = "openai"
+mock = {{ ttft_ms = 0, token_gap_ms = 0, tokens = 8 }}
+[models.gpt-test]
+provider = "up"
+upstream = "mock-model"
+[models.unreachable]
+provider = "gone"
+[models.local-mock]
+provider = "builtin"
+[pools.fast]
+members = [{{ model = "gpt-test", weight = 1 }}]
+[[keys]]
+name = "sdk"
+key_env = "SDKTEST_CLIENT_KEY"
+"""
+
+
+class Gateway:
+    def __init__(self, port, driver):
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.driver = driver
+
+    def client(self, key=CLIENT_KEY):
+        return openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=30)
+
+    def async_client(self):
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="session", params=["io_uring", "epoll"])
+def gateway(request, mock):
+    driver = request.param
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(CONFIG.format(mock=mock.url, dead=_closed_port()))
+        path = f.name
+    env = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, SDKTEST_CLIENT_KEY=CLIENT_KEY)
+    proc, port, err = _start([BUSBAR, "--config", path, "--driver", driver], "listening on ", env)
+    yield Gateway(port, driver)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    os.unlink(path)
+    assert code == 0, f"busbar exited {code} after SIGTERM: {''.join(err)}"
+
+
+@pytest.fixture
+def client(gateway):
+    return gateway.client()
