@@ -30,3 +30,34 @@ pub(crate) async fn write_all<S: AsyncWriteRent>(
     let (res, buf) = stream.write_all(buf).await;
     (res.map(|_| ()), buf)
 }
+
+/// A shard's free list of I/O buffers, so a request does not allocate (and free) its 16 KiB
+/// read buffer and its output buffers every time. Single-threaded by construction (per shard).
+pub(crate) struct BufPool {
+    free: std::cell::RefCell<Vec<Vec<u8>>>,
+    capacity: usize,
+    keep: usize,
+}
+
+impl BufPool {
+    /// A pool of buffers of at least `capacity` bytes, keeping at most `keep` free ones.
+    pub(crate) fn new(capacity: usize, keep: usize) -> Self {
+        Self { free: std::cell::RefCell::new(Vec::new()), capacity, keep }
+    }
+
+    /// An empty buffer with at least the pool's capacity.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.capacity))
+    }
+
+    /// Returns a buffer. Buffers that grew far past the pool's size are dropped, so one large
+    /// body does not pin its memory for good.
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
+        let cap = buf.capacity();
+        let mut free = self.free.borrow_mut();
+        if cap >= self.capacity && cap <= self.capacity * 4 && free.len() < self.keep {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}

@@ -115,6 +115,8 @@ impl HeadError {
     }
 }
 
+const STACK_FIELDS: usize = 128;
+
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read more (the caller
 /// enforces `max_head` on what it has buffered by calling again; this function also checks).
 pub fn parse_request_head(
@@ -122,8 +124,16 @@ pub fn parse_request_head(
     max_head: usize,
     max_headers: usize,
 ) -> Result<Option<RequestHead>, HeadError> {
-    let mut fields = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut fields);
+    // Up to STACK_FIELDS field slots live on the stack; a larger configured limit allocates.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
+    let mut on_heap = Vec::new();
+    let fields: &mut [httparse::Header<'_>] = if max_headers <= STACK_FIELDS {
+        &mut on_stack[..max_headers]
+    } else {
+        on_heap.resize(max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut req = httparse::Request::new(fields);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {

@@ -166,7 +166,8 @@ fn build_request(
     body: &[u8],
 ) -> Vec<u8> {
     let query = head.target.split_once('?').map(|(_, q)| q);
-    let mut out = Vec::with_capacity(512 + body.len());
+    let mut out = shard.upstream.buffers.take();
+    out.reserve(512 + body.len());
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(path_prefix.as_bytes());
     out.extend_from_slice(b"/chat/completions");

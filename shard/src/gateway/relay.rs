@@ -144,7 +144,8 @@ pub(super) async fn relay(
     };
     let keep_client = keep_alive && !mode.closes_client();
 
-    let mut out = Vec::with_capacity(1024 + buffered.len());
+    let mut out = shard.upstream.buffers.take();
+    out.reserve(1024 + buffered.len());
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {} {}\r\n",
@@ -242,6 +243,8 @@ pub(super) async fn relay(
             return false;
         }
     }
+    shard.upstream.buffers.give(out);
+    shard.upstream.buffers.give(buf);
     if reusable {
         shard.upstream.checkin(provider, stream);
     }

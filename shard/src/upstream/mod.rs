@@ -16,7 +16,7 @@ pub(crate) mod tls;
 
 pub(crate) use stream::UpstreamStream;
 
-use crate::io::{read_append, write_all};
+use crate::io::{BufPool, read_append, write_all};
 use busbar_codec::http1::{ResponseError, ResponseHead, parse_response_head};
 use busbar_core::config::{Config, Endpoint, UpstreamSettings};
 use monoio::net::TcpStream;
@@ -111,6 +111,8 @@ pub(crate) struct Response {
 
 /// Per-shard upstream state.
 pub(crate) struct Upstream {
+    /// I/O buffers for requests and responses on this shard.
+    pub(crate) buffers: BufPool,
     settings: UpstreamSettings,
     tls: monoio_rustls::TlsConnector,
     origins: Vec<Option<Origin>>,
@@ -162,6 +164,7 @@ impl Upstream {
             })
             .collect();
         Self {
+            buffers: BufPool::new(READ_CHUNK, 1024),
             settings: config.upstream.clone(),
             tls: monoio_rustls::TlsConnector::from(tls),
             origins,
@@ -281,7 +284,7 @@ impl Upstream {
                 return Err(UpstreamError::Send(label(), e));
             }
             let deadline = Instant::now() + Duration::from_millis(ms);
-            let mut buf = Vec::with_capacity(READ_CHUNK);
+            let mut buf = self.buffers.take();
             loop {
                 let (res, b) =
                     match timeout_at(deadline, read_append(&mut stream, buf, READ_CHUNK)).await {
@@ -303,6 +306,7 @@ impl Upstream {
                     }
                     Ok(Some(head)) => {
                         buf.drain(..head.head_len);
+                        self.buffers.give(request);
                         return Ok(Response {
                             stream,
                             head,
