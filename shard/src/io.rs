@@ -42,12 +42,19 @@ pub(crate) struct BufPool {
 impl BufPool {
     /// A pool of buffers of at least `capacity` bytes, keeping at most `keep` free ones.
     pub(crate) fn new(capacity: usize, keep: usize) -> Self {
-        Self { free: std::cell::RefCell::new(Vec::new()), capacity, keep }
+        Self {
+            free: std::cell::RefCell::new(Vec::new()),
+            capacity,
+            keep,
+        }
     }
 
     /// An empty buffer with at least the pool's capacity.
     pub(crate) fn take(&self) -> Vec<u8> {
-        self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.capacity))
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.capacity))
     }
 
     /// Returns a buffer. Buffers that grew far past the pool's size are dropped, so one large

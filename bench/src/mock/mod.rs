@@ -149,7 +149,7 @@ async fn conn(
             let headers: serde_json::Map<String, serde_json::Value> = head
                 .headers
                 .iter()
-                .map(|(n, v)| (n.clone(), json!(String::from_utf8_lossy(v))))
+                .map(|(n, v)| (n.to_ascii_lowercase(), json!(String::from_utf8_lossy(v))))
                 .collect();
             let entry = json!({"method": head.method.as_str(), "path": head.target, "headers": headers, "body": String::from_utf8_lossy(&body)});
             let mut r = records.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,7 +5,7 @@
 //! repeated or malformed Content-Length, a transfer-coding other than `chunked`, a missing Host
 //! on HTTP/1.1. It returns owned data so the read buffer can be reused at once.
 
-use super::has_token;
+use super::{Fields, has_token};
 use thiserror::Error;
 
 /// The request method, as far as routing cares.
@@ -42,8 +42,8 @@ pub struct RequestHead {
     pub target: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header fields in order; names lower-cased.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header fields in order, as sent.
+    pub headers: Fields,
     /// Length of the head in bytes, blank line included.
     pub head_len: usize,
     /// Body length when framed by Content-Length.
@@ -59,10 +59,7 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 
     /// The path without the query.
@@ -159,7 +156,6 @@ pub fn parse_request_head(
     };
     let target = req.path.unwrap_or("/").to_string();
 
-    let mut headers = Vec::with_capacity(req.headers.len());
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding = false;
     let mut chunked = false;
@@ -168,8 +164,18 @@ pub fn parse_request_head(
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     for h in req.headers.iter() {
-        let name = h.name.to_ascii_lowercase();
-        match name.as_str() {
+        // Names compared in place, without lower-casing a copy.
+        let known = [
+            "content-length",
+            "transfer-encoding",
+            "expect",
+            "host",
+            "connection",
+        ]
+        .into_iter()
+        .find(|k| h.name.eq_ignore_ascii_case(k))
+        .unwrap_or("");
+        match known {
             "content-length" => {
                 if content_length.is_some() {
                     return Err(HeadError::Framing("more than one Content-Length field"));
@@ -202,8 +208,8 @@ pub fn parse_request_head(
             }
             _ => {}
         }
-        headers.push((name, h.value.to_vec()));
     }
+    let headers = Fields::from_parsed(&buf[..head_len], req.headers);
     if transfer_encoding && content_length.is_some() {
         return Err(HeadError::Framing(
             "both Transfer-Encoding and Content-Length are present",

@@ -1,7 +1,7 @@
 //! Parsing a provider's response head and deciding how its body is framed (RFC 9112 section
 //! 6.3): no body (HEAD, 1xx, 204, 304), chunked, Content-Length, or until the connection closes.
 
-use super::has_token;
+use super::{Fields, has_token};
 use thiserror::Error;
 
 /// How a response body ends.
@@ -26,8 +26,8 @@ pub struct ResponseHead {
     pub reason: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header fields in order, names as sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header fields in order, as sent.
+    pub headers: Fields,
     /// Length of the head in bytes.
     pub head_len: usize,
     /// How the body is framed.
@@ -39,10 +39,7 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 }
 
@@ -85,7 +82,6 @@ pub fn parse_response_head(
     }
     let status = res.code.unwrap_or(0);
     let minor_version = res.version.unwrap_or(1);
-    let mut headers = Vec::with_capacity(res.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut close = minor_version == 0;
@@ -118,8 +114,8 @@ pub fn parse_response_head(
                 close = false;
             }
         }
-        headers.push((h.name.to_string(), h.value.to_vec()));
     }
+    let headers = Fields::from_parsed(&buf[..head_len], res.headers);
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304
     {
         BodyFraming::Empty

@@ -183,8 +183,9 @@ fn build_request(
         out.extend_from_slice(k.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // Field names keep the client's case: compare without it.
     write_forwardable(&mut out, &head.headers, |name| {
-        NOT_FORWARDED.contains(&name)
+        NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name))
     });
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
