@@ -8,11 +8,16 @@
 //!   http1    chunked transfer-coding decoder (pass-through or de-chunking)
 //!   openai   OpenAI Chat Completions: request head scan, model splice, error bodies
 //!   mock     a deterministic mock model, used by the built-in `mock` provider and busbar-bench
+//!   ir       the translation IR: the union of the six protocols, with per-protocol extensions
 //! ```
 #![warn(missing_docs)]
 
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http1;
+pub mod ir;
 pub mod mock;
 pub mod openai;
+mod protocol;
+
+pub use protocol::Protocol;

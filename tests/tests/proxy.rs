@@ -16,7 +16,7 @@ fn config(upstream: &str, extra: &str) -> String {
 listen = "127.0.0.1:0"
 shards = 1
 [upstream]
-response_head_timeout_ms = 400
+response_head_timeout_ms = 1500
 connect_timeout_ms = 2000
 [providers.up]
 protocol = "openai"
@@ -297,7 +297,7 @@ fn unreachable_and_hung_providers_are_502_and_504() {
         );
         assert_eq!(r.status, 504, "{}", r.text());
         assert!(
-            r.text().contains("did not answer within 400 ms"),
+            r.text().contains("did not answer within 1500 ms"),
             "{}",
             r.text()
         );

@@ -1,0 +1,122 @@
+//! The IR: one request and one response model that is the union of the six protocols (OpenAI
+//! Chat Completions, OpenAI Responses, Anthropic Messages, Gemini, Cohere v2, Bedrock Converse).
+//!
+//! ```text
+//!   ingress bytes --parse--> Request (IR) --serialize--> egress bytes      (+ LossReport)
+//!   egress bytes  --parse--> Response (IR) --serialize--> ingress bytes    (+ LossReport)
+//! ```
+//!
+//! Shared concepts have typed fields here (messages with typed blocks, tools, sampling,
+//! reasoning, response format, usage, stop reasons, safety). A field only one protocol has lives
+//! in that protocol's typed extension ([`Extensions`]); a field no codec models yet is kept in
+//! the extension's `other` map. So a same-protocol trip through the IR loses nothing, and a cross
+//! trip can name every field the target could not carry: nothing is dropped in silence.
+//!
+//! The IR is plain data: no I/O, no clock. Codecs fill it and read it.
+
+mod content;
+mod request;
+mod response;
+
+pub use content::{Block, CacheControl, Citation, Media, Message, Role};
+pub use request::{
+    Reasoning, ReasoningEffort, Request, ResponseFormat, SafetySetting, Sampling, Tool, ToolChoice,
+};
+pub use response::{Response, SafetyRating, StopReason, Usage};
+
+use serde_json::{Map, Value};
+
+/// Protocol-only fields, one typed slot per protocol. A codec reads its own slot and reports
+/// every other non-empty slot as lost when the target is not that protocol.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extensions {
+    /// Fields only OpenAI Chat Completions has (`logit_bias`, `logprobs`, `service_tier`, ...).
+    pub openai: Map<String, Value>,
+    /// Fields only OpenAI Responses has (`previous_response_id`, `store`, `include`, ...).
+    pub responses: Map<String, Value>,
+    /// Fields only Anthropic Messages has (`metadata`, `container`, `mcp_servers`, ...).
+    pub anthropic: Map<String, Value>,
+    /// Fields only Gemini has (`cachedContent`, `labels`, response modalities, ...).
+    pub gemini: Map<String, Value>,
+    /// Fields only Cohere v2 has (`safety_mode`, `documents` options, ...).
+    pub cohere: Map<String, Value>,
+    /// Fields only Bedrock Converse has (`guardrailConfig`, `additionalModelRequestFields`, ...).
+    pub bedrock: Map<String, Value>,
+}
+
+impl Extensions {
+    /// The non-empty slots other than `keep`, as `protocol.field` names: what a translation to
+    /// `keep` cannot carry.
+    pub fn foreign_fields(&self, keep: crate::Protocol) -> Vec<String> {
+        use crate::Protocol as P;
+        let slots: [(P, &Map<String, Value>); 6] = [
+            (P::OpenAiChat, &self.openai),
+            (P::OpenAiResponses, &self.responses),
+            (P::Anthropic, &self.anthropic),
+            (P::Gemini, &self.gemini),
+            (P::Cohere, &self.cohere),
+            (P::Bedrock, &self.bedrock),
+        ];
+        slots
+            .iter()
+            .filter(|(p, _)| *p != keep)
+            .flat_map(|(p, m)| m.keys().map(move |k| format!("{}.{k}", p.as_str())))
+            .collect()
+    }
+}
+
+/// What a translation could not carry into its target, by field path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LossReport {
+    /// Paths of the dropped fields, e.g. `anthropic.metadata` or `messages[2].citations`.
+    pub dropped: Vec<String>,
+}
+
+impl LossReport {
+    /// Records a dropped field.
+    pub fn drop_field(&mut self, path: impl Into<String>) {
+        let p = path.into();
+        if !self.dropped.contains(&p) {
+            self.dropped.push(p);
+        }
+    }
+
+    /// Whether nothing was lost.
+    pub fn is_empty(&self) -> bool {
+        self.dropped.is_empty()
+    }
+
+    /// The value of the `x-busbar-dropped` response header.
+    pub fn header_value(&self) -> String {
+        self.dropped.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Protocol;
+
+    #[test]
+    fn foreign_fields_name_other_protocols_only() {
+        let mut ext = Extensions::default();
+        ext.anthropic.insert("metadata".into(), Value::Null);
+        ext.openai.insert("logit_bias".into(), Value::Null);
+        assert_eq!(
+            ext.foreign_fields(Protocol::Anthropic),
+            ["openai.logit_bias"]
+        );
+        assert_eq!(
+            ext.foreign_fields(Protocol::OpenAiChat),
+            ["anthropic.metadata"]
+        );
+        let mut loss = LossReport::default();
+        loss.drop_field("anthropic.metadata");
+        loss.drop_field("anthropic.metadata");
+        loss.drop_field("messages[0].citations");
+        assert_eq!(
+            loss.header_value(),
+            "anthropic.metadata, messages[0].citations"
+        );
+    }
+}
