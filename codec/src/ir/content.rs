@@ -9,9 +9,10 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
-    /// A system or developer instruction given inside the conversation (OpenAI `developer`
-    /// and in-conversation `system` messages).
+    /// A system instruction given inside the conversation (OpenAI `system` messages).
     System,
+    /// A developer instruction (OpenAI `developer` messages); a system instruction elsewhere.
+    Developer,
     /// A tool result turn (OpenAI `tool` role).
     Tool,
 }
@@ -161,4 +162,7 @@ pub struct Message {
     pub content: Vec<Block>,
     /// OpenAI's participant `name`.
     pub name: Option<String>,
+    /// Fields of this message that only one protocol has (e.g. OpenAI assistant `audio`),
+    /// kept for a same-protocol trip and reported as lost on a cross one.
+    pub ext: super::Extensions,
 }

@@ -59,6 +59,8 @@ pub enum ResponseFormat {
     JsonSchema {
         /// Schema name (OpenAI requires one).
         name: Option<String>,
+        /// What the output is for.
+        description: Option<String>,
         /// The JSON Schema.
         schema: Value,
         /// OpenAI `strict`.

@@ -1,144 +1,702 @@
-//! Scanning an OpenAI Chat Completions request body without building it.
+//! OpenAI Chat Completions request <-> IR.
 //!
-//! `scan_request` validates the whole body as JSON (a malformed body is the client's error and
-//! must say where) and borrows just the fields routing needs. `splice_model` rewrites the model
-//! name in place: the bytes before and after the value are copied as they are.
+//! `parse_request` gives every field a home: shared concepts go to typed IR fields, the rest to
+//! `ext.openai` (kept whole, so a same-protocol trip loses nothing). `write_request` emits the
+//! OpenAI shape and reports in the [`LossReport`] what the IR holds that OpenAI cannot carry.
+//!
+//! Normal forms on the way out (same meaning, possibly different bytes from the input): a message
+//! whose content is one plain text block is written as a string; `stop` as an array;
+//! `max_tokens` as `max_completion_tokens`.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use std::ops::Range;
-use thiserror::Error;
+use super::RequestError;
+use crate::Protocol;
+use crate::ir::{
+    Block, LossReport, Media, Message, Reasoning, ReasoningEffort, Request, ResponseFormat, Role,
+    Tool, ToolChoice,
+};
+use serde_json::{Map, Value, json};
 
-/// What routing needs from a request, borrowed from the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHead {
-    /// The `model` the client asked for (JSON escapes decoded).
-    pub model: String,
-    /// Byte range of the `model` value in the body, quotes included.
-    pub model_span: Range<usize>,
-    /// Whether the client asked for a stream.
-    pub stream: bool,
-    /// Whether the client asked for the final usage chunk (`stream_options.include_usage`).
-    pub include_usage: bool,
-    /// `max_completion_tokens`, or the older `max_tokens`, if given.
-    pub max_output_tokens: Option<u64>,
+fn bad(msg: impl Into<String>) -> RequestError {
+    RequestError::Json(msg.into())
 }
 
-/// Why a request body was refused.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum RequestError {
-    /// The body is not valid JSON, or not an object of the right shape.
-    #[error("could not parse the JSON body of your request: {0}")]
-    Json(String),
-    /// The body has no `model`.
-    #[error("you must provide a model parameter")]
-    MissingModel,
-    /// `model` is not a string.
-    #[error("model must be a string")]
-    ModelNotString,
+/// Parses a Chat Completions request body into the IR.
+pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(obj) = v else {
+        return Err(bad("the request body must be a JSON object"));
+    };
+    let mut req = Request::default();
+    let mut stream_options: Option<Map<String, Value>> = None;
+    for (key, val) in obj {
+        match key.as_str() {
+            "model" => {
+                req.model = val
+                    .as_str()
+                    .ok_or(RequestError::ModelNotString)?
+                    .to_string()
+            }
+            "messages" => {
+                let Value::Array(list) = val else {
+                    return Err(bad("messages must be an array"));
+                };
+                for (i, m) in list.into_iter().enumerate() {
+                    req.messages
+                        .push(parse_message(m).map_err(|e| bad(format!("messages[{i}]: {e}")))?);
+                }
+            }
+            "tools" if all_function_tools(&val) => {
+                for t in val.as_array().into_iter().flatten() {
+                    let f = &t["function"];
+                    req.tools.push(Tool {
+                        name: str_of(f, "name").unwrap_or_default(),
+                        description: str_of(f, "description"),
+                        parameters: f
+                            .get("parameters")
+                            .cloned()
+                            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                        strict: f.get("strict").and_then(Value::as_bool),
+                        cache: None,
+                    });
+                }
+            }
+            "tool_choice" => match parse_tool_choice(&val) {
+                Some(c) => req.tool_choice = Some(c),
+                None => {
+                    req.ext.openai.insert(key, val);
+                }
+            },
+            "parallel_tool_calls" => req.parallel_tool_calls = val.as_bool(),
+            "temperature" => req.sampling.temperature = val.as_f64(),
+            "top_p" => req.sampling.top_p = val.as_f64(),
+            "frequency_penalty" => req.sampling.frequency_penalty = val.as_f64(),
+            "presence_penalty" => req.sampling.presence_penalty = val.as_f64(),
+            "seed" => req.sampling.seed = val.as_i64(),
+            "n" => req.sampling.candidates = val.as_u64(),
+            "max_completion_tokens" => req.max_output_tokens = val.as_u64(),
+            "max_tokens" => {
+                req.max_output_tokens = req.max_output_tokens.or(val.as_u64());
+            }
+            "stop" => {
+                req.stop = match val {
+                    Value::String(s) => vec![s],
+                    Value::Array(a) => a
+                        .into_iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            "stream" => req.stream = val.as_bool().unwrap_or(false),
+            "stream_options" => stream_options = val.as_object().cloned(),
+            "reasoning_effort" => match effort_of(val.as_str()) {
+                Some(e) => {
+                    req.reasoning = Some(Reasoning {
+                        effort: Some(e),
+                        ..Reasoning::default()
+                    })
+                }
+                None => {
+                    req.ext.openai.insert(key, val);
+                }
+            },
+            "response_format" => match parse_response_format(&val) {
+                Some(f) => req.response_format = Some(f),
+                None => {
+                    req.ext.openai.insert(key, val);
+                }
+            },
+            "user" => req.user = val.as_str().map(str::to_string),
+            _ => {
+                req.ext.openai.insert(key, val);
+            }
+        }
+    }
+    if let Some(mut o) = stream_options {
+        req.stream_usage = o
+            .remove("include_usage")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if !o.is_empty() {
+            req.ext
+                .openai
+                .insert("stream_options".into(), Value::Object(o));
+        }
+    }
+    if req.model.is_empty() {
+        return Err(RequestError::MissingModel);
+    }
+    Ok(req)
 }
 
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow)]
-    model: Option<&'a RawValue>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: Option<bool>,
-}
-
-/// Validates `body` as a Chat Completions request and borrows what routing needs.
-pub fn scan_request(body: &[u8]) -> Result<RequestHead, RequestError> {
-    let head: Head<'_> =
-        serde_json::from_slice(body).map_err(|e| RequestError::Json(e.to_string()))?;
-    let raw = head.model.ok_or(RequestError::MissingModel)?;
-    let text = raw.get();
-    let model: String = serde_json::from_str(text).map_err(|_| RequestError::ModelNotString)?;
-    // The raw value is a sub-slice of `body`; its offset is a plain address difference.
-    let start = text.as_ptr() as usize - body.as_ptr() as usize;
-    Ok(RequestHead {
-        model,
-        model_span: start..start + text.len(),
-        stream: head.stream.unwrap_or(false),
-        include_usage: head
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
-        max_output_tokens: head.max_completion_tokens.or(head.max_tokens),
+fn all_function_tools(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| {
+        a.iter()
+            .all(|t| t["type"] == "function" && t["function"].is_object())
     })
 }
 
-/// `body` with the value at `span` replaced by `name` as a JSON string. Everything else is
-/// copied byte for byte.
-pub fn splice_model(body: &[u8], span: Range<usize>, name: &str) -> Vec<u8> {
-    let quoted = serde_json::to_string(name).expect("serializing a str cannot fail");
-    let mut out = Vec::with_capacity(body.len() - span.len() + quoted.len());
-    out.extend_from_slice(&body[..span.start]);
-    out.extend_from_slice(quoted.as_bytes());
-    out.extend_from_slice(&body[span.end..]);
+fn effort_of(s: Option<&str>) -> Option<ReasoningEffort> {
+    match s? {
+        "minimal" => Some(ReasoningEffort::Minimal),
+        "low" => Some(ReasoningEffort::Low),
+        "medium" => Some(ReasoningEffort::Medium),
+        "high" => Some(ReasoningEffort::High),
+        _ => None,
+    }
+}
+
+fn effort_str(e: ReasoningEffort) -> &'static str {
+    match e {
+        ReasoningEffort::Minimal => "minimal",
+        ReasoningEffort::Low => "low",
+        ReasoningEffort::Medium => "medium",
+        ReasoningEffort::High => "high",
+    }
+}
+
+fn parse_tool_choice(v: &Value) -> Option<ToolChoice> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "auto" => Some(ToolChoice::Auto),
+            "none" => Some(ToolChoice::None),
+            "required" => Some(ToolChoice::Required),
+            _ => None,
+        },
+        Value::Object(o)
+            if o.get("type").and_then(Value::as_str) == Some("function") && o.len() == 2 =>
+        {
+            o.get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .map(|n| ToolChoice::Tool(n.to_string()))
+        }
+        _ => None,
+    }
+}
+
+fn parse_response_format(v: &Value) -> Option<ResponseFormat> {
+    match v.get("type")?.as_str()? {
+        "text" => Some(ResponseFormat::Text),
+        "json_object" => Some(ResponseFormat::JsonObject),
+        "json_schema" => {
+            let s = v.get("json_schema")?;
+            Some(ResponseFormat::JsonSchema {
+                name: str_of(s, "name"),
+                description: str_of(s, "description"),
+                schema: s.get("schema").cloned().unwrap_or(Value::Null),
+                strict: s.get("strict").and_then(Value::as_bool),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `data:<media type>;base64,<data>` -> (media type, data).
+fn split_data_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type.to_string(), data.to_string()))
+}
+
+fn parse_part(p: Value) -> Result<Block, String> {
+    let kind = p
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match kind.as_str() {
+        "text" => Ok(Block::Text {
+            text: str_of(&p, "text").unwrap_or_default(),
+            citations: Vec::new(),
+            cache: None,
+        }),
+        "image_url" => {
+            let img = &p["image_url"];
+            let url = str_of(img, "url").ok_or("image_url.url is missing")?;
+            let source = match split_data_url(&url) {
+                Some((media_type, data)) => Media::Base64 { media_type, data },
+                None => Media::Url {
+                    url,
+                    media_type: None,
+                },
+            };
+            Ok(Block::Image {
+                source,
+                detail: str_of(img, "detail"),
+                cache: None,
+            })
+        }
+        "input_audio" => {
+            let a = &p["input_audio"];
+            let format = str_of(a, "format").unwrap_or_else(|| "wav".into());
+            Ok(Block::Audio {
+                source: Media::Base64 {
+                    media_type: format!("audio/{format}"),
+                    data: str_of(a, "data").unwrap_or_default(),
+                },
+            })
+        }
+        "file" => {
+            let f = &p["file"];
+            let source = if let Some(id) = str_of(f, "file_id") {
+                Media::FileId { id }
+            } else {
+                let data = str_of(f, "file_data").ok_or("file needs file_id or file_data")?;
+                match split_data_url(&data) {
+                    Some((media_type, data)) => Media::Base64 { media_type, data },
+                    None => Media::Base64 {
+                        media_type: "application/pdf".into(),
+                        data,
+                    },
+                }
+            };
+            Ok(Block::Document {
+                source,
+                title: str_of(f, "filename"),
+                context: None,
+                citations: false,
+                cache: None,
+            })
+        }
+        "refusal" => Ok(Block::Refusal {
+            text: str_of(&p, "refusal").unwrap_or_default(),
+        }),
+        other => Err(format!("unsupported content part type `{other}`")),
+    }
+}
+
+fn parse_content(v: Value) -> Result<Vec<Block>, String> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::String(text) => Ok(vec![Block::Text {
+            text,
+            citations: Vec::new(),
+            cache: None,
+        }]),
+        Value::Array(parts) => parts.into_iter().map(parse_part).collect(),
+        _ => Err("content must be a string or an array of parts".into()),
+    }
+}
+
+fn parse_message(m: Value) -> Result<Message, String> {
+    let Value::Object(mut o) = m else {
+        return Err("a message must be an object".into());
+    };
+    let role = match o.remove("role").as_ref().and_then(Value::as_str) {
+        Some("system") => Role::System,
+        Some("developer") => Role::Developer,
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some("tool") => Role::Tool,
+        Some(other) => return Err(format!("unsupported role `{other}`")),
+        None => return Err("role is missing".into()),
+    };
+    let name = o
+        .remove("name")
+        .and_then(|n| n.as_str().map(str::to_string));
+    let mut content = parse_content(o.remove("content").unwrap_or(Value::Null))?;
+    if let Some(r) = o
+        .remove("refusal")
+        .and_then(|r| r.as_str().map(str::to_string))
+    {
+        content.push(Block::Refusal { text: r });
+    }
+    if let Some(calls) = o.remove("tool_calls") {
+        for c in calls.as_array().into_iter().flatten() {
+            let f = &c["function"];
+            let raw = str_of(f, "arguments").unwrap_or_default();
+            let input = serde_json::from_str(&raw).unwrap_or(Value::String(raw));
+            content.push(Block::ToolUse {
+                id: str_of(c, "id").unwrap_or_default(),
+                name: str_of(f, "name").unwrap_or_default(),
+                input,
+                thought_signature: None,
+            });
+        }
+    }
+    if role == Role::Tool {
+        let id = o
+            .remove("tool_call_id")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .ok_or("tool message needs tool_call_id")?;
+        content = vec![Block::ToolResult {
+            tool_use_id: id,
+            name: None,
+            content,
+            is_error: false,
+            cache: None,
+        }];
+    }
+    let ext = crate::ir::Extensions {
+        openai: o,
+        ..Default::default()
+    };
+    Ok(Message {
+        role,
+        content,
+        name,
+        ext,
+    })
+}
+
+/// Writes the IR as a Chat Completions request body. Everything the IR holds that this
+/// protocol cannot carry is named in `loss`.
+pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
+    let mut o = Map::new();
+    o.insert("model".into(), json!(req.model));
+    let mut messages = Vec::new();
+    if !req.system.is_empty() {
+        let text = blocks_text(&req.system, "system", loss);
+        messages.push(json!({"role": "system", "content": text}));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        messages.extend(write_message(m, i, loss));
+    }
+    o.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.cache.is_some() {
+                    loss.drop_field(format!("tools[{i}].cache_control"));
+                }
+                let mut f = Map::new();
+                f.insert("name".into(), json!(t.name));
+                if let Some(d) = &t.description {
+                    f.insert("description".into(), json!(d));
+                }
+                f.insert("parameters".into(), t.parameters.clone());
+                if let Some(s) = t.strict {
+                    f.insert("strict".into(), json!(s));
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+        o.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(c) = &req.tool_choice {
+        let v = match c {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(n) => json!({"type": "function", "function": {"name": n}}),
+        };
+        o.insert("tool_choice".into(), v);
+    }
+    if let Some(p) = req.parallel_tool_calls {
+        o.insert("parallel_tool_calls".into(), json!(p));
+    }
+    let s = &req.sampling;
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            o.insert(k.into(), v);
+        }
+    };
+    put("temperature", s.temperature.map(|x| json!(x)));
+    put("top_p", s.top_p.map(|x| json!(x)));
+    put("frequency_penalty", s.frequency_penalty.map(|x| json!(x)));
+    put("presence_penalty", s.presence_penalty.map(|x| json!(x)));
+    put("seed", s.seed.map(|x| json!(x)));
+    put("n", s.candidates.map(|x| json!(x)));
+    put(
+        "max_completion_tokens",
+        req.max_output_tokens.map(|x| json!(x)),
+    );
+    put("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
+    put("user", req.user.as_ref().map(|u| json!(u)));
+    if s.top_k.is_some() {
+        loss.drop_field("top_k");
+    }
+    if req.stream {
+        o.insert("stream".into(), json!(true));
+    }
+    let mut stream_options = req
+        .ext
+        .openai
+        .get("stream_options")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if req.stream_usage {
+        stream_options.insert("include_usage".into(), json!(true));
+    }
+    if !stream_options.is_empty() {
+        o.insert("stream_options".into(), Value::Object(stream_options));
+    }
+    if let Some(r) = &req.reasoning {
+        match r.effort {
+            Some(e) => {
+                o.insert("reasoning_effort".into(), json!(effort_str(e)));
+            }
+            None if r.budget_tokens.is_some() => loss.drop_field("reasoning.budget_tokens"),
+            None => {}
+        }
+        if r.include_thoughts.is_some() {
+            loss.drop_field("reasoning.include_thoughts");
+        }
+    }
+    if let Some(f) = &req.response_format {
+        let v = match f {
+            ResponseFormat::Text => json!({"type": "text"}),
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema {
+                name,
+                description,
+                schema,
+                strict,
+            } => {
+                let mut js = Map::new();
+                js.insert(
+                    "name".into(),
+                    json!(name.clone().unwrap_or_else(|| "response".into())),
+                );
+                if let Some(d) = description {
+                    js.insert("description".into(), json!(d));
+                }
+                js.insert("schema".into(), schema.clone());
+                if let Some(s) = strict {
+                    js.insert("strict".into(), json!(s));
+                }
+                json!({"type": "json_schema", "json_schema": js})
+            }
+        };
+        o.insert("response_format".into(), v);
+    }
+    if !req.safety.is_empty() {
+        loss.drop_field("safety_settings");
+    }
+    for (k, v) in &req.ext.openai {
+        if k != "stream_options" {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    for f in req.ext.foreign_fields(Protocol::OpenAiChat) {
+        loss.drop_field(f);
+    }
+    serde_json::to_vec(&Value::Object(o)).expect("a JSON value always serializes")
+}
+
+/// Text of blocks for places that take only text (system prompts from other protocols).
+fn blocks_text(blocks: &[Block], path: &str, loss: &mut LossReport) -> String {
+    let mut out = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        match b {
+            Block::Text { text, cache, .. } => {
+                if cache.is_some() {
+                    loss.drop_field(format!("{path}[{i}].cache_control"));
+                }
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(text);
+            }
+            _ => loss.drop_field(format!("{path}[{i}]")),
+        }
+    }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn data_url(media_type: &str, data: &str) -> String {
+    format!("data:{media_type};base64,{data}")
+}
 
-    #[test]
-    fn finds_model_and_flags() {
-        let body = br#"{ "messages": [{"role":"user","content":"hi"}], "model" :  "fast",
-            "stream": true, "stream_options": {"include_usage": true}, "max_tokens": 50 }"#;
-        let head = scan_request(body).unwrap();
-        assert_eq!(head.model, "fast");
-        assert_eq!(&body[head.model_span.clone()], br#""fast""#);
-        assert!(head.stream);
-        assert!(head.include_usage);
-        assert_eq!(head.max_output_tokens, Some(50));
+fn write_part(b: &Block, path: &str, loss: &mut LossReport) -> Option<Value> {
+    match b {
+        Block::Text {
+            text,
+            citations,
+            cache,
+        } => {
+            if !citations.is_empty() {
+                loss.drop_field(format!("{path}.citations"));
+            }
+            if cache.is_some() {
+                loss.drop_field(format!("{path}.cache_control"));
+            }
+            Some(json!({"type": "text", "text": text}))
+        }
+        Block::Image {
+            source,
+            detail,
+            cache,
+        } => {
+            if cache.is_some() {
+                loss.drop_field(format!("{path}.cache_control"));
+            }
+            let url = match source {
+                Media::Base64 { media_type, data } => data_url(media_type, data),
+                Media::Url { url, .. } => url.clone(),
+                Media::FileId { .. } | Media::Text { .. } => {
+                    loss.drop_field(path.to_string());
+                    return None;
+                }
+            };
+            let mut img = Map::new();
+            img.insert("url".into(), json!(url));
+            if let Some(d) = detail {
+                img.insert("detail".into(), json!(d));
+            }
+            Some(json!({"type": "image_url", "image_url": img}))
+        }
+        Block::Audio {
+            source: Media::Base64 { media_type, data },
+        } => {
+            let format = media_type.strip_prefix("audio/").unwrap_or(media_type);
+            Some(json!({"type": "input_audio", "input_audio": {"data": data, "format": format}}))
+        }
+        Block::Document {
+            source,
+            title,
+            context,
+            citations,
+            cache,
+        } => {
+            for (dropped, name) in [
+                (context.is_some(), "context"),
+                (*citations, "citations"),
+                (cache.is_some(), "cache_control"),
+            ] {
+                if dropped {
+                    loss.drop_field(format!("{path}.{name}"));
+                }
+            }
+            let mut f = Map::new();
+            match source {
+                Media::FileId { id } => {
+                    f.insert("file_id".into(), json!(id));
+                }
+                Media::Base64 { media_type, data } => {
+                    f.insert("file_data".into(), json!(data_url(media_type, data)));
+                }
+                Media::Url { .. } | Media::Text { .. } => {
+                    loss.drop_field(path.to_string());
+                    return None;
+                }
+            }
+            if let Some(t) = title {
+                f.insert("filename".into(), json!(t));
+            }
+            Some(json!({"type": "file", "file": f}))
+        }
+        Block::Refusal { text } => Some(json!({"type": "refusal", "refusal": text})),
+        _ => {
+            loss.drop_field(path.to_string());
+            None
+        }
     }
+}
 
-    #[test]
-    fn splice_keeps_every_other_byte() {
-        let body = br#"{"model":"fa\u0073t","messages":[],"n":1}"#;
-        let head = scan_request(body).unwrap();
-        assert_eq!(head.model, "fast");
-        let out = splice_model(body, head.model_span, "gpt-4o-mini");
-        assert_eq!(out, br#"{"model":"gpt-4o-mini","messages":[],"n":1}"#);
-        let out = splice_model(body, scan_request(body).unwrap().model_span, "we\"ird");
-        assert_eq!(scan_request(&out).unwrap().model, "we\"ird");
+fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
+    let path = format!("messages[{i}]");
+    let role = match m.role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut out = Vec::new();
+    let mut parts = Vec::new();
+    let mut tool_calls = Vec::new();
+    let mut refusal = None;
+    for (j, b) in m.content.iter().enumerate() {
+        let bpath = format!("{path}.content[{j}]");
+        match b {
+            Block::ToolUse {
+                id,
+                name,
+                input,
+                thought_signature,
+            } => {
+                if thought_signature.is_some() {
+                    loss.drop_field(format!("{bpath}.thought_signature"));
+                }
+                let arguments = match input {
+                    Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
+                    v => v.to_string(),
+                };
+                tool_calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}));
+            }
+            Block::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                cache,
+                ..
+            } => {
+                if *is_error {
+                    loss.drop_field(format!("{bpath}.is_error"));
+                }
+                if cache.is_some() {
+                    loss.drop_field(format!("{bpath}.cache_control"));
+                }
+                let all_text = content.iter().all(
+                    |b| matches!(b, Block::Text { citations, cache: None, .. } if citations.is_empty()),
+                );
+                let value = if all_text {
+                    json!(blocks_text(content, &format!("{bpath}.content"), loss))
+                } else {
+                    let parts = content
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, b)| write_part(b, &format!("{bpath}.content[{k}]"), loss))
+                        .collect();
+                    Value::Array(parts)
+                };
+                out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": value}));
+            }
+            Block::Refusal { text } if m.role == Role::Assistant => refusal = Some(text.clone()),
+            Block::Thinking { .. } | Block::RedactedThinking { .. } => loss.drop_field(bpath),
+            other => parts.extend(write_part(other, &bpath, loss)),
+        }
     }
-
-    #[test]
-    fn refuses_what_it_cannot_route() {
-        assert!(matches!(
-            scan_request(b"{\"model\": \"x\""),
-            Err(RequestError::Json(_))
-        ));
-        assert!(matches!(scan_request(b"[1,2]"), Err(RequestError::Json(_))));
-        assert_eq!(
-            scan_request(b"{\"messages\":[]}"),
-            Err(RequestError::MissingModel)
-        );
-        assert_eq!(
-            scan_request(b"{\"model\":5}"),
-            Err(RequestError::ModelNotString)
-        );
-        let dup = scan_request(br#"{"model":"a","model":"b"}"#).unwrap_err();
-        assert!(dup.to_string().contains("duplicate field"), "{dup}");
-        let bad = scan_request(b"{\"model\":\"a\",}").unwrap_err();
-        assert!(bad.to_string().contains("line 1 column"), "{bad}");
-        assert!(matches!(
-            scan_request(b"{\"model\":\"\xff\"}"),
-            Err(RequestError::Json(_))
-        ));
+    if m.role == Role::Tool {
+        // The message's own fields ride on the (first) tool message written for it.
+        if let Some(Value::Object(first)) = out.first_mut() {
+            if let Some(n) = &m.name {
+                first.insert("name".into(), json!(n));
+            }
+            for (k, v) in &m.ext.openai {
+                first.insert(k.clone(), v.clone());
+            }
+        }
+        for f in m.ext.foreign_fields(Protocol::OpenAiChat) {
+            loss.drop_field(format!("{path}.{f}"));
+        }
+        return out;
     }
+    let mut o = Map::new();
+    o.insert("role".into(), json!(role));
+    let content = match parts.as_slice() {
+        [] if !tool_calls.is_empty() || refusal.is_some() => Value::Null,
+        [] => json!(""),
+        [one] if one["type"] == "text" => one["text"].clone(),
+        _ => Value::Array(parts),
+    };
+    o.insert("content".into(), content);
+    if let Some(n) = &m.name {
+        o.insert("name".into(), json!(n));
+    }
+    if let Some(r) = refusal {
+        o.insert("refusal".into(), json!(r));
+    }
+    if !tool_calls.is_empty() {
+        o.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    for (k, v) in &m.ext.openai {
+        o.insert(k.clone(), v.clone());
+    }
+    for f in m.ext.foreign_fields(Protocol::OpenAiChat) {
+        loss.drop_field(format!("{path}.{f}"));
+    }
+    out.insert(0, Value::Object(o));
+    out
 }
