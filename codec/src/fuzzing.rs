@@ -80,6 +80,26 @@ pub fn openai_request_ir(data: &[u8]) {
     }
 }
 
+/// Messages bodies through the IR: whatever parses writes back without loss, and the writer's
+/// output is a fixed point.
+pub fn anthropic_request_ir(data: &[u8]) {
+    if let Ok(ir) = crate::anthropic::parse_request(data) {
+        let mut loss = crate::ir::LossReport::default();
+        let out = crate::anthropic::write_request(&ir, 1024, &mut loss);
+        assert!(
+            loss.is_empty(),
+            "an Anthropic request lost {:?} on its way back to Anthropic",
+            loss.dropped
+        );
+        let again = crate::anthropic::parse_request(&out).expect("a written body parses");
+        let mut loss2 = crate::ir::LossReport::default();
+        assert_eq!(
+            crate::anthropic::write_request(&again, 1024, &mut loss2),
+            out
+        );
+    }
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken property.
 pub type Target = fn(&[u8]);
 
@@ -90,4 +110,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("http1_chunked", http1_chunked),
     ("openai_request", openai_request),
     ("openai_request_ir", openai_request_ir),
+    ("anthropic_request_ir", anthropic_request_ir),
 ];

@@ -12,6 +12,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod anthropic;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http1;

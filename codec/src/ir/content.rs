@@ -151,6 +151,14 @@ pub enum Block {
         /// The refusal text.
         text: String,
     },
+    /// A block of a kind only `protocol` has (Anthropic server tool results, search results,
+    /// ...), carried as received: kept on a same-protocol trip, reported as lost on a cross one.
+    Raw {
+        /// The protocol it belongs to.
+        protocol: crate::Protocol,
+        /// The block as received.
+        value: Value,
+    },
 }
 
 /// One turn of the conversation.

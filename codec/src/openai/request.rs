@@ -267,7 +267,10 @@ fn parse_part(p: Value) -> Result<Block, String> {
         "refusal" => Ok(Block::Refusal {
             text: str_of(&p, "refusal").unwrap_or_default(),
         }),
-        other => Err(format!("unsupported content part type `{other}`")),
+        _ => Ok(Block::Raw {
+            protocol: Protocol::OpenAiChat,
+            value: p,
+        }),
     }
 }
 
@@ -587,6 +590,10 @@ fn write_part(b: &Block, path: &str, loss: &mut LossReport) -> Option<Value> {
             Some(json!({"type": "file", "file": f}))
         }
         Block::Refusal { text } => Some(json!({"type": "refusal", "refusal": text})),
+        Block::Raw {
+            protocol: Protocol::OpenAiChat,
+            value,
+        } => Some(value.clone()),
         _ => {
             loss.drop_field(path.to_string());
             None
@@ -673,6 +680,7 @@ fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
         }
         return out;
     }
+    let only_tool_results = m.role == Role::User && parts.is_empty() && !out.is_empty();
     let mut o = Map::new();
     o.insert("role".into(), json!(role));
     let content = match parts.as_slice() {
@@ -697,6 +705,11 @@ fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
     for f in m.ext.foreign_fields(Protocol::OpenAiChat) {
         loss.drop_field(format!("{path}.{f}"));
     }
-    out.insert(0, Value::Object(o));
+    // Tool results (from protocols that carry them in user turns) go first, as OpenAI wants
+    // them right after the assistant's tool calls; a user turn that held nothing else is not
+    // written as an empty message.
+    if !only_tool_results {
+        out.push(Value::Object(o));
+    }
     out
 }
