@@ -31,6 +31,7 @@ fn citations_of(v: &Value) -> Vec<Citation> {
         .map(|a| {
             a.iter()
                 .map(|c| Citation {
+                    protocol: Protocol::Anthropic,
                     raw: c.clone(),
                     cited_text: s(c, "cited_text"),
                     source: s(c, "document_title")
@@ -172,7 +173,7 @@ pub(super) fn write_block(b: &Block, path: &str, loss: &mut LossReport) -> Optio
             o.insert("text".into(), json!(text));
             let own: Vec<Value> = citations
                 .iter()
-                .filter(|c| c.raw.get("cited_text").is_some())
+                .filter(|c| c.protocol == Protocol::Anthropic)
                 .map(|c| c.raw.clone())
                 .collect();
             if own.len() < citations.len() {
@@ -225,11 +226,9 @@ pub(super) fn write_block(b: &Block, path: &str, loss: &mut LossReport) -> Optio
             let mut o = Map::new();
             o.insert("type".into(), json!("thinking"));
             o.insert("thinking".into(), json!(text));
-            match signature {
-                Some(sig) => {
-                    o.insert("signature".into(), json!(sig));
-                }
-                None => loss.drop_field(format!("{path}.signature")),
+            // A block that came without a signature is written without one: nothing is lost.
+            if let Some(sig) = signature {
+                o.insert("signature".into(), json!(sig));
             }
             Some(Value::Object(o))
         }

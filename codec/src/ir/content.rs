@@ -60,6 +60,8 @@ pub enum Media {
 /// A citation attached to text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Citation {
+    /// The protocol whose shape `raw` has.
+    pub protocol: crate::Protocol,
     /// The provider's citation object as received; its shape differs per protocol, and it is
     /// carried, not interpreted, when source and target agree.
     pub raw: Value,

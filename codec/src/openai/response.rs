@@ -150,6 +150,7 @@ fn stop_to(s: &StopReason) -> String {
 fn citation_from(a: &Value) -> Citation {
     let u = &a["url_citation"];
     Citation {
+        protocol: Protocol::OpenAiChat,
         raw: a.clone(),
         cited_text: None,
         source: u["url"].as_str().map(str::to_string),
@@ -175,7 +176,7 @@ pub fn write_response(r: &Response, created: u64, loss: &mut LossReport) -> Vec<
                 has_text = true;
                 text.push_str(t);
                 for c in citations {
-                    if c.raw.get("type").and_then(Value::as_str) == Some("url_citation") {
+                    if c.protocol == Protocol::OpenAiChat {
                         annotations.push(c.raw.clone());
                     } else {
                         loss.drop_field(format!("content[{i}].citations"));
