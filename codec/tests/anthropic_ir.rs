@@ -176,6 +176,18 @@ fn anthropic_request_to_openai_and_back_keeps_tool_ids() {
         loss.dropped
     );
     assert!(loss.dropped.contains(&"top_k".to_string()));
+    // A tool result's image has no place in an OpenAI tool message; its error flag neither.
+    assert!(
+        loss.dropped
+            .contains(&"messages[2].content[1].content[1]".to_string()),
+        "{:?}",
+        loss.dropped
+    );
+    assert!(
+        loss.dropped
+            .contains(&"messages[2].content[1].is_error".to_string())
+    );
+    assert_eq!(msgs[4]["content"], "station offline; last radar image:");
     assert!(loss.dropped.contains(&"anthropic.service_tier".to_string()));
     // Back to Anthropic from the OpenAI form: the tool call and its result still pair up.
     let back = openai::parse_request(&serde_json::to_vec(&out).unwrap()).unwrap();

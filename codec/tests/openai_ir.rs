@@ -109,6 +109,15 @@ fn legacy_and_short_forms_are_read() {
         "{err}"
     );
     assert!(parse_request(br#"{"messages":[]}"#).is_err());
+    let err = parse_request(
+        br#"{"model":"m","messages":[{"role":"tool","tool_call_id":"c","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tool message's content parts must be text"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -324,6 +324,9 @@ fn parse_message(m: Value) -> Result<Message, String> {
         }
     }
     if role == Role::Tool {
+        if content.iter().any(|b| !matches!(b, Block::Text { .. })) {
+            return Err("a tool message's content parts must be text".into());
+        }
         let id = o
             .remove("tool_call_id")
             .and_then(|v| v.as_str().map(str::to_string))
@@ -645,19 +648,10 @@ fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
                 if cache.is_some() {
                     loss.drop_field(format!("{bpath}.cache_control"));
                 }
-                let all_text = content.iter().all(
-                    |b| matches!(b, Block::Text { citations, cache: None, .. } if citations.is_empty()),
-                );
-                let value = if all_text {
-                    json!(blocks_text(content, &format!("{bpath}.content"), loss))
-                } else {
-                    let parts = content
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(k, b)| write_part(b, &format!("{bpath}.content[{k}]"), loss))
-                        .collect();
-                    Value::Array(parts)
-                };
+                // A tool message holds text only: other parts of a result (an image a tool
+                // returned through another protocol) are reported, not sent.
+                let path = format!("{bpath}.content");
+                let value = json!(blocks_text(content, &path, loss));
                 out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": value}));
             }
             Block::Refusal { text } if m.role == Role::Assistant => refusal = Some(text.clone()),
