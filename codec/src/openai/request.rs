@@ -626,14 +626,14 @@ fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
                 input,
                 thought_signature,
             } => {
-                if thought_signature.is_some() {
-                    loss.drop_field(format!("{bpath}.thought_signature"));
-                }
-                let arguments = match input {
-                    Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
-                    v => v.to_string(),
-                };
-                tool_calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}));
+                tool_calls.push(super::tool_call_json(
+                    id,
+                    name,
+                    input,
+                    thought_signature,
+                    &bpath,
+                    loss,
+                ));
             }
             Block::ToolResult {
                 tool_use_id,

@@ -190,14 +190,14 @@ pub fn write_response(r: &Response, created: u64, loss: &mut LossReport) -> Vec<
                 input,
                 thought_signature,
             } => {
-                if thought_signature.is_some() {
-                    loss.drop_field(format!("content[{i}].thought_signature"));
-                }
-                let arguments = match input {
-                    Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
-                    v => v.to_string(),
-                };
-                tool_calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}));
+                tool_calls.push(super::tool_call_json(
+                    id,
+                    name,
+                    input,
+                    thought_signature,
+                    &format!("content[{i}]"),
+                    loss,
+                ));
             }
             _ => loss.drop_field(format!("content[{i}]")),
         }
