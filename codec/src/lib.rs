@@ -13,12 +13,16 @@
 #![warn(missing_docs)]
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gemini;
 pub mod http1;
 pub mod ir;
 pub mod mock;
 pub mod openai;
 mod protocol;
+pub mod responses;
 
 pub use protocol::Protocol;

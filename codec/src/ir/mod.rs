@@ -40,6 +40,9 @@ pub struct Extensions {
     pub gemini: Map<String, Value>,
     /// Fields only Cohere v2 has (`safety_mode`, `documents` options, ...).
     pub cohere: Map<String, Value>,
+    /// (In every slot, a key that starts with `_` is a codec's private hint for a same-protocol
+    /// trip, such as which of two spellings a field came in; it is never reported as lost.)
+    ///
     /// Fields only Bedrock Converse has (`guardrailConfig`, `additionalModelRequestFields`, ...).
     pub bedrock: Map<String, Value>,
 }
@@ -60,9 +63,25 @@ impl Extensions {
         slots
             .iter()
             .filter(|(p, _)| *p != keep)
-            .flat_map(|(p, m)| m.keys().map(move |k| format!("{}.{k}", p.as_str())))
+            .flat_map(|(p, m)| {
+                m.keys()
+                    .filter(|k| !k.starts_with('_'))
+                    .map(move |k| format!("{}.{k}", p.as_str()))
+            })
             .collect()
     }
+}
+
+/// An id in the caller's format: `id` itself when it already has `prefix` (it came from a
+/// provider of the caller's protocol), else `prefix` followed by `id`'s letters and digits (or
+/// by `busbar` when it has none). Stable: the same `id` always gives the same answer, so an id
+/// minted on one turn is recognised on the next.
+pub fn caller_id(prefix: &str, id: &str) -> String {
+    if id.starts_with(prefix) {
+        return id.to_string();
+    }
+    let tail: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("{prefix}{}", if tail.is_empty() { "busbar" } else { &tail })
 }
 
 /// What a translation could not carry into its target, by field path.

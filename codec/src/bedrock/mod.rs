@@ -1,0 +1,1 @@
+//! AWS Bedrock Converse (`POST /model/{id}/converse`) <-> IR. (Being written.)
