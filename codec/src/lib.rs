@@ -15,6 +15,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gemini;
@@ -24,5 +25,6 @@ pub mod mock;
 pub mod openai;
 mod protocol;
 pub mod responses;
+pub mod translate;
 
 pub use protocol::Protocol;

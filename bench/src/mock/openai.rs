@@ -19,6 +19,8 @@ pub(super) async fn handle(
         let list = models_body(&[ModelEntry {
             id: "mock-model",
             owned_by: "busbar-bench",
+            context_window: None,
+            max_output_tokens: None,
         }]);
         return write(stream, respond(200, "application/json", &list, &[])).await;
     }

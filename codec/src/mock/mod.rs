@@ -8,8 +8,10 @@
 //! per token, up to the requested token count (capped by the request's max output tokens).
 
 mod openai;
+mod reply;
 
 pub use openai::{OpenAiStream, openai_completion};
+pub use reply::{reply, thinking_signature};
 
 use serde_json::Value;
 

@@ -2,41 +2,7 @@
 
 use serde_json::json;
 
-/// The error families busbar reports in OpenAI's shape, with the `type` OpenAI uses for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// 400: the request itself is wrong.
-    InvalidRequest,
-    /// 401: no key, or a key busbar does not know.
-    Authentication,
-    /// 403: the key may not use what it asked for.
-    Permission,
-    /// 404: no such model or route.
-    NotFound,
-    /// 413 / 431 and other size limits.
-    TooLarge,
-    /// 429: a limit was hit.
-    RateLimit,
-    /// 5xx: the provider could not be reached or failed.
-    Upstream,
-    /// 5xx: busbar itself failed.
-    Server,
-}
-
-impl ErrorKind {
-    fn type_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::TooLarge => {
-                "invalid_request_error"
-            }
-            ErrorKind::Authentication => "authentication_error",
-            ErrorKind::Permission => "permission_error",
-            ErrorKind::RateLimit => "rate_limit_error",
-            ErrorKind::Upstream => "upstream_error",
-            ErrorKind::Server => "server_error",
-        }
-    }
-}
+pub use crate::errors::ErrorKind;
 
 /// The JSON body of an OpenAI-shaped error.
 pub fn error_body(
@@ -48,7 +14,7 @@ pub fn error_body(
     let v = json!({
         "error": {
             "message": message,
-            "type": kind.type_str(),
+            "type": kind.openai_type(),
             "param": param,
             "code": code,
         }

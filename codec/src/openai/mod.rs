@@ -11,7 +11,7 @@ mod response;
 mod scan;
 
 pub use error::{ErrorKind, error_body};
-pub use models::{ModelEntry, models_body};
+pub use models::{ModelEntry, list_body, models_body};
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};
 pub use scan::{RequestError, RequestHead, scan_request, splice_model};

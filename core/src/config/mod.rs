@@ -10,7 +10,7 @@ mod parse;
 
 pub use default::{DEFAULT_SOURCE_NAME, default_toml};
 pub use model::{
-    ClientKey, Config, Driver, Endpoint, Limits, MockSettings, Model, Pool, PoolMember, Protocol,
-    Provider, UpstreamSettings,
+    Auth, AwsSigning, ClientKey, Config, Driver, Endpoint, Limits, MockSettings, Model, Pool,
+    PoolMember, Protocol, Provider, UpstreamSettings,
 };
 pub use parse::{ConfigError, parse};

@@ -13,20 +13,64 @@ pub enum Driver {
     Epoll,
 }
 
-/// A wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// OpenAI Chat Completions.
-    OpenAi,
+pub use busbar_codec::Protocol;
+
+/// How busbar proves itself to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials (a local model server).
+    None,
+    /// `Authorization: Bearer <key>` (OpenAI, Cohere, Bedrock API keys).
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini).
+    GoogApiKey,
+    /// `api-key: <key>` (Azure OpenAI).
+    AzureApiKey,
+    /// AWS Signature Version 4 (Bedrock), with credentials from the environment.
+    SigV4(AwsSigning),
 }
 
-impl Protocol {
-    /// The name used in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::OpenAi => "openai",
+impl Auth {
+    /// The carrier a protocol's providers use unless the config says otherwise.
+    pub fn default_for(protocol: Protocol) -> Auth {
+        match protocol {
+            Protocol::OpenAiChat | Protocol::OpenAiResponses | Protocol::Cohere => Auth::Bearer,
+            Protocol::Anthropic => Auth::XApiKey,
+            Protocol::Gemini => Auth::GoogApiKey,
+            Protocol::Bedrock => Auth::Bearer,
         }
     }
+
+    /// The name used in config files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Bearer => "bearer",
+            Auth::XApiKey => "x-api-key",
+            Auth::GoogApiKey => "x-goog-api-key",
+            Auth::AzureApiKey => "api-key",
+            Auth::SigV4(_) => "sigv4",
+        }
+    }
+}
+
+/// What SigV4 signing needs: where, and with which credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSigning {
+    /// AWS region, e.g. `us-east-1`.
+    pub region: String,
+    /// Signing name of the service (`bedrock` for Bedrock Runtime).
+    pub service: String,
+    /// Access key id, read from the environment (None: the variable was not set).
+    pub access_key_id: Option<String>,
+    /// Secret access key, read from the environment.
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials, if set.
+    pub session_token: Option<String>,
+    /// The variables the credentials come from, for error messages.
+    pub env_names: [String; 3],
 }
 
 /// Limits on what a client may send, and how long it may take.
@@ -130,6 +174,12 @@ pub struct Provider {
     pub protocol: Protocol,
     /// Where it is.
     pub endpoint: Endpoint,
+    /// How busbar authenticates to it.
+    pub auth: Auth,
+    /// `anthropic-version` sent to Anthropic-protocol providers.
+    pub anthropic_version: String,
+    /// A query string added to every request (e.g. Azure's `api-version=2024-10-21`).
+    pub query: Option<String>,
     /// The variable its key is read from, if it needs one.
     pub api_key_env: Option<String>,
     /// The key, when the variable was set.
@@ -153,6 +203,8 @@ pub struct Model {
     pub input_price: f64,
     /// USD per million output tokens.
     pub output_price: f64,
+    /// Refuse (400) a request whose translation to this model's protocol would lose a field.
+    pub strict: bool,
 }
 
 /// One member of a pool.
@@ -171,6 +223,8 @@ pub struct Pool {
     pub name: String,
     /// Its members, in config order.
     pub members: Vec<PoolMember>,
+    /// Refuse (400) a request whose translation to a member's protocol would lose a field.
+    pub strict: bool,
 }
 
 /// A client key from the static list.

@@ -104,6 +104,13 @@ struct RawProvider {
     base_url: Option<Spanned<String>>,
     api_key_env: Option<String>,
     mock: Option<RawMock>,
+    auth: Option<Spanned<String>>,
+    anthropic_version: Option<String>,
+    query: Option<Spanned<String>>,
+    region: Option<String>,
+    aws_access_key_env: Option<String>,
+    aws_secret_key_env: Option<String>,
+    aws_session_token_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -127,12 +134,16 @@ struct RawModel {
     input_price: Spanned<f64>,
     #[serde(default = "zero_price")]
     output_price: Spanned<f64>,
+    #[serde(default)]
+    strict: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPool {
     members: Spanned<Vec<Spanned<RawMember>>>,
+    #[serde(default)]
+    strict: bool,
 }
 
 #[derive(Deserialize)]
@@ -235,17 +246,27 @@ fn validate(
     for (name, p) in &raw.providers {
         let span = p.span();
         let p = p.get_ref();
-        let protocol = match p.protocol.get_ref().as_str() {
-            "openai" => Protocol::OpenAi,
-            other => {
+        let protocol = Protocol::from_name(p.protocol.get_ref()).ok_or_else(|| {
+            err(
+                p.protocol.span(),
+                format!(
+                    "providers.{name}.protocol: `{}` is not a supported protocol (supported: {})",
+                    p.protocol.get_ref(),
+                    Protocol::ALL.map(Protocol::as_str).join(", ")
+                ),
+            )
+        })?;
+        let auth = provider_auth(name, p, protocol, env).map_err(|(span, m)| err(span, m))?;
+        if let Some(q) = &p.query {
+            if q.get_ref().is_empty() || q.get_ref().contains(['?', '#', ' ']) {
                 return Err(err(
-                    p.protocol.span(),
+                    q.span(),
                     format!(
-                        "providers.{name}.protocol: `{other}` is not a supported protocol (supported: openai)"
+                        "providers.{name}.query: give the query without `?`, e.g. api-version=2024-10-21"
                     ),
                 ));
             }
-        };
+        }
         let endpoint = match (&p.base_url, &p.mock) {
             (Some(url), None) => parse_base_url(url.get_ref())
                 .map_err(|m| err(url.span(), format!("providers.{name}.base_url: {m}")))?,
@@ -270,6 +291,12 @@ fn validate(
             name: name.clone(),
             protocol,
             endpoint,
+            auth,
+            anthropic_version: p
+                .anthropic_version
+                .clone()
+                .unwrap_or_else(|| "2023-06-01".into()),
+            query: p.query.as_ref().map(|q| q.get_ref().clone()),
             api_key_env: p.api_key_env.clone(),
             api_key,
         });
@@ -311,6 +338,7 @@ fn validate(
             max_output_tokens: m.max_output_tokens,
             input_price: *m.input_price.get_ref(),
             output_price: *m.output_price.get_ref(),
+            strict: m.strict,
         });
     }
 
@@ -355,6 +383,7 @@ fn validate(
         pools.push(Pool {
             name: name.clone(),
             members,
+            strict: p.strict,
         });
     }
 
@@ -419,6 +448,62 @@ fn validate(
         models,
         pools,
         keys,
+    })
+}
+
+/// The provider's auth carrier: `auth` when given, else its protocol's usual one; `sigv4` needs a
+/// `region` and reads AWS credentials from the environment.
+fn provider_auth(
+    name: &str,
+    p: &RawProvider,
+    protocol: Protocol,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Auth, (Range<usize>, String)> {
+    let Some(a) = &p.auth else {
+        return Ok(Auth::default_for(protocol));
+    };
+    Ok(match a.get_ref().as_str() {
+        "none" => Auth::None,
+        "bearer" => Auth::Bearer,
+        "x-api-key" => Auth::XApiKey,
+        "x-goog-api-key" => Auth::GoogApiKey,
+        "api-key" => Auth::AzureApiKey,
+        "sigv4" => {
+            let region = p.region.clone().ok_or_else(|| {
+                (
+                    a.span(),
+                    format!("providers.{name}: auth = \"sigv4\" needs a region, e.g. region = \"us-east-1\""),
+                )
+            })?;
+            let names = [
+                p.aws_access_key_env
+                    .clone()
+                    .unwrap_or_else(|| "AWS_ACCESS_KEY_ID".into()),
+                p.aws_secret_key_env
+                    .clone()
+                    .unwrap_or_else(|| "AWS_SECRET_ACCESS_KEY".into()),
+                p.aws_session_token_env
+                    .clone()
+                    .unwrap_or_else(|| "AWS_SESSION_TOKEN".into()),
+            ];
+            let get = |n: &str| env(n).filter(|v| !v.is_empty());
+            Auth::SigV4(AwsSigning {
+                region,
+                service: "bedrock".into(),
+                access_key_id: get(&names[0]),
+                secret_access_key: get(&names[1]),
+                session_token: get(&names[2]),
+                env_names: names,
+            })
+        }
+        other => {
+            return Err((
+                a.span(),
+                format!(
+                    "providers.{name}.auth: `{other}` is not one of none, bearer, x-api-key, x-goog-api-key, api-key, sigv4"
+                ),
+            ));
+        }
     })
 }
 
@@ -610,5 +695,57 @@ key_env = "APP_KEY"
 
         let e = err_of("[providers.p]\nprotocol = \"grpc\"\nmock = {}\n");
         assert_eq!((e.line, e.column), (Some(2), Some(12)));
+    }
+
+    #[test]
+    fn protocols_auth_carriers_and_strict() {
+        let env = |n: &str| match n {
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            _ => None,
+        };
+        let c = parse(
+            "[providers.a]\nprotocol = \"anthropic\"\nbase_url = \"https://api.anthropic.com/v1\"\n\
+             [providers.g]\nprotocol = \"gemini\"\nbase_url = \"https://x/v1beta\"\n\
+             [providers.az]\nprotocol = \"openai\"\nbase_url = \"https://x/openai/v1\"\nauth = \"api-key\"\nquery = \"api-version=2024-10-21\"\n\
+             [providers.b]\nprotocol = \"bedrock\"\nbase_url = \"https://bedrock-runtime.us-east-1.amazonaws.com\"\nauth = \"sigv4\"\nregion = \"us-east-1\"\n\
+             [models.m]\nprovider = \"a\"\nstrict = true\n[pools.p]\nstrict = true\nmembers = [{ model = \"m\" }]\n",
+            &env,
+        )
+        .unwrap();
+        let by = |n: &str| c.providers.iter().find(|p| p.name == n).unwrap();
+        assert_eq!(
+            (by("a").protocol, &by("a").auth),
+            (Protocol::Anthropic, &Auth::XApiKey)
+        );
+        assert_eq!(by("a").anthropic_version, "2023-06-01");
+        assert_eq!(by("g").auth, Auth::GoogApiKey);
+        assert_eq!(
+            (&by("az").auth, by("az").query.as_deref()),
+            (&Auth::AzureApiKey, Some("api-version=2024-10-21"))
+        );
+        let Auth::SigV4(s) = &by("b").auth else {
+            panic!("sigv4")
+        };
+        assert_eq!(
+            (
+                s.region.as_str(),
+                s.access_key_id.as_deref(),
+                s.secret_access_key.as_deref(),
+                s.session_token.as_deref()
+            ),
+            ("us-east-1", Some("AKID"), Some("secret"), None)
+        );
+        assert!(c.models[0].strict && c.pools[0].strict);
+
+        let e = err_of(
+            "[providers.b]\nprotocol = \"bedrock\"\nbase_url = \"https://x\"\nauth = \"sigv4\"\n",
+        );
+        assert!(e.message.contains("needs a region"), "{e}");
+        assert_eq!(e.line, Some(4));
+        let e = err_of(
+            "[providers.b]\nprotocol = \"openai\"\nbase_url = \"https://x\"\nauth = \"basic\"\n",
+        );
+        assert!(e.message.contains("not one of none, bearer"), "{e}");
     }
 }

@@ -5,9 +5,9 @@
 use crate::io::write_all;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
+use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::RequestHead;
 use busbar_codec::mock::{MockReply, MockRequest, OpenAiStream, openai_completion};
-use busbar_codec::openai::ErrorKind;
 use busbar_core::config::MockSettings;
 use monoio::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,23 +1,28 @@
 //! The gateway: what a request means and who answers it.
 //!
 //! ```text
-//!   GET  /healthz              -> 200 {"status":"ok"}          (no key needed)
-//!   GET  /v1/models            -> key -> models and pools this gateway serves
-//!   POST /v1/chat/completions  -> key -> scan body -> resolve model/pool -> candidates
-//!                                   -> mock lane (in-process) | upstream exchange -> relay
+//!   GET  /healthz                   -> 200 {"status":"ok"}          (no key needed)
+//!   GET  /v1/models, /v1beta/models -> key -> models and pools, in the caller's protocol's shape
+//!   POST a generation route         -> ingress protocol (ingress.rs) -> key in its carrier
+//!                                      -> generate.rs: passthrough | translate | mock
 //! ```
 //!
-//! Every refusal is rendered in OpenAI's error shape with its status.
+//! Every refusal is rendered in the caller's protocol's error shape with its status.
 
+mod egress;
+mod generate;
+pub(crate) mod ingress;
 mod mock;
-mod openai;
 mod relay;
 
 use crate::io::write_all;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
+use busbar_codec::Protocol;
+use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{Method, RequestHead};
-use busbar_codec::openai::{ErrorKind, ModelEntry, models_body};
+use busbar_codec::openai::{ModelEntry, list_body};
+use ingress::Route;
 use monoio::net::TcpStream;
 use std::rc::Rc;
 
@@ -30,30 +35,38 @@ pub(crate) async fn handle(
     keep_alive: bool,
 ) -> bool {
     let path = head.path();
-    let result = match (&head.method, path) {
-        (Method::Post, "/v1/chat/completions") => match authenticate(shard, head) {
-            Ok(_) => return openai::chat(shard, stream, head, body, keep_alive).await,
-            Err(e) => Err(e),
+    let result = match ingress::route(head) {
+        Route::Generate(ing) => match authenticate(shard, head, ing.protocol) {
+            Ok(_) => return generate::generate(shard, stream, head, body, keep_alive, ing).await,
+            Err(e) => Err(e.for_protocol(ing.protocol)),
         },
-        (Method::Get | Method::Head, "/v1/models") => authenticate(shard, head).map(|_| list_models(shard, keep_alive)),
-        (Method::Get | Method::Head, "/healthz") => {
-            Ok(response(200, "application/json", br#"{"status":"ok"}"#, keep_alive, &[]))
-        }
-        (m, "/v1/chat/completions" | "/v1/models" | "/healthz") => Err(ApiError::new(
+        Route::ListModels(p) => authenticate(shard, head, p)
+            .map(|_| list_models(shard, p, keep_alive))
+            .map_err(|e| e.for_protocol(p)),
+        Route::Health => Ok(response(
+            200,
+            "application/json",
+            br#"{"status":"ok"}"#,
+            keep_alive,
+            &[],
+        )),
+        Route::WrongMethod(p, allow) => Err(ApiError::new(
             405,
             ErrorKind::InvalidRequest,
-            format!("method {} is not allowed on {path}", m.as_str()),
+            format!("method {} is not allowed on {path}", head.method.as_str()),
         )
-        .allow(if path == "/v1/chat/completions" { "POST" } else { "GET, HEAD" })),
-        (m, _) => Err(ApiError::new(
+        .allow(allow)
+        .for_protocol(p)),
+        Route::Unknown(p) => Err(ApiError::new(
             404,
             ErrorKind::NotFound,
             format!(
-                "Unknown request URL: {} {path}. busbar serves POST /v1/chat/completions, GET /v1/models and GET /healthz.",
-                m.as_str()
+                "Unknown request URL: {} {path}. busbar serves POST /v1/chat/completions, /v1/responses, /v1/messages, /v1beta/models/{{model}}:generateContent, /v2/chat, /model/{{modelId}}/converse; GET /v1/models, /v1beta/models and /healthz.",
+                head.method.as_str()
             ),
         )
-        .code("unknown_url")),
+        .code("unknown_url")
+        .for_protocol(p)),
     };
     let mut bytes = match result {
         Ok(b) => b,
@@ -68,26 +81,34 @@ pub(crate) async fn handle(
     write_all(stream, bytes).await.0.is_ok()
 }
 
-/// Checks the client key. With no keys configured the gateway is open (loopback only, or by
-/// explicit `allow_unauthenticated`). Returns the key's index.
-fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<usize>, ApiError> {
+/// Checks the client key in `protocol`'s carrier. With no keys configured the gateway is open
+/// (loopback only, or by explicit `allow_unauthenticated`). Returns the key's index.
+fn authenticate(
+    shard: &Shard,
+    head: &RequestHead,
+    protocol: Protocol,
+) -> Result<Option<usize>, ApiError> {
     if !shard.keys.is_enabled() {
         return Ok(None);
     }
-    let Some(value) = head.header("authorization") else {
-        return Err(ApiError::new(
-            401,
-            ErrorKind::Authentication,
-            "You didn't provide an API key. Send your busbar key as `Authorization: Bearer <key>`.",
-        )
-        .code("missing_api_key"));
+    let secret = match ingress::client_key(head, protocol) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(ApiError::new(
+                401,
+                ErrorKind::Authentication,
+                format!(
+                    "You didn't provide an API key. {}",
+                    ingress::key_hint(protocol)
+                ),
+            )
+            .code("missing_api_key"));
+        }
+        Err(why) => {
+            return Err(ApiError::new(401, ErrorKind::Authentication, why).code("invalid_api_key"));
+        }
     };
-    let secret = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, s)| s.trim());
-    match secret.and_then(|s| shard.keys.lookup(s)) {
+    match shard.keys.lookup(secret) {
         Some(i) => Ok(Some(i)),
         None => Err(ApiError::new(
             401,
@@ -98,7 +119,7 @@ fn authenticate(shard: &Shard, head: &RequestHead) -> Result<Option<usize>, ApiE
     }
 }
 
-fn list_models(shard: &Shard, keep_alive: bool) -> Vec<u8> {
+fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool) -> Vec<u8> {
     let c = &shard.config;
     let mut entries: Vec<ModelEntry<'_>> = c
         .models
@@ -106,16 +127,20 @@ fn list_models(shard: &Shard, keep_alive: bool) -> Vec<u8> {
         .map(|m| ModelEntry {
             id: &m.name,
             owned_by: &c.providers[m.provider].name,
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
         })
         .collect();
     entries.extend(c.pools.iter().map(|p| ModelEntry {
         id: &p.name,
         owned_by: "busbar",
+        context_window: None,
+        max_output_tokens: None,
     }));
     response(
         200,
         "application/json",
-        &models_body(&entries),
+        &list_body(protocol, &entries),
         keep_alive,
         &[],
     )

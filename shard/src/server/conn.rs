@@ -5,8 +5,8 @@ use super::respond::ApiError;
 use crate::gateway;
 use crate::io::{read_append, write_all};
 use crate::shard::Shard;
+use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{ChunkedDecoder, HeadError, RequestHead, parse_request_head};
-use busbar_codec::openai::ErrorKind;
 use monoio::net::TcpStream;
 use monoio::time::{Instant, timeout_at};
 use std::rc::Rc;
@@ -58,6 +58,7 @@ async fn serve_request(
     let body = match read_body(shard, stream, buf, head).await {
         Ok(b) => b,
         Err(Some(e)) => {
+            let e = e.for_protocol(gateway::ingress::protocol_of(head));
             let _ = write_all(stream, e.render(false)).await;
             return false;
         }

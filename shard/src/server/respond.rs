@@ -1,6 +1,7 @@
 //! Writing busbar's own responses (errors, model lists, health) as complete HTTP/1.1 messages.
 
-use busbar_codec::openai::{ErrorKind, error_body};
+use busbar_codec::Protocol;
+use busbar_codec::errors::{ErrorKind, render};
 
 /// The standard reason phrase of `status`.
 pub(crate) fn reason(status: u16) -> &'static str {
@@ -15,6 +16,8 @@ pub(crate) fn reason(status: u16) -> &'static str {
         408 => "Request Timeout",
         413 => "Content Too Large",
         417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        424 => "Failed Dependency",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -23,6 +26,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        529 => "Overloaded",
         _ => "Unknown",
     }
 }
@@ -51,7 +55,7 @@ pub(crate) fn response(
     out
 }
 
-/// An error the client made or busbar met, rendered in OpenAI's error shape.
+/// An error the client made or busbar met, rendered in the caller's protocol's error shape.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub(crate) status: u16,
@@ -61,6 +65,10 @@ pub(crate) struct ApiError {
     pub(crate) code: Option<&'static str>,
     /// For 405: the methods the resource allows.
     pub(crate) allow: Option<&'static str>,
+    /// The protocol whose error shape the client expects.
+    pub(crate) protocol: Protocol,
+    /// Extra headers (e.g. a provider's `retry-after`).
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -72,7 +80,21 @@ impl ApiError {
             param: None,
             code: None,
             allow: None,
+            protocol: Protocol::OpenAiChat,
+            headers: Vec::new(),
         }
+    }
+
+    /// Renders the error in `protocol`'s shape.
+    pub(crate) fn for_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Adds a response header.
+    pub(crate) fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     pub(crate) fn param(mut self, p: &'static str) -> Self {
@@ -92,8 +114,17 @@ impl ApiError {
 
     /// The whole HTTP response.
     pub(crate) fn render(&self, keep_alive: bool) -> Vec<u8> {
-        let body = error_body(self.kind, &self.message, self.param, self.code);
-        let allow: Vec<(&str, &str)> = self.allow.iter().map(|m| ("allow", *m)).collect();
-        response(self.status, "application/json", &body, keep_alive, &allow)
+        let r = render(
+            self.protocol,
+            self.status,
+            self.kind,
+            &self.message,
+            self.param,
+            self.code,
+        );
+        let mut extra: Vec<(&str, &str)> = self.allow.iter().map(|m| ("allow", *m)).collect();
+        extra.extend(r.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        extra.extend(self.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        response(self.status, "application/json", &r.body, keep_alive, &extra)
     }
 }

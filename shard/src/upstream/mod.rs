@@ -17,7 +17,9 @@ pub(crate) mod tls;
 pub(crate) use stream::UpstreamStream;
 
 use crate::io::{BufPool, read_append, write_all};
-use busbar_codec::http1::{ResponseError, ResponseHead, parse_response_head};
+use busbar_codec::http1::{
+    BodyFraming, ChunkedDecoder, ResponseError, ResponseHead, parse_response_head,
+};
 use busbar_core::config::{Config, Endpoint, UpstreamSettings};
 use monoio::net::TcpStream;
 use monoio::time::{Instant, timeout, timeout_at};
@@ -342,5 +344,73 @@ impl Upstream {
                 Vec::with_capacity(READ_CHUNK),
             ),
         }
+    }
+
+    /// Reads a whole response body (for translation, which needs all of it), up to `max` bytes.
+    /// The connection goes back to the pool when the body ended cleanly on its own framing.
+    pub(crate) async fn read_to_end(
+        &self,
+        provider: usize,
+        resp: Response,
+        max: usize,
+    ) -> Result<(ResponseHead, Vec<u8>), String> {
+        let Response {
+            mut stream,
+            head,
+            buffered,
+        } = resp;
+        let mut body = Vec::new();
+        let mut decoder = ChunkedDecoder::new();
+        let mut input = buffered;
+        let mut clean = head.keep_alive;
+        loop {
+            let done = match head.framing {
+                BodyFraming::Empty => {
+                    clean &= input.is_empty();
+                    true
+                }
+                BodyFraming::Length(n) => {
+                    let want = (n as usize).saturating_sub(body.len());
+                    let take = want.min(input.len());
+                    body.extend_from_slice(&input[..take]);
+                    clean &= take == input.len();
+                    body.len() as u64 >= n
+                }
+                BodyFraming::Chunked => {
+                    let used = decoder
+                        .feed(&input, |d| body.extend_from_slice(d))
+                        .map_err(|e| format!("bad chunked body from the provider: {e}"))?;
+                    clean &= used == input.len();
+                    decoder.is_done()
+                }
+                BodyFraming::Close => {
+                    body.extend_from_slice(&input);
+                    clean = false;
+                    false
+                }
+            };
+            if body.len() > max {
+                return Err(format!(
+                    "the provider's response is larger than {max} bytes"
+                ));
+            }
+            if done {
+                break;
+            }
+            input.clear();
+            let (res, b) = self.read_body(&mut stream, input).await;
+            input = b;
+            match res {
+                Ok(0) if head.framing == BodyFraming::Close => break,
+                Ok(0) => return Err("the provider closed the connection mid-body".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading the provider's body failed: {e}")),
+            }
+        }
+        self.buffers.give(input);
+        if clean {
+            self.checkin(provider, stream);
+        }
+        Ok((head, body))
     }
 }

@@ -1,0 +1,399 @@
+//! A generation request, any protocol in, any protocol out.
+//!
+//! ```text
+//!   model (body, or URL for Gemini/Bedrock) -> model | pool -> candidates, in policy order
+//!   each candidate:
+//!     built-in mock ............ answered in-process
+//!     same protocol ............ passthrough: client bytes up (model spliced), provider bytes back
+//!     other protocol ........... translate: request IR -> egress bytes; whole response read,
+//!                                 response IR -> caller's bytes; losses in x-busbar-dropped
+//!   provider error status ....... its message, re-rendered in the caller's error shape
+//! ```
+//!
+//! Candidates are tried in order while nothing has been sent (connect failures, missing
+//! credentials, a strict refusal); once a provider may have received the request, its outcome
+//! is the answer.
+
+use super::ingress::Ingress;
+use super::{egress, mock, relay};
+use crate::io::write_all;
+use crate::server::respond::{ApiError, response};
+use crate::shard::Shard;
+use crate::upstream::UpstreamError;
+use busbar_codec::errors::{ErrorKind, read_provider_error};
+use busbar_codec::http1::RequestHead;
+use busbar_codec::ir::{LossReport, Request, caller_id};
+use busbar_codec::openai::{scan_request, splice_model};
+use busbar_codec::{Protocol, translate};
+use busbar_core::config::{Endpoint, Model};
+use busbar_core::route::Target;
+use monoio::net::TcpStream;
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest provider response read whole for translation.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+/// `max_tokens` for a protocol that requires it when neither the client nor the model's config
+/// gives one.
+const FALLBACK_MAX_TOKENS: u64 = 4096;
+
+/// What the client asked for, as far as routing needs it.
+struct Ask {
+    model: String,
+    /// Where `model` sits in the body, when it is there (to splice on passthrough).
+    span: Option<std::ops::Range<usize>>,
+    stream: bool,
+}
+
+fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
+    let bad = |m: String| ApiError::new(400, ErrorKind::InvalidRequest, m);
+    match &ingress.path_model {
+        Some(model) => {
+            // The body must still be a JSON object; its `stream` flag does not exist here.
+            let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+                bad(format!(
+                    "could not parse the JSON body of your request: {e}"
+                ))
+            })?;
+            if !v.is_object() {
+                return Err(bad("the request body must be a JSON object".into()));
+            }
+            Ok(Ask {
+                model: model.clone(),
+                span: None,
+                stream: ingress.path_stream,
+            })
+        }
+        None => {
+            let s = scan_request(body).map_err(|e| bad(e.to_string()).param("model"))?;
+            Ok(Ask {
+                model: s.model,
+                span: Some(s.model_span),
+                stream: s.stream,
+            })
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(super) async fn generate(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: Vec<u8>,
+    keep_alive: bool,
+    ingress: Ingress,
+) -> bool {
+    let p_in = ingress.protocol;
+    let answer = run(shard, stream, head, &body, keep_alive, &ingress).await;
+    match answer {
+        Outcome::Written(keep) => keep,
+        Outcome::Bytes(bytes) => write_all(stream, bytes).await.0.is_ok() && keep_alive,
+        Outcome::Error(e) => write_all(stream, e.for_protocol(p_in).render(keep_alive))
+            .await
+            .0
+            .is_ok(),
+    }
+}
+
+enum Outcome {
+    /// The response went out already (streamed); whether the connection can go on.
+    Written(bool),
+    /// A whole response to write.
+    Bytes(Vec<u8>),
+    Error(ApiError),
+}
+
+async fn run(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: &[u8],
+    keep_alive: bool,
+    ingress: &Ingress,
+) -> Outcome {
+    let p_in = ingress.protocol;
+    let ask = match ask(ingress, body) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Error(e),
+    };
+    let config = &shard.config;
+    let (candidates, pool_strict): (Vec<usize>, bool) = match shard.names.resolve(&ask.model) {
+        Some(Target::Model(m)) => (vec![m], false),
+        Some(Target::Pool(p)) => {
+            let order = shard.rotations[p].borrow_mut().order();
+            (
+                order
+                    .into_iter()
+                    .map(|i| config.pools[p].members[i].model)
+                    .collect(),
+                config.pools[p].strict,
+            )
+        }
+        None => {
+            return Outcome::Error(
+                ApiError::new(
+                    404,
+                    ErrorKind::NotFound,
+                    format!(
+                        "The model `{}` does not exist or you do not have access to it.",
+                        ask.model
+                    ),
+                )
+                .param("model")
+                .code("model_not_found"),
+            );
+        }
+    };
+
+    // The request in IR form, parsed once, when some candidate needs a translation.
+    let mut ir: Option<Request> = None;
+    let mut last: Option<ApiError> = None;
+    for m in candidates {
+        let model = &config.models[m];
+        let provider = &config.providers[model.provider];
+        let same = provider.protocol == p_in;
+        if let Endpoint::Mock(settings) = &provider.endpoint {
+            if p_in == Protocol::OpenAiChat {
+                let body = splice(body, &ask, model);
+                return Outcome::Written(
+                    mock::serve(shard, stream, head, settings, &body, keep_alive).await,
+                );
+            }
+        } else if let Some(why) = egress::missing_credentials(provider) {
+            last = Some(ApiError::new(503, ErrorKind::Upstream, why));
+            continue;
+        }
+        let query = head.target.split_once('?').map(|(_, q)| q);
+        let mock_endpoint = matches!(provider.endpoint, Endpoint::Mock(_));
+        if same && !mock_endpoint {
+            let body = splice(body, &ask, model);
+            let path = egress::path(provider, &model.upstream, ask.stream, query);
+            let forward = egress::Forward {
+                headers: &head.headers,
+                same_protocol: true,
+            };
+            let request = match egress::build(shard, model.provider, &path, Some(forward), &body) {
+                Ok(r) => r,
+                Err(e) => return Outcome::Error(e),
+            };
+            match shard.upstream.exchange(model.provider, request).await {
+                Ok(resp) => {
+                    return Outcome::Written(
+                        relay::relay(
+                            shard,
+                            stream,
+                            model.provider,
+                            resp,
+                            head.minor_version,
+                            keep_alive,
+                        )
+                        .await,
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
+                    let sent = e.request_sent();
+                    last = Some(upstream_error(&e));
+                    if sent {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+
+        // Translation (or the in-process mock for a non-OpenAI client).
+        if ask.stream {
+            return Outcome::Error(ApiError::new(
+                400,
+                ErrorKind::InvalidRequest,
+                format!(
+                    "stream: `{}` is served by a {} provider, and streaming between different protocols is not available yet; send the request without streaming",
+                    ask.model,
+                    provider.protocol.as_str()
+                ),
+            ).param("stream"));
+        }
+        if ir.is_none() {
+            let path_model = ingress.path_model.as_deref().unwrap_or_default();
+            match translate::parse_request(p_in, body, path_model) {
+                Ok(r) => ir = Some(r),
+                Err(e) => {
+                    return Outcome::Error(ApiError::new(
+                        400,
+                        ErrorKind::InvalidRequest,
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        let Some(ir_req) = ir.as_ref() else {
+            continue;
+        };
+        let mut req = ir_req.clone();
+        req.model = model.upstream.clone();
+        let mut loss = LossReport::default();
+        let created = now_secs();
+        if mock_endpoint {
+            let tokens = match &provider.endpoint {
+                Endpoint::Mock(s) => s.tokens,
+                Endpoint::Http { .. } => 16,
+            };
+            let mut r = busbar_codec::mock::reply(&req, tokens);
+            r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
+            return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
+        }
+        let egress_body = translate::write_request(
+            provider.protocol,
+            &req,
+            model.max_output_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
+            &mut loss,
+        );
+        if (model.strict || pool_strict) && !loss.is_empty() {
+            last = Some(
+                ApiError::new(
+                    400,
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "`{}` is strict, and its {} provider cannot carry these fields of your request: {}",
+                        model.name,
+                        provider.protocol.as_str(),
+                        loss.header_value()
+                    ),
+                )
+                .code("lossy_translation"),
+            );
+            continue;
+        }
+        let path = egress::path(provider, &model.upstream, false, None);
+        let forward = egress::Forward {
+            headers: &head.headers,
+            same_protocol: false,
+        };
+        let request = match egress::build(shard, model.provider, &path, Some(forward), &egress_body)
+        {
+            Ok(r) => r,
+            Err(e) => return Outcome::Error(e),
+        };
+        let resp = match shard.upstream.exchange(model.provider, request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
+                let sent = e.request_sent();
+                last = Some(upstream_error(&e));
+                if sent {
+                    break;
+                }
+                continue;
+            }
+        };
+        let (rhead, rbody) = match shard
+            .upstream
+            .read_to_end(model.provider, resp, MAX_TRANSLATED_BODY)
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => return Outcome::Error(ApiError::new(502, ErrorKind::Upstream, e)),
+        };
+        if !(200..300).contains(&rhead.status) {
+            let amzn = rhead
+                .header("x-amzn-errortype")
+                .and_then(|v| std::str::from_utf8(v).ok());
+            let pe = read_provider_error(amzn, &rbody);
+            let mut e = ApiError::new(
+                rhead.status,
+                ErrorKind::from_status(rhead.status),
+                pe.message,
+            );
+            for name in ["retry-after", "retry-after-ms"] {
+                if let Some(v) = rhead.header(name).and_then(|v| std::str::from_utf8(v).ok()) {
+                    e = e.header(name, v.trim().to_string());
+                }
+            }
+            if let Some(code) = pe.code {
+                e = e.header("x-busbar-upstream-error", code);
+            }
+            return Outcome::Error(e);
+        }
+        let mut r = match translate::parse_response(provider.protocol, &rbody) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Error(ApiError::new(
+                    502,
+                    ErrorKind::Upstream,
+                    format!(
+                        "provider `{}` sent a {} response busbar could not read: {e}",
+                        provider.name,
+                        provider.protocol.as_str()
+                    ),
+                ));
+            }
+        };
+        if r.id.is_empty() {
+            r.id = rhead
+                .header("x-amzn-requestid")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map_or_else(
+                    || format!("busbar{}x{}", shard.id, shard.next_seq()),
+                    str::to_string,
+                );
+        }
+        return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
+    }
+    Outcome::Error(last.unwrap_or_else(|| {
+        ApiError::new(
+            503,
+            ErrorKind::Upstream,
+            "no provider could take the request",
+        )
+    }))
+}
+
+/// The caller's response: the IR written in its protocol, with the losses of both directions.
+fn finish(
+    shard: &Shard,
+    p_in: Protocol,
+    mut r: busbar_codec::ir::Response,
+    created: u64,
+    mut loss: LossReport,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let prefix = translate::id_prefix(p_in);
+    if !prefix.is_empty() {
+        r.id = caller_id(prefix, &r.id);
+    }
+    let body = translate::write_response(p_in, &r, created, &mut loss);
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    if !loss.is_empty() {
+        extra.push(("x-busbar-dropped", loss.header_value()));
+    }
+    if p_in == Protocol::Bedrock {
+        extra.push((
+            "x-amzn-requestid",
+            format!("busbar-{}-{}", shard.id, shard.next_seq()),
+        ));
+    }
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    response(200, "application/json", &body, keep_alive, &extra)
+}
+
+fn splice<'a>(body: &'a [u8], ask: &Ask, model: &Model) -> Cow<'a, [u8]> {
+    match &ask.span {
+        Some(span) if model.upstream != ask.model => {
+            Cow::Owned(splice_model(body, span.clone(), &model.upstream))
+        }
+        _ => Cow::Borrowed(body),
+    }
+}
+
+fn upstream_error(e: &UpstreamError) -> ApiError {
+    let status = if e.is_timeout() { 504 } else { 502 };
+    ApiError::new(status, ErrorKind::Upstream, e.to_string())
+}
