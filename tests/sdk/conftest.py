@@ -56,7 +56,8 @@ class Mock:
 
 @pytest.fixture(scope="session")
 def mock():
-    proc, port, _ = _start([BENCH, "mock", "--listen", "127.0.0.1:0", "--tokens", "8"], "listening on ")
+    env = dict(os.environ, BUSBAR_MOCK_AWS_SECRET="mock-secret")
+    proc, port, _ = _start([BENCH, "mock", "--listen", "127.0.0.1:0", "--tokens", "8"], "listening on ", env)
     yield Mock(port)
     proc.terminate()
     proc.wait()
@@ -130,3 +131,100 @@ def gateway(request, mock):
 @pytest.fixture
 def client(gateway):
     return gateway.client()
+
+
+# The six protocols as egress: one provider each, all answered by the bench mock, which speaks
+# each protocol natively. A client of any SDK reaches any of them by model name `via-<protocol>`.
+EGRESS = ["openai", "responses", "anthropic", "gemini", "cohere", "bedrock"]
+AWS_KEY_ID = "AKIDBUSBARMOCK"
+AWS_SECRET = "mock-secret"
+
+MATRIX_CONFIG = """
+listen = "127.0.0.1:0"
+shards = 2
+[providers.p-openai]
+protocol = "openai"
+base_url = "{mock}/v1"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.p-responses]
+protocol = "responses"
+base_url = "{mock}/v1"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.p-anthropic]
+protocol = "anthropic"
+base_url = "{mock}/v1"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.p-gemini]
+protocol = "gemini"
+base_url = "{mock}/v1beta"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.p-cohere]
+protocol = "cohere"
+base_url = "{mock}/v2"
+api_key_env = "SDKTEST_PROVIDER_KEY"
+[providers.p-bedrock]
+protocol = "bedrock"
+base_url = "{mock}"
+auth = "sigv4"
+region = "us-east-1"
+{models}
+[models.strict-anthropic]
+provider = "p-anthropic"
+upstream = "up-anthropic"
+strict = true
+[[keys]]
+name = "sdk"
+key_env = "SDKTEST_CLIENT_KEY"
+"""
+
+
+def _models():
+    return "".join(
+        f'[models.via-{p}]\nprovider = "p-{p}"\nupstream = "up-{p}"\nmax_output_tokens = 1024\n' for p in EGRESS
+    )
+
+
+class MatrixGateway:
+    def __init__(self, port):
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def matrix(mock):
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(MATRIX_CONFIG.format(mock=mock.url, models=_models()))
+        path = f.name
+    env = dict(
+        os.environ,
+        SDKTEST_PROVIDER_KEY=PROVIDER_KEY,
+        SDKTEST_CLIENT_KEY=CLIENT_KEY,
+        AWS_ACCESS_KEY_ID=AWS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=AWS_SECRET,
+    )
+    env.pop("AWS_SESSION_TOKEN", None)
+    proc, port, err = _start([BUSBAR, "--config", path], "listening on ", env)
+    yield MatrixGateway(port)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    os.unlink(path)
+    assert code == 0, f"busbar exited {code} after SIGTERM: {''.join(err)}"
+
+
+# ingress -> egress -> "ok" or the first failure, printed as a 6 x 6 table at the end.
+RESULTS = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not RESULTS:
+        return
+    ingress = ["openai", "responses", "anthropic", "gemini", "cohere", "bedrock"]
+    w = 11
+    tr = terminalreporter
+    tr.write_sep("=", "SDK x egress matrix (rows: client SDK, columns: provider protocol)")
+    tr.write_line(" " * w + "".join(e.ljust(w) for e in EGRESS))
+    for i in ingress:
+        cells = [("ok" if RESULTS.get((i, e)) == "ok" else ("FAIL" if (i, e) in RESULTS else "-")).ljust(w) for e in EGRESS]
+        tr.write_line(i.ljust(w) + "".join(cells))
+    for (i, e), v in sorted(RESULTS.items()):
+        if v != "ok":
+            tr.write_line(f"  {i} -> {e}: {v}")

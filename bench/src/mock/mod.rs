@@ -2,17 +2,21 @@
 //!
 //! ```text
 //!   accept -> read request -> /_mock/requests (record inspection) | protocol handler by path
-//!   protocol handlers: openai (Chat Completions). The other protocols slot in beside it: one
-//!   file each, claiming their paths in `route`.
+//!   protocol handlers: openai.rs (Chat Completions, JSON and SSE), protocols.rs (Responses,
+//!   Anthropic, Gemini, Cohere v2, Bedrock Converse; non-streaming), chosen by path
 //! ```
 //!
 //! Requests are recorded (last 1000) so tests can see what the gateway sent upstream; headers
 //! steer the answer per request (`x-mock-status`, `x-mock-ttft-ms`, `x-mock-gap-ms`,
-//! `x-mock-tokens`, `x-mock-hang`, `x-mock-retry-after`).
+//! `x-mock-tokens`, `x-mock-hang`, `x-mock-retry-after`). A status can also be asked for in the
+//! request body, as the text `mock-status=NNN` (and `mock-retry-after=N`): it survives any
+//! translation, so a test can steer the mock through any client SDK without custom headers.
 
 mod openai;
+mod protocols;
 
 use crate::wire::read_request;
+use busbar_codec::Protocol;
 use busbar_codec::http1::{Method, RequestHead};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
@@ -46,19 +50,30 @@ pub(crate) struct Steer {
 }
 
 impl Steer {
-    fn from(head: &RequestHead, o: &MockOptions) -> Steer {
+    fn from(head: &RequestHead, body: &[u8], o: &MockOptions) -> Steer {
         let num = |name: &str| {
             head.header(name)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
+        let marked = |key: &str| -> Option<u64> {
+            let at = body.windows(key.len()).position(|w| w == key.as_bytes())? + key.len();
+            let digits: Vec<u8> = body[at..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_digit)
+                .collect();
+            std::str::from_utf8(&digits).ok()?.parse().ok()
+        };
         Steer {
-            status: num("x-mock-status").and_then(|s| u16::try_from(s).ok()),
+            status: num("x-mock-status")
+                .or_else(|| marked("mock-status="))
+                .and_then(|s| u16::try_from(s).ok()),
             ttft: num("x-mock-ttft-ms").map_or(o.ttft, Duration::from_millis),
             gap: num("x-mock-gap-ms").map_or(o.gap, Duration::from_millis),
             tokens: num("x-mock-tokens").unwrap_or(o.tokens),
             hang: num("x-mock-hang") == Some(1),
-            retry_after: num("x-mock-retry-after"),
+            retry_after: num("x-mock-retry-after").or_else(|| marked("mock-retry-after=")),
         }
     }
 }
@@ -158,7 +173,7 @@ async fn conn(
             }
             r.push_back(entry);
         }
-        let steer = Steer::from(&head, &options);
+        let steer = Steer::from(&head, &body, &options);
         let keep = match (&head.method, path.as_str()) {
             (Method::Get, "/_mock/requests") => {
                 let all: Vec<serde_json::Value> = records
@@ -182,9 +197,12 @@ async fn conn(
                 records.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 write(&mut stream, respond(204, "application/json", b"", &[])).await
             }
-            _ => match route(&path) {
-                Some(Protocol::OpenAi) => {
+            _ => match protocols::route(&path) {
+                Some((Protocol::OpenAiChat, _)) => {
                     openai::handle(&mut stream, &head, &body, steer, &seq).await
+                }
+                Some((p, model)) => {
+                    protocols::handle(&mut stream, &head, &body, steer, &seq, p, &model).await
                 }
                 None => {
                     let msg = json!({"error": {"message": format!("mock: no route for {path}"), "type": "invalid_request_error"}});
@@ -200,18 +218,6 @@ async fn conn(
             break;
         }
     }
-}
-
-/// The protocols the mock speaks.
-enum Protocol {
-    OpenAi,
-}
-
-fn route(path: &str) -> Option<Protocol> {
-    if path.ends_with("/chat/completions") || path.ends_with("/models") {
-        return Some(Protocol::OpenAi);
-    }
-    None
 }
 
 /// A whole response with Content-Length.

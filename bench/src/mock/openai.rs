@@ -65,7 +65,17 @@ pub(super) async fn handle(
         monoio::time::sleep(steer.ttft).await;
     }
     if !req.stream {
-        let json = openai_completion(&req, &reply, &id, created);
+        // Non-streaming answers come from the IR mock, as for the other protocols: tool calls
+        // for offered tools, thinking when asked for, the tool's result quoted back.
+        let json = match busbar_codec::openai::parse_request(body) {
+            Ok(ir) => {
+                let mut r = busbar_codec::mock::reply(&ir, steer.tokens);
+                r.id = id;
+                let mut loss = busbar_codec::ir::LossReport::default();
+                busbar_codec::openai::write_response(&r, created, &mut loss)
+            }
+            Err(_) => openai_completion(&req, &reply, &id, created),
+        };
         return write(stream, respond(200, "application/json", &json, &extra)).await;
     }
     let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();

@@ -41,7 +41,15 @@ pub(super) async fn serve(
         monoio::time::sleep(Duration::from_millis(settings.ttft_ms)).await;
     }
     if !req.stream {
-        let json = openai_completion(&req, &reply, &id, created);
+        let json = match busbar_codec::openai::parse_request(body) {
+            Ok(ir) => {
+                let mut r = busbar_codec::mock::reply(&ir, settings.tokens);
+                r.id = id;
+                let mut loss = busbar_codec::ir::LossReport::default();
+                busbar_codec::openai::write_response(&r, created, &mut loss)
+            }
+            Err(_) => openai_completion(&req, &reply, &id, created),
+        };
         return write_all(
             client,
             response(200, "application/json", &json, keep_alive, &[]),

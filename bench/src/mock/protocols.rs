@@ -1,0 +1,205 @@
+//! The mock's answers in the protocols other than Chat Completions: Responses, Anthropic
+//! Messages, Gemini, Cohere v2 and Bedrock Converse (non-streaming).
+//!
+//! ```text
+//!   request bytes --codec parse (the protocol's own)--> IR --mock::reply--> IR
+//!                 --codec write (the protocol's own)--> response bytes
+//! ```
+//!
+//! The answer is realistic for each protocol because it is written by the same codec that
+//! reads real providers: text, tool calls for offered tools, thinking with a signature when
+//! reasoning is asked for, and usage. Errors come in the protocol's own shape (Bedrock's type in
+//! `x-amzn-ErrorType`). A SigV4-signed request is checked by re-signing it with the secret the
+//! mock knows (`BUSBAR_MOCK_AWS_SECRET`, default `mock-secret`).
+
+use super::{Steer, hang, respond, write};
+use busbar_codec::Protocol;
+use busbar_codec::errors::{ErrorKind, render};
+use busbar_codec::http1::RequestHead;
+use busbar_codec::ir::LossReport;
+use busbar_codec::ir::caller_id;
+use busbar_codec::translate;
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Which protocol a path speaks, and the model in it (Gemini, Bedrock).
+pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
+    if path.ends_with("/chat/completions") || path.ends_with("/models") {
+        return Some((Protocol::OpenAiChat, String::new()));
+    }
+    if path.ends_with("/responses") {
+        return Some((Protocol::OpenAiResponses, String::new()));
+    }
+    if path.ends_with("/messages") {
+        return Some((Protocol::Anthropic, String::new()));
+    }
+    if let Some((before, verb)) = path.rsplit_once(':') {
+        if verb == "generateContent" {
+            let model = before.rsplit_once("/models/").map(|(_, m)| m)?;
+            return Some((Protocol::Gemini, decode(model)));
+        }
+    }
+    if let Some(rest) = path.rsplit_once("/model/").map(|(_, r)| r) {
+        if let Some(model) = rest.strip_suffix("/converse") {
+            return Some((Protocol::Bedrock, decode(model)));
+        }
+    }
+    if path.ends_with("/chat") {
+        return Some((Protocol::Cohere, String::new()));
+    }
+    None
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn error(p: Protocol, status: u16, message: &str, extra: &[(&str, String)]) -> Vec<u8> {
+    let r = render(
+        p,
+        status,
+        ErrorKind::from_status(status),
+        message,
+        None,
+        None,
+    );
+    let mut headers: Vec<(&str, String)> = extra.to_vec();
+    headers.extend(r.headers.iter().map(|(k, v)| (*k, v.clone())));
+    respond(status, "application/json", &r.body, &headers)
+}
+
+pub(super) async fn handle(
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: &[u8],
+    steer: Steer,
+    seq: &Cell<u64>,
+    protocol: Protocol,
+    path_model: &str,
+) -> bool {
+    if steer.hang {
+        return hang(stream).await;
+    }
+    let extra: Vec<(&str, String)> = steer
+        .retry_after
+        .iter()
+        .map(|s| ("retry-after", s.to_string()))
+        .collect();
+    if let Some(status) = steer.status.filter(|s| *s >= 300) {
+        let msg = format!("mock: status {status} as requested");
+        return write(stream, error(protocol, status, &msg, &extra)).await;
+    }
+    if protocol == Protocol::Bedrock {
+        if let Err(why) = check_sigv4(head, body) {
+            return write(stream, error(protocol, 403, &why, &[])).await;
+        }
+    }
+    let req = match translate::parse_request(protocol, body, path_model) {
+        Ok(r) => r,
+        Err(e) => return write(stream, error(protocol, 400, &e.to_string(), &[])).await,
+    };
+    let mut r = busbar_codec::mock::reply(&req, steer.tokens);
+    seq.set(seq.get() + 1);
+    r.id = match protocol {
+        Protocol::OpenAiResponses => caller_id("resp_", &format!("mock{}", seq.get())),
+        Protocol::Anthropic => caller_id("msg_", &format!("mock{}", seq.get())),
+        _ => format!("mock-{}", seq.get()),
+    };
+    if !steer.ttft.is_zero() {
+        monoio::time::sleep(steer.ttft).await;
+    }
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut loss = LossReport::default();
+    let json = translate::write_response(protocol, &r, created, &mut loss);
+    write(stream, respond(200, "application/json", &json, &extra)).await
+}
+
+/// Checks a SigV4 `authorization` by signing the same request again, at the time it names,
+/// with the secret the mock knows. Unsigned requests pass (bearer keys are checked by nobody).
+fn check_sigv4(head: &RequestHead, body: &[u8]) -> Result<(), String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let text = |name: &str| {
+        head.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    };
+    let Some(auth) = text("authorization").filter(|a| a.starts_with("AWS4-HMAC-SHA256 ")) else {
+        return Ok(());
+    };
+    let field = |k: &str| {
+        auth.split([' ', ','])
+            .find_map(|p| p.trim().strip_prefix(k))
+            .map(str::to_string)
+    };
+    let credential = field("Credential=").ok_or("no Credential in the signature")?;
+    // Credential=AKID/20261124/us-east-1/bedrock/aws4_request
+    let parts: Vec<&str> = credential.split('/').collect();
+    let [akid, _, region, service, _] = parts.as_slice() else {
+        return Err(format!("malformed credential scope `{credential}`"));
+    };
+    let date = text("x-amz-date").ok_or("no x-amz-date")?;
+    let b = date.as_bytes();
+    if b.len() != 16 {
+        return Err(format!("malformed x-amz-date `{date}`"));
+    }
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[0..4],
+        &date[4..6],
+        &date[6..8],
+        &date[9..11],
+        &date[11..13],
+        &date[13..15]
+    );
+    let when =
+        aws_smithy_types::DateTime::from_str(&iso, aws_smithy_types::date_time::Format::DateTime)
+            .map_err(|e| e.to_string())?;
+    let when = SystemTime::try_from(when).map_err(|e| e.to_string())?;
+    let secret = std::env::var("BUSBAR_MOCK_AWS_SECRET").unwrap_or_else(|_| "mock-secret".into());
+    let identity = aws_credential_types::Credentials::new(
+        akid.to_string(),
+        secret,
+        text("x-amz-security-token"),
+        None,
+        "mock",
+    )
+    .into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(when)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let host = text("host").unwrap_or_default();
+    let content_type = text("content-type").unwrap_or_default();
+    let url = format!("https://{host}{}", head.target);
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", content_type.as_str()),
+    ];
+    let signable =
+        SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body))
+            .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let expected = instructions
+        .headers()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    if expected == auth {
+        Ok(())
+    } else {
+        Err("The request signature we calculated does not match the signature you provided.".into())
+    }
+}

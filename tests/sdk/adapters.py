@@ -1,0 +1,239 @@
+"""One adapter per official client SDK: the same three conversations (text, a tool call, the
+tool's result on a second turn) and the same two provider errors, each written the way a user
+of that SDK writes it. The SDK parses every answer itself: that is the judge.
+"""
+
+import json
+import os
+
+import anthropic
+import boto3
+import botocore.config
+import botocore.exceptions
+import cohere
+import openai
+from google import genai
+from google.genai import types as gtypes
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "description": "City name"}},
+    "required": ["city"],
+}
+WEATHER_DOC = "Current weather in a city"
+QUESTION = "What is the weather in Paris?"
+
+
+class OpenAIChat:
+    name = "openai"
+
+    def __init__(self, base, key):
+        self.c = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
+        self.tools = [{"type": "function", "function": {"name": "get_weather", "description": WEATHER_DOC, "parameters": WEATHER_SCHEMA}}]
+
+    def text(self, model, prompt):
+        r = self.c.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+        return r.choices[0].message.content, r.usage.prompt_tokens, r.usage.completion_tokens
+
+    def tool_call(self, model):
+        msgs = [{"role": "user", "content": QUESTION}]
+        r = self.c.chat.completions.create(model=model, messages=msgs, tools=self.tools)
+        assert r.choices[0].finish_reason == "tool_calls"
+        tc = r.choices[0].message.tool_calls[0]
+        state = (msgs + [r.choices[0].message.model_dump(exclude_none=True)], tc.id)
+        return tc.function.name, json.loads(tc.function.arguments), state
+
+    def tool_result(self, model, state, result):
+        msgs, call_id = state
+        msgs = msgs + [{"role": "tool", "tool_call_id": call_id, "content": result}]
+        r = self.c.chat.completions.create(model=model, messages=msgs, tools=self.tools)
+        return r.choices[0].message.content
+
+    def error_class(self, status):
+        return {400: openai.BadRequestError, 429: openai.RateLimitError}[status]
+
+    def retry_after(self, err):
+        return err.response.headers.get("retry-after")
+
+
+class OpenAIResponses:
+    name = "responses"
+
+    def __init__(self, base, key):
+        self.c = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
+        self.tools = [{"type": "function", "name": "get_weather", "description": WEATHER_DOC, "parameters": WEATHER_SCHEMA}]
+
+    def text(self, model, prompt):
+        r = self.c.responses.create(model=model, input=prompt)
+        return r.output_text, r.usage.input_tokens, r.usage.output_tokens
+
+    def tool_call(self, model):
+        items = [{"role": "user", "content": QUESTION}]
+        r = self.c.responses.create(model=model, input=items, tools=self.tools)
+        fc = next(o for o in r.output if o.type == "function_call")
+        call = {"type": "function_call", "call_id": fc.call_id, "name": fc.name, "arguments": fc.arguments}
+        return fc.name, json.loads(fc.arguments), (items + [call], fc.call_id)
+
+    def tool_result(self, model, state, result):
+        items, call_id = state
+        items = items + [{"type": "function_call_output", "call_id": call_id, "output": result}]
+        r = self.c.responses.create(model=model, input=items, tools=self.tools)
+        return r.output_text
+
+    error_class = OpenAIChat.error_class
+    retry_after = OpenAIChat.retry_after
+
+
+class Anthropic:
+    name = "anthropic"
+
+    def __init__(self, base, key):
+        self.c = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, timeout=30)
+        self.tools = [{"name": "get_weather", "description": WEATHER_DOC, "input_schema": WEATHER_SCHEMA}]
+
+    def text(self, model, prompt):
+        r = self.c.messages.create(model=model, max_tokens=256, messages=[{"role": "user", "content": prompt}])
+        text = "".join(b.text for b in r.content if b.type == "text")
+        return text, r.usage.input_tokens, r.usage.output_tokens
+
+    def tool_call(self, model):
+        msgs = [{"role": "user", "content": QUESTION}]
+        r = self.c.messages.create(model=model, max_tokens=256, messages=msgs, tools=self.tools)
+        assert r.stop_reason == "tool_use"
+        tu = next(b for b in r.content if b.type == "tool_use")
+        msgs = msgs + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in r.content]}]
+        return tu.name, tu.input, (msgs, tu.id)
+
+    def tool_result(self, model, state, result):
+        msgs, call_id = state
+        msgs = msgs + [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": result}]}]
+        r = self.c.messages.create(model=model, max_tokens=256, messages=msgs, tools=self.tools)
+        return "".join(b.text for b in r.content if b.type == "text")
+
+    def error_class(self, status):
+        return {400: anthropic.BadRequestError, 429: anthropic.RateLimitError}[status]
+
+    def retry_after(self, err):
+        return err.response.headers.get("retry-after")
+
+
+class Gemini:
+    name = "gemini"
+
+    def __init__(self, base, key):
+        self.c = genai.Client(api_key=key, http_options=gtypes.HttpOptions(base_url=base, api_version="v1beta"))
+        decl = gtypes.FunctionDeclaration(
+            name="get_weather",
+            description=WEATHER_DOC,
+            parameters=gtypes.Schema(
+                type="OBJECT",
+                properties={"city": gtypes.Schema(type="STRING", description="City name")},
+                required=["city"],
+            ),
+        )
+        self.config = gtypes.GenerateContentConfig(
+            tools=[gtypes.Tool(function_declarations=[decl])],
+            automatic_function_calling=gtypes.AutomaticFunctionCallingConfig(disable=True),
+        )
+
+    def text(self, model, prompt):
+        r = self.c.models.generate_content(model=model, contents=prompt)
+        u = r.usage_metadata
+        return r.text, u.prompt_token_count, (u.candidates_token_count or 0) + (u.thoughts_token_count or 0)
+
+    def tool_call(self, model):
+        contents = [gtypes.Content(role="user", parts=[gtypes.Part(text=QUESTION)])]
+        r = self.c.models.generate_content(model=model, contents=contents, config=self.config)
+        fc = r.function_calls[0]
+        return fc.name, dict(fc.args), (contents + [r.candidates[0].content], fc.name)
+
+    def tool_result(self, model, state, result):
+        contents, name = state
+        reply = gtypes.Content(role="user", parts=[gtypes.Part.from_function_response(name=name, response={"result": result})])
+        r = self.c.models.generate_content(model=model, contents=contents + [reply], config=self.config)
+        return r.text
+
+    def error_class(self, status):
+        return genai.errors.ClientError
+
+    def retry_after(self, err):
+        resp = getattr(err, "response", None)
+        return resp.headers.get("retry-after") if resp is not None and hasattr(resp, "headers") else None
+
+
+class Cohere:
+    name = "cohere"
+
+    def __init__(self, base, key):
+        self.c = cohere.ClientV2(api_key=key, base_url=base, timeout=30)
+        self.tools = [{"type": "function", "function": {"name": "get_weather", "description": WEATHER_DOC, "parameters": WEATHER_SCHEMA}}]
+
+    def text(self, model, prompt):
+        r = self.c.chat(model=model, messages=[{"role": "user", "content": prompt}])
+        text = "".join(c.text for c in r.message.content if c.type == "text")
+        return text, r.usage.billed_units.input_tokens, r.usage.billed_units.output_tokens
+
+    def tool_call(self, model):
+        msgs = [{"role": "user", "content": QUESTION}]
+        r = self.c.chat(model=model, messages=msgs, tools=self.tools)
+        assert r.finish_reason == "TOOL_CALL"
+        tc = r.message.tool_calls[0]
+        assistant = {"role": "assistant", "tool_calls": [tc.dict(exclude_none=True)]}
+        if r.message.tool_plan:
+            assistant["tool_plan"] = r.message.tool_plan
+        return tc.function.name, json.loads(tc.function.arguments), (msgs + [assistant], tc.id)
+
+    def tool_result(self, model, state, result):
+        msgs, call_id = state
+        msgs = msgs + [{"role": "tool", "tool_call_id": call_id, "content": result}]
+        r = self.c.chat(model=model, messages=msgs, tools=self.tools)
+        return "".join(c.text for c in r.message.content if c.type == "text")
+
+    def error_class(self, status):
+        return {400: cohere.errors.BadRequestError, 429: cohere.errors.TooManyRequestsError}[status]
+
+    def retry_after(self, err):
+        headers = getattr(err, "headers", None) or {}
+        return {k.lower(): v for k, v in headers.items()}.get("retry-after")
+
+
+class Bedrock:
+    name = "bedrock"
+
+    def __init__(self, base, key):
+        # A Bedrock API key: botocore sends it as `Authorization: Bearer`.
+        os.environ["AWS_BEARER_TOKEN_BEDROCK"] = key
+        self.c = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=base,
+            config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30),
+        )
+        self.tools = {"tools": [{"toolSpec": {"name": "get_weather", "description": WEATHER_DOC, "inputSchema": {"json": WEATHER_SCHEMA}}}]}
+
+    def text(self, model, prompt):
+        r = self.c.converse(modelId=model, messages=[{"role": "user", "content": [{"text": prompt}]}])
+        text = "".join(c["text"] for c in r["output"]["message"]["content"] if "text" in c)
+        return text, r["usage"]["inputTokens"], r["usage"]["outputTokens"]
+
+    def tool_call(self, model):
+        msgs = [{"role": "user", "content": [{"text": QUESTION}]}]
+        r = self.c.converse(modelId=model, messages=msgs, toolConfig=self.tools)
+        assert r["stopReason"] == "tool_use"
+        tu = next(c["toolUse"] for c in r["output"]["message"]["content"] if "toolUse" in c)
+        return tu["name"], tu["input"], (msgs + [r["output"]["message"]], tu["toolUseId"])
+
+    def tool_result(self, model, state, result):
+        msgs, call_id = state
+        msgs = msgs + [{"role": "user", "content": [{"toolResult": {"toolUseId": call_id, "content": [{"text": result}]}}]}]
+        r = self.c.converse(modelId=model, messages=msgs, toolConfig=self.tools)
+        return "".join(c["text"] for c in r["output"]["message"]["content"] if "text" in c)
+
+    def error_class(self, status):
+        return botocore.exceptions.ClientError
+
+    def retry_after(self, err):
+        return err.response["ResponseMetadata"]["HTTPHeaders"].get("retry-after")
+
+
+ALL = [OpenAIChat, OpenAIResponses, Anthropic, Gemini, Cohere, Bedrock]
