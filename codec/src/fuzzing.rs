@@ -100,6 +100,65 @@ pub fn anthropic_request_ir(data: &[u8]) {
     }
 }
 
+/// Any protocol's request bodies through the IR: whatever parses writes back to the same
+/// protocol without loss, and the writer's output is a fixed point.
+pub fn request_ir(protocol: crate::Protocol, data: &[u8]) {
+    use crate::translate::{parse_request, write_request};
+    if let Ok(ir) = parse_request(protocol, data, "fuzz-model") {
+        let mut loss = crate::ir::LossReport::default();
+        let out = write_request(protocol, &ir, 1024, &mut loss);
+        assert!(
+            loss.is_empty(),
+            "a {} request lost {:?} on its way back",
+            protocol.as_str(),
+            loss.dropped
+        );
+        let again = parse_request(protocol, &out, "fuzz-model").expect("a written body parses");
+        let mut loss2 = crate::ir::LossReport::default();
+        assert_eq!(write_request(protocol, &again, 1024, &mut loss2), out);
+    }
+}
+
+/// Any protocol's response bodies through the IR: as for requests.
+pub fn response_ir(protocol: crate::Protocol, data: &[u8]) {
+    use crate::translate::{parse_response, write_response};
+    if let Ok(ir) = parse_response(protocol, data) {
+        let mut loss = crate::ir::LossReport::default();
+        let out = write_response(protocol, &ir, 1_700_000_000, &mut loss);
+        assert!(
+            loss.is_empty(),
+            "a {} response lost {:?} on its way back",
+            protocol.as_str(),
+            loss.dropped
+        );
+        let again = parse_response(protocol, &out).expect("a written body parses");
+        let mut loss2 = crate::ir::LossReport::default();
+        assert_eq!(write_response(protocol, &again, 1_700_000_000, &mut loss2), out);
+    }
+}
+
+macro_rules! per_protocol {
+    ($($name:ident: $f:ident($p:ident);)*) => {$(
+        #[doc = concat!("`", stringify!($f), "` for ", stringify!($p), ".")]
+        pub fn $name(data: &[u8]) {
+            $f(crate::Protocol::$p, data)
+        }
+    )*};
+}
+
+per_protocol! {
+    responses_request_ir: request_ir(OpenAiResponses);
+    gemini_request_ir: request_ir(Gemini);
+    cohere_request_ir: request_ir(Cohere);
+    bedrock_request_ir: request_ir(Bedrock);
+    openai_response_ir: response_ir(OpenAiChat);
+    responses_response_ir: response_ir(OpenAiResponses);
+    anthropic_response_ir: response_ir(Anthropic);
+    gemini_response_ir: response_ir(Gemini);
+    cohere_response_ir: response_ir(Cohere);
+    bedrock_response_ir: response_ir(Bedrock);
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken property.
 pub type Target = fn(&[u8]);
 
@@ -111,4 +170,14 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("openai_request", openai_request),
     ("openai_request_ir", openai_request_ir),
     ("anthropic_request_ir", anthropic_request_ir),
+    ("responses_request_ir", responses_request_ir),
+    ("gemini_request_ir", gemini_request_ir),
+    ("cohere_request_ir", cohere_request_ir),
+    ("bedrock_request_ir", bedrock_request_ir),
+    ("openai_response_ir", openai_response_ir),
+    ("responses_response_ir", responses_response_ir),
+    ("anthropic_response_ir", anthropic_response_ir),
+    ("gemini_response_ir", gemini_response_ir),
+    ("cohere_response_ir", cohere_response_ir),
+    ("bedrock_response_ir", bedrock_response_ir),
 ];
