@@ -2,14 +2,16 @@
 //!
 //! It always has the built-in `mock` model, so a newcomer with no provider keys can make a
 //! request and see an answer, and it adds each known provider whose API key is in the
-//! environment, with a few of its current models. Providers are reached over OpenAI-compatible
-//! endpoints until their native protocols are wired in.
+//! environment, with a few of its current models, each in its native protocol (Anthropic
+//! Messages, Gemini generateContent, Cohere v2) or, for the OpenAI-compatible hosts, Chat
+//! Completions.
 
 /// How the default is named in messages.
 pub const DEFAULT_SOURCE_NAME: &str = "<embedded default>";
 
 struct Known {
     provider: &'static str,
+    protocol: &'static str,
     env: &'static str,
     base_url: &'static str,
     /// name, context window, max output, input and output USD per million tokens
@@ -19,6 +21,7 @@ struct Known {
 const KNOWN: &[Known] = &[
     Known {
         provider: "openai",
+        protocol: "openai",
         env: "OPENAI_API_KEY",
         base_url: "https://api.openai.com/v1",
         models: &[
@@ -31,6 +34,7 @@ const KNOWN: &[Known] = &[
     },
     Known {
         provider: "anthropic",
+        protocol: "anthropic",
         env: "ANTHROPIC_API_KEY",
         base_url: "https://api.anthropic.com/v1",
         models: &[
@@ -40,27 +44,38 @@ const KNOWN: &[Known] = &[
     },
     Known {
         provider: "gemini",
+        protocol: "gemini",
         env: "GEMINI_API_KEY",
-        base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
         models: &[
             ("gemini-2.5-flash", 1_048_576, 65_536, 0.3, 2.5),
             ("gemini-2.5-pro", 1_048_576, 65_536, 1.25, 10.0),
         ],
     },
     Known {
+        provider: "cohere",
+        protocol: "cohere",
+        env: "COHERE_API_KEY",
+        base_url: "https://api.cohere.com/v2",
+        models: &[("command-a-03-2025", 256_000, 8_000, 2.5, 10.0)],
+    },
+    Known {
         provider: "mistral",
+        protocol: "openai",
         env: "MISTRAL_API_KEY",
         base_url: "https://api.mistral.ai/v1",
         models: &[("mistral-large-latest", 128_000, 32_768, 2.0, 6.0)],
     },
     Known {
         provider: "deepseek",
+        protocol: "openai",
         env: "DEEPSEEK_API_KEY",
         base_url: "https://api.deepseek.com/v1",
         models: &[("deepseek-chat", 128_000, 8_192, 0.27, 1.1)],
     },
     Known {
         provider: "groq",
+        protocol: "openai",
         env: "GROQ_API_KEY",
         base_url: "https://api.groq.com/openai/v1",
         models: &[("llama-3.3-70b-versatile", 131_072, 32_768, 0.59, 0.79)],
@@ -80,8 +95,8 @@ pub fn default_toml(env: &dyn Fn(&str) -> Option<String>) -> String {
             continue;
         }
         t.push_str(&format!(
-            "[providers.{}]\nprotocol = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"{}\"\n\n",
-            k.provider, k.base_url, k.env
+            "[providers.{}]\nprotocol = \"{}\"\nbase_url = \"{}\"\napi_key_env = \"{}\"\n\n",
+            k.provider, k.protocol, k.base_url, k.env
         ));
         for (name, ctx, max_out, inp, out) in k.models {
             t.push_str(&format!(
@@ -118,5 +133,25 @@ mod tests {
         let m = c.models.iter().find(|m| m.name == "gpt-4o-mini").unwrap();
         assert_eq!(m.input_price, 0.15);
         assert!(c.providers.iter().all(|p| p.name != "anthropic"));
+    }
+
+    #[test]
+    fn known_providers_speak_their_native_protocols() {
+        let env = |n: &str| {
+            matches!(n, "ANTHROPIC_API_KEY" | "GEMINI_API_KEY" | "COHERE_API_KEY")
+                .then(|| "k".to_string())
+        };
+        let c = crate::config::parse(&default_toml(&env), &env).unwrap();
+        let by = |n: &str| c.providers.iter().find(|p| p.name == n).unwrap();
+        use crate::config::{Auth, Protocol};
+        assert_eq!(
+            (by("anthropic").protocol, &by("anthropic").auth),
+            (Protocol::Anthropic, &Auth::XApiKey)
+        );
+        assert_eq!(
+            (by("gemini").protocol, &by("gemini").auth),
+            (Protocol::Gemini, &Auth::GoogApiKey)
+        );
+        assert_eq!(by("cohere").protocol, Protocol::Cohere);
     }
 }
