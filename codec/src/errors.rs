@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn provider_errors_are_read_from_every_shape() {
-        let cases: [(&[u8], Option<&str>, &str, Option<&str>); 6] = [
+        type Case<'a> = (&'a [u8], Option<&'a str>, &'a str, Option<&'a str>);
+        let cases: [Case<'_>; 6] = [
             (
                 br#"{"error":{"message":"m1","type":"invalid_request_error"}}"#,
                 None,

@@ -10,7 +10,7 @@
 
 use crate::ir::{LossReport, Request, Response};
 use crate::openai::RequestError;
-use crate::{Protocol, anthropic, openai};
+use crate::{Protocol, anthropic, gemini, openai};
 
 // Interim: the four codecs being written answer with an error until they land.
 fn pending(p: Protocol) -> String {
@@ -27,6 +27,7 @@ pub fn parse_request(
     match protocol {
         Protocol::OpenAiChat => openai::parse_request(body),
         Protocol::Anthropic => anthropic::parse_request(body),
+        Protocol::Gemini => gemini::parse_request(body, path_model),
         p => {
             let _ = path_model;
             Err(RequestError::Json(pending(p)))
@@ -45,6 +46,7 @@ pub fn write_request(
     match protocol {
         Protocol::OpenAiChat => openai::write_request(req, loss),
         Protocol::Anthropic => anthropic::write_request(req, default_max_tokens, loss),
+        Protocol::Gemini => gemini::write_request(req, loss),
         p => {
             loss.drop_field(pending(p));
             Vec::new()
@@ -57,6 +59,7 @@ pub fn parse_response(protocol: Protocol, body: &[u8]) -> Result<Response, Strin
     match protocol {
         Protocol::OpenAiChat => openai::parse_response(body),
         Protocol::Anthropic => anthropic::parse_response(body),
+        Protocol::Gemini => gemini::parse_response(body),
         p => Err(pending(p)),
     }
 }
@@ -72,6 +75,7 @@ pub fn write_response(
     match protocol {
         Protocol::OpenAiChat => openai::write_response(r, created, loss),
         Protocol::Anthropic => anthropic::write_response(r, loss),
+        Protocol::Gemini => gemini::write_response(r, loss),
         p => {
             loss.drop_field(pending(p));
             Vec::new()
