@@ -133,7 +133,10 @@ pub fn response_ir(protocol: crate::Protocol, data: &[u8]) {
         );
         let again = parse_response(protocol, &out).expect("a written body parses");
         let mut loss2 = crate::ir::LossReport::default();
-        assert_eq!(write_response(protocol, &again, 1_700_000_000, &mut loss2), out);
+        assert_eq!(
+            write_response(protocol, &again, 1_700_000_000, &mut loss2),
+            out
+        );
     }
 }
 
