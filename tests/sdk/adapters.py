@@ -4,10 +4,10 @@ of that SDK writes it. The SDK parses every answer itself: that is the judge.
 """
 
 import json
-import os
 
 import anthropic
 import boto3
+import botocore
 import botocore.config
 import botocore.exceptions
 import cohere
@@ -149,7 +149,7 @@ class Gemini:
 
     def tool_result(self, model, state, result):
         contents, name = state
-        reply = gtypes.Content(role="user", parts=[gtypes.Part.from_function_response(name=name, response={"result": result})])
+        reply = gtypes.Content(role="user", parts=[gtypes.Part.from_function_response(name=name, response={"output": result})])
         r = self.c.models.generate_content(model=model, contents=contents + [reply], config=self.config)
         return r.text
 
@@ -201,14 +201,26 @@ class Bedrock:
     name = "bedrock"
 
     def __init__(self, base, key):
-        # A Bedrock API key: botocore sends it as `Authorization: Bearer`.
-        os.environ["AWS_BEARER_TOKEN_BEDROCK"] = key
+        # busbar's key goes as a Bedrock API key (`Authorization: Bearer`). botocore sends
+        # AWS_BEARER_TOKEN_BEDROCK only to https endpoints, and this test talks plain HTTP on
+        # loopback, so the same header is added by a botocore event hook on an unsigned client.
         self.c = boto3.client(
             "bedrock-runtime",
             region_name="us-east-1",
             endpoint_url=base,
-            config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=30),
+            aws_access_key_id="unused",
+            aws_secret_access_key="unused",
+            config=botocore.config.Config(
+                signature_version=botocore.UNSIGNED,
+                retries={"max_attempts": 1, "mode": "standard"},
+                read_timeout=30,
+            ),
         )
+
+        def bearer(request, **_):
+            request.headers["Authorization"] = f"Bearer {key}"
+
+        self.c.meta.events.register("before-send.bedrock-runtime.*", bearer)
         self.tools = {"tools": [{"toolSpec": {"name": "get_weather", "description": WEATHER_DOC, "inputSchema": {"json": WEATHER_SCHEMA}}}]}
 
     def text(self, model, prompt):
