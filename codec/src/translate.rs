@@ -10,7 +10,7 @@
 
 use crate::ir::{LossReport, Request, Response};
 use crate::openai::RequestError;
-use crate::{Protocol, anthropic, gemini, openai};
+use crate::{Protocol, anthropic, cohere, gemini, openai};
 
 // Interim: the four codecs being written answer with an error until they land.
 fn pending(p: Protocol) -> String {
@@ -28,6 +28,7 @@ pub fn parse_request(
         Protocol::OpenAiChat => openai::parse_request(body),
         Protocol::Anthropic => anthropic::parse_request(body),
         Protocol::Gemini => gemini::parse_request(body, path_model),
+        Protocol::Cohere => cohere::parse_request(body),
         p => {
             let _ = path_model;
             Err(RequestError::Json(pending(p)))
@@ -47,6 +48,7 @@ pub fn write_request(
         Protocol::OpenAiChat => openai::write_request(req, loss),
         Protocol::Anthropic => anthropic::write_request(req, default_max_tokens, loss),
         Protocol::Gemini => gemini::write_request(req, loss),
+        Protocol::Cohere => cohere::write_request(req, loss),
         p => {
             loss.drop_field(pending(p));
             Vec::new()
@@ -60,6 +62,7 @@ pub fn parse_response(protocol: Protocol, body: &[u8]) -> Result<Response, Strin
         Protocol::OpenAiChat => openai::parse_response(body),
         Protocol::Anthropic => anthropic::parse_response(body),
         Protocol::Gemini => gemini::parse_response(body),
+        Protocol::Cohere => cohere::parse_response(body),
         p => Err(pending(p)),
     }
 }
@@ -76,6 +79,7 @@ pub fn write_response(
         Protocol::OpenAiChat => openai::write_response(r, created, loss),
         Protocol::Anthropic => anthropic::write_response(r, loss),
         Protocol::Gemini => gemini::write_response(r, loss),
+        Protocol::Cohere => cohere::write_response(r, loss),
         p => {
             loss.drop_field(pending(p));
             Vec::new()

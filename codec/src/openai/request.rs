@@ -197,7 +197,7 @@ fn parse_response_format(v: &Value) -> Option<ResponseFormat> {
 }
 
 /// `data:<media type>;base64,<data>` -> (media type, data).
-fn split_data_url(url: &str) -> Option<(String, String)> {
+pub(crate) fn split_data_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, data) = rest.split_once(',')?;
     let media_type = meta.strip_suffix(";base64")?;
@@ -510,7 +510,7 @@ fn blocks_text(blocks: &[Block], path: &str, loss: &mut LossReport) -> String {
     out
 }
 
-fn data_url(media_type: &str, data: &str) -> String {
+pub(crate) fn data_url(media_type: &str, data: &str) -> String {
     format!("data:{media_type};base64,{data}")
 }
 
