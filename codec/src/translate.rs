@@ -10,7 +10,7 @@
 
 use crate::ir::{LossReport, Request, Response};
 use crate::openai::RequestError;
-use crate::{Protocol, anthropic, cohere, gemini, openai};
+use crate::{Protocol, anthropic, cohere, gemini, openai, responses};
 
 // Interim: the four codecs being written answer with an error until they land.
 fn pending(p: Protocol) -> String {
@@ -26,6 +26,7 @@ pub fn parse_request(
 ) -> Result<Request, RequestError> {
     match protocol {
         Protocol::OpenAiChat => openai::parse_request(body),
+        Protocol::OpenAiResponses => responses::parse_request(body),
         Protocol::Anthropic => anthropic::parse_request(body),
         Protocol::Gemini => gemini::parse_request(body, path_model),
         Protocol::Cohere => cohere::parse_request(body),
@@ -46,6 +47,7 @@ pub fn write_request(
 ) -> Vec<u8> {
     match protocol {
         Protocol::OpenAiChat => openai::write_request(req, loss),
+        Protocol::OpenAiResponses => responses::write_request(req, loss),
         Protocol::Anthropic => anthropic::write_request(req, default_max_tokens, loss),
         Protocol::Gemini => gemini::write_request(req, loss),
         Protocol::Cohere => cohere::write_request(req, loss),
@@ -60,6 +62,7 @@ pub fn write_request(
 pub fn parse_response(protocol: Protocol, body: &[u8]) -> Result<Response, String> {
     match protocol {
         Protocol::OpenAiChat => openai::parse_response(body),
+        Protocol::OpenAiResponses => responses::parse_response(body),
         Protocol::Anthropic => anthropic::parse_response(body),
         Protocol::Gemini => gemini::parse_response(body),
         Protocol::Cohere => cohere::parse_response(body),
@@ -77,6 +80,7 @@ pub fn write_response(
 ) -> Vec<u8> {
     match protocol {
         Protocol::OpenAiChat => openai::write_response(r, created, loss),
+        Protocol::OpenAiResponses => responses::write_response(r, created, loss),
         Protocol::Anthropic => anthropic::write_response(r, loss),
         Protocol::Gemini => gemini::write_response(r, loss),
         Protocol::Cohere => cohere::write_response(r, loss),
