@@ -108,6 +108,14 @@ pub(super) async fn handle(
         Protocol::Anthropic => caller_id("msg_", &format!("mock{}", seq.get())),
         _ => format!("mock-{}", seq.get()),
     };
+    if protocol == Protocol::Gemini {
+        // Gemini's function calls come without ids, as the real API sends them.
+        for b in &mut r.content {
+            if let busbar_codec::ir::Block::ToolUse { id, .. } = b {
+                id.clear();
+            }
+        }
+    }
     if !steer.ttft.is_zero() {
         monoio::time::sleep(steer.ttft).await;
     }
