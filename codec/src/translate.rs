@@ -10,12 +10,7 @@
 
 use crate::ir::{LossReport, Request, Response};
 use crate::openai::RequestError;
-use crate::{Protocol, anthropic, cohere, gemini, openai, responses};
-
-// Interim: the four codecs being written answer with an error until they land.
-fn pending(p: Protocol) -> String {
-    format!("the {} codec is not available yet", p.as_str())
-}
+use crate::{Protocol, anthropic, bedrock, cohere, gemini, openai, responses};
 
 /// Parses a request body of `protocol`. `path_model` is the model named in the URL (Gemini,
 /// Bedrock), already percent-decoded.
@@ -30,10 +25,7 @@ pub fn parse_request(
         Protocol::Anthropic => anthropic::parse_request(body),
         Protocol::Gemini => gemini::parse_request(body, path_model),
         Protocol::Cohere => cohere::parse_request(body),
-        p => {
-            let _ = path_model;
-            Err(RequestError::Json(pending(p)))
-        }
+        Protocol::Bedrock => bedrock::parse_request(body, path_model),
     }
 }
 
@@ -51,10 +43,7 @@ pub fn write_request(
         Protocol::Anthropic => anthropic::write_request(req, default_max_tokens, loss),
         Protocol::Gemini => gemini::write_request(req, loss),
         Protocol::Cohere => cohere::write_request(req, loss),
-        p => {
-            loss.drop_field(pending(p));
-            Vec::new()
-        }
+        Protocol::Bedrock => bedrock::write_request(req, loss),
     }
 }
 
@@ -66,7 +55,7 @@ pub fn parse_response(protocol: Protocol, body: &[u8]) -> Result<Response, Strin
         Protocol::Anthropic => anthropic::parse_response(body),
         Protocol::Gemini => gemini::parse_response(body),
         Protocol::Cohere => cohere::parse_response(body),
-        p => Err(pending(p)),
+        Protocol::Bedrock => bedrock::parse_response(body),
     }
 }
 
@@ -84,10 +73,7 @@ pub fn write_response(
         Protocol::Anthropic => anthropic::write_response(r, loss),
         Protocol::Gemini => gemini::write_response(r, loss),
         Protocol::Cohere => cohere::write_response(r, loss),
-        p => {
-            loss.drop_field(pending(p));
-            Vec::new()
-        }
+        Protocol::Bedrock => bedrock::write_response(r, loss),
     }
 }
 

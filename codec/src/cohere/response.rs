@@ -191,24 +191,21 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
             message.insert(k.clone(), v.clone());
         }
     }
-    let finish = match &r.stop_reason {
-        None => None,
-        Some(s) => Some(match s {
-            StopReason::EndTurn => "COMPLETE".to_string(),
-            StopReason::StopSequence(_) => "STOP_SEQUENCE".into(),
-            StopReason::MaxTokens => "MAX_TOKENS".into(),
-            StopReason::ToolUse => "TOOL_CALL".into(),
-            StopReason::Other(o) if matches!(o.as_str(), "ERROR" | "TIMEOUT") => o.clone(),
-            StopReason::ContextExceeded => {
-                loss.drop_field("stop_reason");
-                "MAX_TOKENS".into()
-            }
-            _ => {
-                loss.drop_field("stop_reason");
-                "COMPLETE".into()
-            }
-        }),
-    };
+    let finish = r.stop_reason.as_ref().map(|s| match s {
+        StopReason::EndTurn => "COMPLETE".to_string(),
+        StopReason::StopSequence(_) => "STOP_SEQUENCE".into(),
+        StopReason::MaxTokens => "MAX_TOKENS".into(),
+        StopReason::ToolUse => "TOOL_CALL".into(),
+        StopReason::Other(o) if matches!(o.as_str(), "ERROR" | "TIMEOUT") => o.clone(),
+        StopReason::ContextExceeded => {
+            loss.drop_field("stop_reason");
+            "MAX_TOKENS".into()
+        }
+        _ => {
+            loss.drop_field("stop_reason");
+            "COMPLETE".into()
+        }
+    });
     let u = &r.usage;
     let mut usage = ext
         .get("usage")

@@ -12,8 +12,8 @@ mod scan;
 
 pub use error::{ErrorKind, error_body};
 pub use models::{ModelEntry, list_body, models_body};
-pub use request::{parse_request, write_request};
 pub(crate) use request::{data_url, split_data_url};
+pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};
 pub use scan::{RequestError, RequestHead, scan_request, splice_model};
 

@@ -191,7 +191,7 @@ pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
             };
             let args = o.get("arguments").and_then(Value::as_str).unwrap_or("{}");
             let input = match serde_json::from_str::<Value>(args) {
-                Ok(v) if v.to_string() == args => v,
+                Ok(v) if serde_json::to_string(&v).ok().as_deref() == Some(args) => v,
                 Ok(v) => {
                     hint.insert("arguments".into(), json!(args));
                     v
@@ -629,7 +629,7 @@ pub(super) fn write_items(
                     ),
                 };
                 let mut o = Map::new();
-                if !hint.as_ref().is_some_and(|h| h.get("untyped").is_some()) {
+                if hint.as_ref().is_none_or(|h| h.get("untyped").is_none()) {
                     o.insert("type".into(), json!("message"));
                 }
                 o.insert("role".into(), json!(role_str(role)));
