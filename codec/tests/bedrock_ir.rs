@@ -4,6 +4,9 @@
 //! ways, and the Bedrock <-> OpenAI Chat and Bedrock <-> Anthropic pairs carry what both can
 //! express and report the rest.
 
+mod common;
+use common::*;
+
 use busbar_codec::Protocol;
 use busbar_codec::ir::{
     Block, LossReport, Media, ReasoningEffort, ResponseFormat, Role, StopReason, ToolChoice,
@@ -11,31 +14,10 @@ use busbar_codec::ir::{
 use busbar_codec::openai::RequestError;
 use busbar_codec::{anthropic, bedrock, openai};
 use serde_json::{Value, json};
-use std::path::Path;
 
 const MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
 
-fn fixture(dir: &str, name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Semantic form: numbers compared as numbers (`1` and `1.0` are the same temperature).
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Number(n) => n.as_f64().map_or(Value::Number(n), Value::from),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
-fn json(bytes: &[u8]) -> Value {
-    normalize(serde_json::from_slice(bytes).unwrap())
-}
+use common::json_of as json;
 
 fn has(loss: &LossReport, paths: &[&str]) {
     for p in paths {

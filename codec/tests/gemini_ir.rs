@@ -4,34 +4,14 @@
 //! camelCase ones; minted function-call ids pair calls with responses; and the cross pairs with
 //! OpenAI Chat and Anthropic carry what both sides can express and report the rest.
 
+mod common;
+use common::*;
+
 use busbar_codec::ir::{
     Block, LossReport, ReasoningEffort, ResponseFormat, Role, StopReason, ToolChoice,
 };
 use busbar_codec::{anthropic, gemini, openai};
 use serde_json::{Value, json};
-use std::path::Path;
-
-fn fixture(dir: &str, name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(dir)
-        .join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Semantic form: numbers compared as numbers.
-fn normalize(v: Value) -> Value {
-    match v {
-        Value::Number(n) => n.as_f64().map_or(Value::Number(n), Value::from),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
-        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        v => v,
-    }
-}
-
-fn json_of(bytes: &[u8]) -> Value {
-    normalize(serde_json::from_slice(bytes).unwrap())
-}
 
 #[test]
 fn requests_and_responses_round_trip() {

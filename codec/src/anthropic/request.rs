@@ -37,19 +37,11 @@ fn custom_tools(v: &Value) -> bool {
 
 /// Parses a Messages request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     let mut req = Request::default();
     for (key, val) in obj {
         match key.as_str() {
-            "model" => {
-                req.model = val
-                    .as_str()
-                    .ok_or(RequestError::ModelNotString)?
-                    .to_string()
-            }
+            "model" => req.model = RequestError::model(&val)?,
             "system" => req.system = blocks_of(val),
             "messages" => {
                 let Value::Array(list) = val else {
@@ -136,21 +128,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
                     }
                 }
             }
-            "thinking" => match val.get("type").and_then(Value::as_str) {
-                Some("enabled") => {
-                    req.reasoning = Some(Reasoning {
-                        enabled: Some(true),
-                        budget_tokens: val.get("budget_tokens").and_then(Value::as_i64),
-                        ..Reasoning::default()
-                    })
-                }
-                Some("disabled") => {
-                    req.reasoning = Some(Reasoning {
-                        enabled: Some(false),
-                        ..Reasoning::default()
-                    })
-                }
-                _ => {
+            "thinking" => match Reasoning::from_switch(&val, "budget_tokens") {
+                Some(r) => req.reasoning = Some(r),
+                None => {
                     req.ext.anthropic.insert(key, val);
                 }
             },
@@ -263,18 +243,17 @@ pub fn write_request(req: &Request, default_max_tokens: u64, loss: &mut LossRepo
             o.insert(k.into(), v);
         }
     }
-    for (name, present) in [
-        ("frequency_penalty", s.frequency_penalty.is_some()),
-        ("presence_penalty", s.presence_penalty.is_some()),
-        ("seed", s.seed.is_some()),
-        ("n", s.candidates.is_some_and(|n| n != 1)),
-        ("response_format", req.response_format.is_some()),
-        ("safety_settings", !req.safety.is_empty()),
-    ] {
-        if present {
-            loss.drop_field(name);
-        }
-    }
+    loss.drop_present(
+        "",
+        &[
+            (s.frequency_penalty.is_some(), "frequency_penalty"),
+            (s.presence_penalty.is_some(), "presence_penalty"),
+            (s.seed.is_some(), "seed"),
+            (s.candidates.is_some_and(|n| n != 1), "n"),
+            (req.response_format.is_some(), "response_format"),
+            (!req.safety.is_empty(), "safety_settings"),
+        ],
+    );
     if !req.stop.is_empty() {
         o.insert("stop_sequences".into(), json!(req.stop));
     }

@@ -32,10 +32,7 @@ fn bad(msg: impl Into<String>) -> RequestError {
 
 /// Parses a Converse request body into the IR; `model_id` is the model from the URL path.
 pub fn parse_request(body: &[u8], model_id: &str) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     if model_id.is_empty() {
         return Err(RequestError::MissingModel);
     }
@@ -192,22 +189,21 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
     }
     write_settings(req, &mut o, loss);
     let s = &req.sampling;
-    for (name, present) in [
-        ("frequency_penalty", s.frequency_penalty.is_some()),
-        ("presence_penalty", s.presence_penalty.is_some()),
-        ("seed", s.seed.is_some()),
-        ("n", s.candidates.is_some_and(|n| n != 1)),
-        (
-            "parallel_tool_calls",
-            req.parallel_tool_calls == Some(false),
-        ),
-        ("safety_settings", !req.safety.is_empty()),
-        ("user", req.user.is_some()),
-    ] {
-        if present {
-            loss.drop_field(name);
-        }
-    }
+    loss.drop_present(
+        "",
+        &[
+            (s.frequency_penalty.is_some(), "frequency_penalty"),
+            (s.presence_penalty.is_some(), "presence_penalty"),
+            (s.seed.is_some(), "seed"),
+            (s.candidates.is_some_and(|n| n != 1), "n"),
+            (
+                req.parallel_tool_calls == Some(false),
+                "parallel_tool_calls",
+            ),
+            (!req.safety.is_empty(), "safety_settings"),
+            (req.user.is_some(), "user"),
+        ],
+    );
     for (k, v) in ext {
         let handled = [
             "inferenceConfig",

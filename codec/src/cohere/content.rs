@@ -177,15 +177,14 @@ pub(super) fn write_parts(
                 citations,
                 cache,
             } => {
-                for (present, field) in [
-                    (context.is_some(), "context"),
-                    (*citations, "citations"),
-                    (cache.is_some(), "cache_control"),
-                ] {
-                    if present {
-                        loss.drop_field(format!("{p}.{field}"));
-                    }
-                }
+                loss.drop_present(
+                    &p,
+                    &[
+                        (context.is_some(), "context"),
+                        (*citations, "citations"),
+                        (cache.is_some(), "cache_control"),
+                    ],
+                );
                 let mut document = json!({"data": text});
                 if let Some(t) = title {
                     document["id"] = json!(t);

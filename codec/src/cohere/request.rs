@@ -18,20 +18,12 @@ fn bad(msg: impl Into<String>) -> RequestError {
 
 /// Parses a v2 chat request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     let mut req = Request::default();
     let mut strict_tools = None;
     for (key, val) in obj {
         match key.as_str() {
-            "model" => {
-                req.model = val
-                    .as_str()
-                    .ok_or(RequestError::ModelNotString)?
-                    .to_string()
-            }
+            "model" => req.model = RequestError::model(&val)?,
             "messages" => {
                 let Value::Array(list) = val else {
                     return Err(bad("messages must be an array"));
@@ -92,21 +84,9 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
                     req.ext.cohere.insert(key, val);
                 }
             },
-            "thinking" => match val.get("type").and_then(Value::as_str) {
-                Some("enabled") => {
-                    req.reasoning = Some(Reasoning {
-                        enabled: Some(true),
-                        budget_tokens: val.get("token_budget").and_then(Value::as_i64),
-                        ..Reasoning::default()
-                    })
-                }
-                Some("disabled") => {
-                    req.reasoning = Some(Reasoning {
-                        enabled: Some(false),
-                        ..Reasoning::default()
-                    })
-                }
-                _ => {
+            "thinking" => match Reasoning::from_switch(&val, "token_budget") {
+                Some(r) => req.reasoning = Some(r),
+                None => {
                     req.ext.cohere.insert(key, val);
                 }
             },

@@ -320,16 +320,15 @@ pub(super) fn write_parts(
                 citations,
                 cache,
             } => {
-                for (present, field) in [
-                    (title.is_some(), "title"),
-                    (context.is_some(), "context"),
-                    (*citations, "citations"),
-                    (cache.is_some(), "cache_control"),
-                ] {
-                    if present {
-                        loss.drop_field(format!("{p}.{field}"));
-                    }
-                }
+                loss.drop_present(
+                    &p,
+                    &[
+                        (title.is_some(), "title"),
+                        (context.is_some(), "context"),
+                        (*citations, "citations"),
+                        (cache.is_some(), "cache_control"),
+                    ],
+                );
                 media_part(source, "application/pdf", &p, loss)
             }
             Block::Audio { source } => media_part(source, "audio/wav", &p, loss),

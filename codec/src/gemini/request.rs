@@ -21,31 +21,9 @@ fn bad(msg: impl Into<String>) -> RequestError {
     RequestError::Json(msg.into())
 }
 
-fn effort_of(level: &str) -> Option<ReasoningEffort> {
-    match level.to_ascii_lowercase().as_str() {
-        "minimal" => Some(ReasoningEffort::Minimal),
-        "low" => Some(ReasoningEffort::Low),
-        "medium" => Some(ReasoningEffort::Medium),
-        "high" => Some(ReasoningEffort::High),
-        _ => None,
-    }
-}
-
-fn effort_str(e: ReasoningEffort) -> &'static str {
-    match e {
-        ReasoningEffort::Minimal => "minimal",
-        ReasoningEffort::Low => "low",
-        ReasoningEffort::Medium => "medium",
-        ReasoningEffort::High => "high",
-    }
-}
-
 /// Parses a `generateContent` body into the IR; `model` comes from the URL.
 pub fn parse_request(body: &[u8], model: &str) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     let mut req = Request {
         model: model.strip_prefix("models/").unwrap_or(model).to_string(),
         ..Request::default()
@@ -329,7 +307,7 @@ fn parse_generation(mut g: Map<String, Value>, req: &mut Request) -> Result<(), 
         if let Some(e) = t
             .get("thinkingLevel")
             .and_then(Value::as_str)
-            .and_then(effort_of)
+            .and_then(ReasoningEffort::from_name)
         {
             r.effort = Some(e);
             t.remove("thinkingLevel");
@@ -557,7 +535,7 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
                 t.insert("thinkingBudget".into(), json!(b));
             }
             (_, None, Some(e)) => {
-                t.insert("thinkingLevel".into(), json!(effort_str(e)));
+                t.insert("thinkingLevel".into(), json!(e.as_str()));
             }
             (Some(true), None, None) => {
                 t.insert("thinkingBudget".into(), json!(-1));

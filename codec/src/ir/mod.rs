@@ -100,6 +100,19 @@ impl LossReport {
         }
     }
 
+    /// Records `path.field` (or `field` when `path` is empty) for each field that is present.
+    pub fn drop_present(&mut self, path: &str, fields: &[(bool, &str)]) {
+        for (present, field) in fields {
+            if *present {
+                if path.is_empty() {
+                    self.drop_field(*field);
+                } else {
+                    self.drop_field(format!("{path}.{field}"));
+                }
+            }
+        }
+    }
+
     /// Whether nothing was lost.
     pub fn is_empty(&self) -> bool {
         self.dropped.is_empty()

@@ -35,6 +35,29 @@ pub enum ReasoningEffort {
     High,
 }
 
+impl ReasoningEffort {
+    /// The effort a protocol names (`minimal`, `low`, `medium`, `high`; any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "minimal" => Some(Self::Minimal),
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+
+    /// The lower-case name OpenAI, Responses and Gemini use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
 /// Reasoning controls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reasoning {
@@ -46,6 +69,27 @@ pub struct Reasoning {
     pub enabled: Option<bool>,
     /// Whether thoughts / summaries are returned (Gemini `includeThoughts`, Responses summary).
     pub include_thoughts: Option<bool>,
+}
+
+impl Reasoning {
+    /// A `{"type": "enabled", <budget_key>: n}` or `{"type": "disabled"}` switch (Anthropic's and
+    /// Cohere's `thinking`); `None` for any other shape.
+    pub fn from_switch(v: &Value, budget_key: &str) -> Option<Reasoning> {
+        let enabled = match v.get("type").and_then(Value::as_str)? {
+            "enabled" => true,
+            "disabled" => false,
+            _ => return None,
+        };
+        Some(Reasoning {
+            enabled: Some(enabled),
+            budget_tokens: if enabled {
+                v.get(budget_key).and_then(Value::as_i64)
+            } else {
+                None
+            },
+            ..Reasoning::default()
+        })
+    }
 }
 
 /// Output format constraints.

@@ -22,20 +22,12 @@ fn bad(msg: impl Into<String>) -> RequestError {
 
 /// Parses a Chat Completions request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     let mut req = Request::default();
     let mut stream_options: Option<Map<String, Value>> = None;
     for (key, val) in obj {
         match key.as_str() {
-            "model" => {
-                req.model = val
-                    .as_str()
-                    .ok_or(RequestError::ModelNotString)?
-                    .to_string()
-            }
+            "model" => req.model = RequestError::model(&val)?,
             "messages" => {
                 let Value::Array(list) = val else {
                     return Err(bad("messages must be an array"));
@@ -89,7 +81,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
             }
             "stream" => req.stream = val.as_bool().unwrap_or(false),
             "stream_options" => stream_options = val.as_object().cloned(),
-            "reasoning_effort" => match effort_of(val.as_str()) {
+            "reasoning_effort" => match val.as_str().and_then(ReasoningEffort::from_name) {
                 Some(e) => {
                     req.reasoning = Some(Reasoning {
                         effort: Some(e),
@@ -138,25 +130,6 @@ fn all_function_tools(v: &Value) -> bool {
         a.iter()
             .all(|t| t["type"] == "function" && t["function"].is_object())
     })
-}
-
-fn effort_of(s: Option<&str>) -> Option<ReasoningEffort> {
-    match s? {
-        "minimal" => Some(ReasoningEffort::Minimal),
-        "low" => Some(ReasoningEffort::Low),
-        "medium" => Some(ReasoningEffort::Medium),
-        "high" => Some(ReasoningEffort::High),
-        _ => None,
-    }
-}
-
-fn effort_str(e: ReasoningEffort) -> &'static str {
-    match e {
-        ReasoningEffort::Minimal => "minimal",
-        ReasoningEffort::Low => "low",
-        ReasoningEffort::Medium => "medium",
-        ReasoningEffort::High => "high",
-    }
 }
 
 fn parse_tool_choice(v: &Value) -> Option<ToolChoice> {
@@ -440,7 +413,7 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
     if let Some(r) = &req.reasoning {
         match r.effort {
             Some(e) => {
-                o.insert("reasoning_effort".into(), json!(effort_str(e)));
+                o.insert("reasoning_effort".into(), json!(e.as_str()));
             }
             None if r.budget_tokens.is_some() => loss.drop_field("reasoning.budget_tokens"),
             None => {}

@@ -38,6 +38,22 @@ pub enum RequestError {
     ModelNotString,
 }
 
+impl RequestError {
+    /// A request body as a JSON object, or the error every codec gives for anything else.
+    pub(crate) fn object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Self> {
+        match serde_json::from_slice(body) {
+            Ok(serde_json::Value::Object(o)) => Ok(o),
+            Ok(_) => Err(Self::Json("the request body must be a JSON object".into())),
+            Err(e) => Err(Self::Json(e.to_string())),
+        }
+    }
+
+    /// The `model` field's value, which must be a string.
+    pub(crate) fn model(v: &serde_json::Value) -> Result<String, Self> {
+        v.as_str().map(str::to_string).ok_or(Self::ModelNotString)
+    }
+}
+
 #[derive(Deserialize)]
 struct Head<'a> {
     #[serde(borrow)]

@@ -385,15 +385,14 @@ fn part_json(b: &Block, role: Role, path: &str, loss: &mut LossReport) -> Option
             citations,
             cache,
         } => {
-            for (present, field) in [
-                (context.is_some(), "context"),
-                (*citations, "citations"),
-                (cache.is_some(), "cache_control"),
-            ] {
-                if present {
-                    loss.drop_field(format!("{path}.{field}"));
-                }
-            }
+            loss.drop_present(
+                path,
+                &[
+                    (context.is_some(), "context"),
+                    (*citations, "citations"),
+                    (cache.is_some(), "cache_control"),
+                ],
+            );
             let mut o = json!({"type": "input_file"});
             match source {
                 Media::Base64 { media_type, data } => {

@@ -16,25 +16,6 @@ fn bad(msg: impl Into<String>) -> RequestError {
     RequestError::Json(msg.into())
 }
 
-pub(super) fn effort_of(s: Option<&str>) -> Option<ReasoningEffort> {
-    match s? {
-        "minimal" => Some(ReasoningEffort::Minimal),
-        "low" => Some(ReasoningEffort::Low),
-        "medium" => Some(ReasoningEffort::Medium),
-        "high" => Some(ReasoningEffort::High),
-        _ => None,
-    }
-}
-
-pub(super) fn effort_str(e: ReasoningEffort) -> &'static str {
-    match e {
-        ReasoningEffort::Minimal => "minimal",
-        ReasoningEffort::Low => "low",
-        ReasoningEffort::Medium => "medium",
-        ReasoningEffort::High => "high",
-    }
-}
-
 /// Items -> IR messages: consecutive items of one role merge; tool outputs and unknown items
 /// stand alone. Each message remembers its items in `ext.responses._items`.
 pub(super) fn messages_of(items: Vec<Value>, path: &str) -> Result<Vec<Message>, String> {
@@ -67,19 +48,11 @@ pub(super) fn messages_of(items: Vec<Value>, path: &str) -> Result<Vec<Message>,
 
 /// Parses a Responses request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let Value::Object(obj) = v else {
-        return Err(bad("the request body must be a JSON object"));
-    };
+    let obj = RequestError::object(body)?;
     let mut req = Request::default();
     for (key, val) in obj {
         match key.as_str() {
-            "model" => {
-                req.model = val
-                    .as_str()
-                    .ok_or(RequestError::ModelNotString)?
-                    .to_string()
-            }
+            "model" => req.model = RequestError::model(&val)?,
             "input" => match val {
                 Value::String(t) => {
                     let mut ext = Extensions::default();
@@ -204,7 +177,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
                 let effort = r
                     .get("effort")
                     .and_then(Value::as_str)
-                    .and_then(|e| effort_of(Some(e)));
+                    .and_then(ReasoningEffort::from_name);
                 let summary = r.get("summary").cloned();
                 let mut ir = Reasoning {
                     effort,
@@ -371,7 +344,7 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
             .cloned()
             .unwrap_or_default();
         if let Some(e) = r.effort {
-            ro.insert("effort".into(), json!(effort_str(e)));
+            ro.insert("effort".into(), json!(e.as_str()));
         } else if r.enabled == Some(false) {
             loss.drop_field("reasoning.enabled");
         } else if let Some(b) = r.budget_tokens {
@@ -415,19 +388,18 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
             o.insert(k.into(), v);
         }
     }
-    for (name, present) in [
-        ("top_k", s.top_k.is_some()),
-        ("frequency_penalty", s.frequency_penalty.is_some()),
-        ("presence_penalty", s.presence_penalty.is_some()),
-        ("seed", s.seed.is_some()),
-        ("n", s.candidates.is_some_and(|n| n != 1)),
-        ("stop", !req.stop.is_empty()),
-        ("safety_settings", !req.safety.is_empty()),
-    ] {
-        if present {
-            loss.drop_field(name);
-        }
-    }
+    loss.drop_present(
+        "",
+        &[
+            (s.top_k.is_some(), "top_k"),
+            (s.frequency_penalty.is_some(), "frequency_penalty"),
+            (s.presence_penalty.is_some(), "presence_penalty"),
+            (s.seed.is_some(), "seed"),
+            (s.candidates.is_some_and(|n| n != 1), "n"),
+            (!req.stop.is_empty(), "stop"),
+            (!req.safety.is_empty(), "safety_settings"),
+        ],
+    );
     if req.stream {
         o.insert("stream".into(), json!(true));
     }
