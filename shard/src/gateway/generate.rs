@@ -318,7 +318,7 @@ async fn run(
                 }
             }
             if let Some(code) = pe.code {
-                e = e.header("x-busbar-upstream-error", code);
+                e = e.header("x-busbar-upstream-error", header_safe(&code, 200));
             }
             return Outcome::Error(e);
         }
@@ -372,7 +372,7 @@ fn finish(
     let body = translate::write_response(p_in, &r, created, &mut loss);
     let mut extra: Vec<(&str, String)> = Vec::new();
     if !loss.is_empty() {
-        extra.push(("x-busbar-dropped", loss.header_value()));
+        extra.push(("x-busbar-dropped", dropped_header(&loss)));
     }
     if p_in == Protocol::Bedrock {
         extra.push((
@@ -382,6 +382,32 @@ fn finish(
     }
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     response(200, "application/json", &body, keep_alive, &extra)
+}
+
+/// Most bytes of `x-busbar-dropped`; a longer list ends with `... (+N more)`.
+const MAX_DROPPED_HEADER: usize = 4096;
+
+fn dropped_header(loss: &LossReport) -> String {
+    let mut out = String::new();
+    for (i, d) in loss.dropped.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        if out.len() + sep.len() + d.len() > MAX_DROPPED_HEADER {
+            out.push_str(&format!(", ... (+{} more)", loss.dropped.len() - i));
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(&header_safe(d, MAX_DROPPED_HEADER));
+    }
+    out
+}
+
+/// A provider-chosen string made safe for a header value: visible ASCII and spaces only (no CR
+/// or LF can split the response), at most `max` bytes.
+fn header_safe(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(max)
+        .collect()
 }
 
 fn splice<'a>(body: &'a [u8], ask: &Ask, model: &Model) -> Cow<'a, [u8]> {
@@ -396,4 +422,26 @@ fn splice<'a>(body: &'a [u8], ask: &Ask, model: &Model) -> Cow<'a, [u8]> {
 fn upstream_error(e: &UpstreamError) -> ApiError {
     let status = if e.is_timeout() { 504 } else { 502 };
     ApiError::new(status, ErrorKind::Upstream, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_from_provider_strings_cannot_split_a_response() {
+        assert_eq!(
+            header_safe("rate_limit\r\nset-cookie: x=1", 200),
+            "rate_limitset-cookie: x=1"
+        );
+        assert_eq!(header_safe("é ok", 200), " ok");
+        let mut loss = LossReport::default();
+        for i in 0..2000 {
+            loss.drop_field(format!("messages[{i}].content[0]"));
+        }
+        let h = dropped_header(&loss);
+        assert!(h.len() <= MAX_DROPPED_HEADER + 32, "{}", h.len());
+        assert!(h.starts_with("messages[0].content[0], messages[1].content[0]"));
+        assert!(h.ends_with(" more)"), "{h}");
+    }
 }
