@@ -538,14 +538,18 @@ fn write_part(b: &Block, path: &str, loss: &mut LossReport) -> Option<Value> {
             citations,
             cache,
         } => {
-            for (dropped, name) in [
-                (context.is_some(), "context"),
-                (*citations, "citations"),
-                (cache.is_some(), "cache_control"),
-            ] {
-                if dropped {
-                    loss.drop_field(format!("{path}.{name}"));
-                }
+            loss.drop_present(
+                path,
+                &[
+                    (context.is_some(), "context"),
+                    (*citations, "citations"),
+                    (cache.is_some(), "cache_control"),
+                ],
+            );
+            if let Media::Text { text, .. } = source {
+                // A plain-text document is carried as a text part; its title has no place.
+                loss.drop_present(path, &[(title.is_some(), "title")]);
+                return Some(json!({"type": "text", "text": text}));
             }
             let mut f = Map::new();
             match source {
