@@ -68,7 +68,7 @@ fn realistic_request() -> Request {
         message(
             Role::User,
             vec![text(&format!(
-                "{PARAGRAPH} {PARAGRAPH} Summarise the EMEA numbers."
+                "{PARAGRAPH} {PARAGRAPH} {PARAGRAPH} Summarise the EMEA numbers."
             ))],
         ),
         message(
@@ -98,20 +98,20 @@ fn realistic_request() -> Request {
         message(
             Role::Assistant,
             vec![text(&format!(
-                "EMEA revenue was 1.25M with churn at 3.1%. {PARAGRAPH}"
+                "EMEA revenue was 1.25M with churn at 3.1%. {PARAGRAPH} {PARAGRAPH}"
             ))],
         ),
         message(
             Role::User,
             vec![text(&format!(
-                "{PARAGRAPH} Now compare with APAC and open a ticket if churn is above 3%."
+                "{PARAGRAPH} {PARAGRAPH} Now compare with APAC and open a ticket if churn is above 3%."
             ))],
         ),
     ];
     Request {
         model: "bench-model".into(),
         system: vec![text(&format!(
-            "You are a careful analyst. {PARAGRAPH} Answer in short paragraphs."
+            "You are a careful analyst. {PARAGRAPH} {PARAGRAPH} Answer in short paragraphs."
         ))],
         messages,
         tools,
