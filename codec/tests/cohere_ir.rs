@@ -239,7 +239,7 @@ fn openai_and_anthropic_to_cohere() {
     assert_eq!(out["content"][0]["type"], "tool_use");
     assert_eq!(out["usage"]["input_tokens"], 127);
     assert!(
-        loss.dropped.iter().any(|d| d == "cohere.tool_plan"),
+        loss.dropped.iter().any(|d| d == "cohere.message.tool_plan"),
         "{:?}",
         loss.dropped
     );

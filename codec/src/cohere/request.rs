@@ -19,6 +19,7 @@ fn bad(msg: impl Into<String>) -> RequestError {
 /// Parses a v2 chat request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
     let obj = RequestError::object(body)?;
+    crate::ir::reserved_fields(&obj, &[], "the request body").map_err(bad)?;
     let mut req = Request::default();
     let mut strict_tools = None;
     for (key, val) in obj {
@@ -129,6 +130,7 @@ fn parse_message(m: Value, i: usize) -> Result<Message, String> {
     let Value::Object(mut o) = m else {
         return Err(format!("{path} must be an object"));
     };
+    crate::ir::reserved_fields(&o, &[], &path)?;
     let role = match o.remove("role").as_ref().and_then(Value::as_str) {
         Some("system") => Role::System,
         Some("user") => Role::User,

@@ -17,6 +17,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
     let Value::Object(mut o) = v else {
         return Err("the response body must be a JSON object".into());
     };
+    crate::ir::reserved_fields(&o, &["message."], "the response body")?;
     let mut r = Response::default();
     if let Some(Value::String(id)) = o.remove("id") {
         r.id = id;
@@ -27,7 +28,10 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
             "STOP_SEQUENCE" => StopReason::StopSequence(None),
             "MAX_TOKENS" => StopReason::MaxTokens,
             "TOOL_CALL" => StopReason::ToolUse,
-            _ => StopReason::Other(f),
+            _ => {
+                r.ext.cohere.insert("_finish_reason".into(), json!(f));
+                StopReason::Other(f)
+            }
         });
     }
     if let Some(m) = o.remove("message") {
@@ -83,8 +87,10 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
                 });
             }
         }
-        // tool_plan and anything else the message has.
-        r.ext.cohere.extend(m);
+        // tool_plan and anything else the message has, apart from the top-level fields.
+        for (k, v) in m {
+            r.ext.cohere.insert(format!("message.{k}"), v);
+        }
     }
     if let Some(u) = o.remove("usage") {
         let Value::Object(mut u) = u else {
@@ -138,7 +144,7 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
             .cloned()
             .unwrap_or_else(|| json!("assistant")),
     );
-    if let Some(plan) = ext.get("tool_plan") {
+    if let Some(plan) = ext.get("message.tool_plan") {
         message.insert("tool_plan".into(), plan.clone());
     }
     if !calls.is_empty() {
@@ -176,22 +182,28 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
         .filter(|c| c.protocol == Protocol::Cohere)
         .map(|c| c.raw.clone())
         .collect();
-    if let Some(Value::Array(more)) = ext.get("citations") {
+    if let Some(Value::Array(more)) = ext.get("message.citations") {
         cites.extend(more.iter().cloned());
     }
     if !cites.is_empty() {
         message.insert("citations".into(), Value::Array(cites));
     }
+    let mut top = Map::new();
     for (k, v) in ext {
-        let known = matches!(
-            k.as_str(),
-            "tool_plan" | "citations" | "usage" | "logprobs" | "id" | "finish_reason"
-        ) || k.starts_with('_');
-        if !known {
-            message.insert(k.clone(), v.clone());
+        match k.strip_prefix("message.") {
+            Some("tool_plan" | "citations") => {}
+            Some(field) => {
+                message.insert(field.to_string(), v.clone());
+            }
+            None if k.starts_with('_') || matches!(k.as_str(), "usage" | "logprobs") => {}
+            None => {
+                top.insert(k.clone(), v.clone());
+            }
         }
     }
+    let exact = ext.get("_finish_reason").and_then(Value::as_str);
     let finish = r.stop_reason.as_ref().map(|s| match s {
+        StopReason::Other(o) if exact == Some(o.as_str()) => o.clone(),
         StopReason::EndTurn => "COMPLETE".to_string(),
         StopReason::StopSequence(_) => "STOP_SEQUENCE".into(),
         StopReason::MaxTokens => "MAX_TOKENS".into(),
@@ -250,6 +262,7 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     if let Some(l) = ext.get("logprobs") {
         o.insert("logprobs".into(), l.clone());
     }
+    o.extend(top);
     if !r.safety.is_empty() {
         loss.drop_field("safety_ratings");
     }

@@ -32,7 +32,10 @@ pub fn parse_request(body: &[u8], model: &str) -> Result<Request, RequestError> 
         return Err(RequestError::MissingModel);
     }
     let mut ids = Ids::default();
-    for (key, val) in camel_map(obj) {
+    let obj = camel_map(obj);
+    crate::ir::reserved_fields(&obj, &["functionDeclarations[]"], "the request body")
+        .map_err(bad)?;
+    for (key, val) in obj {
         match key.as_str() {
             "contents" => {
                 let Value::Array(list) = val else {
@@ -215,10 +218,9 @@ fn parse_tools(val: Value, req: &mut Request) -> Result<(), RequestError> {
             .insert("_jsonSchemaTools".into(), Value::Array(json_schema_tools));
     }
     if !decl_extra.is_empty() {
-        req.ext.gemini.insert(
-            "functionDeclarationFields".into(),
-            Value::Object(decl_extra),
-        );
+        req.ext
+            .gemini
+            .insert("functionDeclarations[]".into(), Value::Object(decl_extra));
     }
     Ok(())
 }
@@ -391,9 +393,7 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let decl_extra = ext
-        .get("functionDeclarationFields")
-        .and_then(Value::as_object);
+    let decl_extra = ext.get("functionDeclarations[]").and_then(Value::as_object);
     let mut tools: Vec<Value> = Vec::new();
     if !req.tools.is_empty() {
         let decls: Vec<Value> = req
@@ -555,7 +555,7 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
     for (k, v) in ext {
         let consumed = matches!(
             k.as_str(),
-            "tools" | "toolConfig" | "generationConfig" | "functionDeclarationFields"
+            "tools" | "toolConfig" | "generationConfig" | "functionDeclarations[]"
         );
         if !consumed && !k.starts_with('_') {
             o.insert(k.clone(), v.clone());

@@ -43,6 +43,16 @@ fn ratings_of(v: &Value) -> (Vec<SafetyRating>, bool) {
 pub fn parse_response(body: &[u8]) -> Result<Response, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let mut o = object(v, "the response body")?;
+    crate::ir::reserved_fields(
+        &o,
+        &[
+            "candidates[0]",
+            "candidates[0].content",
+            "candidates[0].citationMetadata",
+            "candidates[1..]",
+        ],
+        "the response body",
+    )?;
     let mut r = Response::default();
     if let Some(Value::String(id)) = o.remove("responseId") {
         r.id = id;
@@ -78,7 +88,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
             if !content.is_empty() {
                 r.ext
                     .gemini
-                    .insert("content".into(), Value::Object(content));
+                    .insert("candidates[0].content".into(), Value::Object(content));
             }
         }
         let calls = r.content.iter().any(|b| matches!(b, Block::ToolUse { .. }));
@@ -141,18 +151,20 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
                 _ => {
                     r.ext
                         .gemini
-                        .insert("citationMetadata".into(), Value::Object(cm));
+                        .insert("candidates[0].citationMetadata".into(), Value::Object(cm));
                 }
             }
         }
         if !c.is_empty() {
-            r.ext.gemini.insert("candidate".into(), Value::Object(c));
+            r.ext
+                .gemini
+                .insert("candidates[0]".into(), Value::Object(c));
         }
     }
     if !candidates.is_empty() {
         r.ext
             .gemini
-            .insert("candidates".into(), Value::Array(candidates));
+            .insert("candidates[1..]".into(), Value::Array(candidates));
     }
     if let Some(pf) = o.get("promptFeedback") {
         if pf.get("blockReason").is_some() && r.stop_reason.is_none() {
@@ -197,7 +209,7 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     let ext = &r.ext.gemini;
     let parts = write_parts(&r.content, "content", loss, &|_| None);
     let mut content = ext
-        .get("content")
+        .get("candidates[0].content")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -261,16 +273,16 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
         .filter(|c| c.protocol == Protocol::Gemini)
         .map(|c| c.raw.clone())
         .collect();
-    if let Some(cm) = ext.get("citationMetadata") {
+    if let Some(cm) = ext.get("candidates[0].citationMetadata") {
         cand.insert("citationMetadata".into(), cm.clone());
     } else if !cites.is_empty() {
         cand.insert("citationMetadata".into(), json!({"citations": cites}));
     }
-    if let Some(Value::Object(extra)) = ext.get("candidate") {
+    if let Some(Value::Object(extra)) = ext.get("candidates[0]") {
         cand.extend(extra.clone());
     }
     let mut candidates = vec![Value::Object(cand)];
-    if let Some(Value::Array(more)) = ext.get("candidates") {
+    if let Some(Value::Array(more)) = ext.get("candidates[1..]") {
         candidates.extend(more.iter().cloned());
     }
     let u = &r.usage;
@@ -313,7 +325,11 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     for (k, v) in ext {
         let consumed = matches!(
             k.as_str(),
-            "content" | "candidate" | "candidates" | "citationMetadata" | "usageMetadata"
+            "candidates[0].content"
+                | "candidates[0]"
+                | "candidates[1..]"
+                | "candidates[0].citationMetadata"
+                | "usageMetadata"
         );
         if !consumed && !k.starts_with('_') {
             o.insert(k.clone(), v.clone());

@@ -103,7 +103,9 @@ pub(super) fn fits_gemini(v: &Value) -> bool {
                 "type" => match val {
                     Value::String(_) => true,
                     Value::Array(a) => {
-                        a.len() == 2 && a.iter().filter(|t| *t == "null").count() == 1
+                        a.len() == 2
+                            && a.iter().filter(|t| *t == "null").count() == 1
+                            && a.iter().all(Value::is_string)
                     }
                     _ => false,
                 },

@@ -84,6 +84,25 @@ pub fn caller_id(prefix: &str, id: &str) -> String {
     format!("{prefix}{}", if tail.is_empty() { "busbar" } else { &tail })
 }
 
+/// Refuses a field name a codec keeps for itself in its extension slot: a private hint (`_...`)
+/// or one of `slots` (a slot ending in `.` is a prefix), so that input can never forge one.
+pub(crate) fn reserved_fields(
+    o: &Map<String, Value>,
+    slots: &[&str],
+    path: &str,
+) -> Result<(), String> {
+    let taken = |k: &str| {
+        k.starts_with('_')
+            || slots
+                .iter()
+                .any(|s| k == *s || (s.ends_with('.') && k.starts_with(s)))
+    };
+    match o.keys().find(|k| taken(k)) {
+        Some(k) => Err(format!("{path}: unknown field `{k}`")),
+        None => Ok(()),
+    }
+}
+
 /// What a translation could not carry into its target, by field path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LossReport {

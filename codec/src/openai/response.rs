@@ -15,6 +15,11 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
     let Value::Object(mut o) = v else {
         return Err("the response body must be a JSON object".into());
     };
+    crate::ir::reserved_fields(
+        &o,
+        &["choices[0]", "choices[0].message", "choices[1..]"],
+        "the response body",
+    )?;
     let mut r = Response {
         id: take_str(&mut o, "id"),
         model: take_str(&mut o, "model"),
@@ -71,16 +76,20 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
                 });
             }
             if !msg.is_empty() {
-                r.ext.openai.insert("message".into(), Value::Object(msg));
+                r.ext
+                    .openai
+                    .insert("choices[0].message".into(), Value::Object(msg));
             }
         }
         if !choice.is_empty() {
-            r.ext.openai.insert("choice".into(), Value::Object(choice));
+            r.ext
+                .openai
+                .insert("choices[0]".into(), Value::Object(choice));
         }
         if !choices.is_empty() {
             r.ext
                 .openai
-                .insert("more_choices".into(), Value::Array(choices));
+                .insert("choices[1..]".into(), Value::Array(choices));
         }
     }
     if let Some(Value::Object(mut u)) = o.remove("usage") {
@@ -214,7 +223,7 @@ pub fn write_response(r: &Response, created: u64, loss: &mut LossReport) -> Vec<
         annotations.extend(a);
     }
     msg.insert("annotations".into(), Value::Array(annotations));
-    if let Some(Value::Object(m)) = ext.remove("message") {
+    if let Some(Value::Object(m)) = ext.remove("choices[0].message") {
         msg.extend(m);
     }
     let mut choice = Map::new();
@@ -226,13 +235,13 @@ pub fn write_response(r: &Response, created: u64, loss: &mut LossReport) -> Vec<
             .as_ref()
             .map_or(Value::Null, |s| json!(stop_to(s))),
     );
-    if let Some(Value::Object(c)) = ext.remove("choice") {
+    if let Some(Value::Object(c)) = ext.remove("choices[0]") {
         choice.extend(c);
     } else {
         choice.entry("logprobs").or_insert(Value::Null);
     }
     let mut choices = vec![Value::Object(choice)];
-    if let Some(Value::Array(more)) = ext.remove("more_choices") {
+    if let Some(Value::Array(more)) = ext.remove("choices[1..]") {
         choices.extend(more);
     }
     let u = &r.usage;

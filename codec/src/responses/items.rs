@@ -155,6 +155,12 @@ pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
                     ));
                 }
             };
+            let extra = o
+                .keys()
+                .any(|k| !matches!(k.as_str(), "type" | "role" | "id" | "status" | "content"));
+            if extra {
+                return Ok(raw(o, role));
+            }
             let blocks = match o.remove("content") {
                 Some(Value::String(t)) => {
                     hint.insert("string".into(), json!(true));
@@ -167,13 +173,6 @@ pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
                     ));
                 }
             };
-            let extra: Vec<&String> = o
-                .keys()
-                .filter(|k| !matches!(k.as_str(), "type" | "role" | "id" | "status"))
-                .collect();
-            if !extra.is_empty() {
-                return Ok(raw(o, role));
-            }
             hint.insert("n".into(), json!(blocks.len()));
             Parsed {
                 role,

@@ -49,6 +49,7 @@ pub(super) fn messages_of(items: Vec<Value>, path: &str) -> Result<Vec<Message>,
 /// Parses a Responses request body into the IR.
 pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
     let obj = RequestError::object(body)?;
+    crate::ir::reserved_fields(&obj, &[], "the request body").map_err(bad)?;
     let mut req = Request::default();
     for (key, val) in obj {
         match key.as_str() {

@@ -17,6 +17,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
     let Value::Object(mut o) = v else {
         return Err("the response body must be a JSON object".into());
     };
+    crate::ir::reserved_fields(&o, &[], "the response body")?;
     let mut r = Response::default();
     if let Some(Value::String(id)) = o.remove("id") {
         r.id = id;
@@ -129,9 +130,13 @@ pub fn write_response(r: &Response, created_at: u64, loss: &mut LossReport) -> V
             if matches!(
                 s.as_str(),
                 "failed" | "in_progress" | "cancelled" | "queued" | "incomplete"
-            ) =>
+            ) || ext.get("status").and_then(Value::as_str) == Some(s.as_str()) =>
         {
-            (s.clone(), Value::Null)
+            let details = ext
+                .get("incomplete_details")
+                .cloned()
+                .unwrap_or(Value::Null);
+            (s.clone(), details)
         }
         Some(_) => {
             loss.drop_field("stop_reason");
