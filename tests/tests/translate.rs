@@ -326,3 +326,44 @@ fn each_ingress_has_its_auth_carrier_and_error_shape() {
         "{list}"
     );
 }
+
+#[test]
+fn azure_api_key_and_query_reach_an_openai_compatible_provider() {
+    const COMPLETION: &str = r#"{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let p = Scripted::start(|_| Action::Reply(json_response(200, COMPLETION)));
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 1
+[providers.azure]
+protocol = "openai"
+base_url = "http://{}/openai/v1"
+auth = "api-key"
+query = "api-version=2024-10-21"
+api_key_env = "TR_PROVIDER_KEY"
+[models.gpt]
+provider = "azure"
+upstream = "my-deployment"
+"#,
+        p.addr
+    );
+    let b = Busbar::start(&config, "epoll", &[("TR_PROVIDER_KEY", PROVIDER_KEY)]);
+    // An Anthropic client, so the request is translated and the egress path is busbar's own.
+    let r = Client::connect(b.addr).post_json(
+        "/v1/messages",
+        r#"{"model":"gpt","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+        &[("anthropic-version", "2023-06-01")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"], "hi");
+    let got = p.next_request();
+    assert_eq!(
+        got.path,
+        "/openai/v1/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(got.header("api-key"), Some(PROVIDER_KEY));
+    assert_eq!(got.header("authorization"), None);
+    let up: Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(up["model"], "my-deployment");
+    assert_eq!(up["max_completion_tokens"], 16);
+}
