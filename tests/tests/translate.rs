@@ -367,3 +367,84 @@ upstream = "my-deployment"
     assert_eq!(up["model"], "my-deployment");
     assert_eq!(up["max_completion_tokens"], 16);
 }
+
+#[test]
+fn same_protocol_streams_pass_through_for_anthropic_and_gemini() {
+    let anthropic_sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let gemini_sse = "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"}}]}\r\n\r\n";
+    let p = Scripted::start(move |req| {
+        let body = if req.path.contains("streamGenerateContent") {
+            gemini_sse
+        } else {
+            anthropic_sse
+        };
+        let mid = body.len() / 2;
+        Action::Stream(
+            vec![
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
+                format!("{:x}\r\n{}\r\n", mid, &body[..mid]).into_bytes(),
+                format!("{:x}\r\n{}\r\n0\r\n\r\n", body.len() - mid, &body[mid..]).into_bytes(),
+            ],
+            false,
+        )
+    });
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 1
+[providers.claude]
+protocol = "anthropic"
+base_url = "http://{a}/v1"
+api_key_env = "TR_PROVIDER_KEY"
+[providers.google]
+protocol = "gemini"
+base_url = "http://{a}/v1beta"
+api_key_env = "TR_PROVIDER_KEY"
+[models.sonnet]
+provider = "claude"
+upstream = "claude-sonnet-4-5"
+[models.flash]
+provider = "google"
+upstream = "gemini-2.5-flash"
+"#,
+        a = p.addr
+    );
+    let b = Busbar::start(&config, "epoll", &[("TR_PROVIDER_KEY", PROVIDER_KEY)]);
+    let mut c = Client::connect(b.addr);
+    let body = r#"{"model":"sonnet","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = c.post_json("/v1/messages", body, &[("anthropic-version", "2023-06-01")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        anthropic_sse,
+        "the provider's events, byte for byte"
+    );
+    let got = p.next_request();
+    assert_eq!(got.path, "/v1/messages");
+    assert_eq!(
+        got.header("anthropic-version"),
+        Some("2023-06-01"),
+        "the client's version goes on"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.body),
+        body.replace("\"sonnet\"", "\"claude-sonnet-4-5\""),
+        "only the model is spliced"
+    );
+
+    let gbody = r#"{"contents":[{"parts":[{"text":"hi"}]}]}"#;
+    let r = c.post_json(
+        "/v1beta/models/flash:streamGenerateContent?alt=sse&key=client-side",
+        gbody,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), gemini_sse);
+    let got = p.next_request();
+    assert_eq!(
+        got.path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        "the model in the URL is the provider's; the client's key stays behind"
+    );
+    assert_eq!(got.header("x-goog-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(got.body, gbody.as_bytes());
+}
