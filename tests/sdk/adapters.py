@@ -161,6 +161,11 @@ class Gemini:
         return resp.headers.get("retry-after") if resp is not None and hasattr(resp, "headers") else None
 
 
+# The Cohere SDK retries 429s and 5xx by itself (honouring Retry-After); the tests want the
+# first answer.
+NO_RETRY = {"max_retries": 0}
+
+
 class Cohere:
     name = "cohere"
 
@@ -169,13 +174,13 @@ class Cohere:
         self.tools = [{"type": "function", "function": {"name": "get_weather", "description": WEATHER_DOC, "parameters": WEATHER_SCHEMA}}]
 
     def text(self, model, prompt):
-        r = self.c.chat(model=model, messages=[{"role": "user", "content": prompt}])
+        r = self.c.chat(model=model, messages=[{"role": "user", "content": prompt}], request_options=NO_RETRY)
         text = "".join(c.text for c in r.message.content if c.type == "text")
         return text, r.usage.billed_units.input_tokens, r.usage.billed_units.output_tokens
 
     def tool_call(self, model):
         msgs = [{"role": "user", "content": QUESTION}]
-        r = self.c.chat(model=model, messages=msgs, tools=self.tools)
+        r = self.c.chat(model=model, messages=msgs, tools=self.tools, request_options=NO_RETRY)
         assert r.finish_reason == "TOOL_CALL"
         tc = r.message.tool_calls[0]
         assistant = {"role": "assistant", "tool_calls": [tc.dict(exclude_none=True)]}
@@ -186,7 +191,7 @@ class Cohere:
     def tool_result(self, model, state, result):
         msgs, call_id = state
         msgs = msgs + [{"role": "tool", "tool_call_id": call_id, "content": result}]
-        r = self.c.chat(model=model, messages=msgs, tools=self.tools)
+        r = self.c.chat(model=model, messages=msgs, tools=self.tools, request_options=NO_RETRY)
         return "".join(c.text for c in r.message.content if c.type == "text")
 
     def error_class(self, status):
