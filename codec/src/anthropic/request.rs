@@ -234,15 +234,14 @@ pub fn write_request(req: &Request, default_max_tokens: u64, loss: &mut LossRepo
     }
     o.insert("messages".into(), Value::Array(messages));
     let s = &req.sampling;
-    for (k, v) in [
-        ("temperature", s.temperature.map(|x| json!(x))),
-        ("top_p", s.top_p.map(|x| json!(x))),
-        ("top_k", s.top_k.map(|x| json!(x))),
-    ] {
-        if let Some(v) = v {
-            o.insert(k.into(), v);
-        }
-    }
+    crate::ir::insert_some(
+        &mut o,
+        [
+            ("temperature", s.temperature.map(|x| json!(x))),
+            ("top_p", s.top_p.map(|x| json!(x))),
+            ("top_k", s.top_k.map(|x| json!(x))),
+        ],
+    );
     loss.drop_present(
         "",
         &[

@@ -177,14 +177,7 @@ pub(super) fn write_parts(
                 citations,
                 cache,
             } => {
-                loss.drop_present(
-                    &p,
-                    &[
-                        (context.is_some(), "context"),
-                        (*citations, "citations"),
-                        (cache.is_some(), "cache_control"),
-                    ],
-                );
+                loss.drop_present(&p, &crate::ir::document_extras(context, *citations, cache));
                 let mut document = json!({"data": text});
                 if let Some(t) = title {
                     document["id"] = json!(t);

@@ -404,19 +404,18 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         }
     }
     let s = &req.sampling;
-    for (k, v) in [
-        ("max_tokens", req.max_output_tokens.map(|x| json!(x))),
-        ("temperature", s.temperature.map(|x| json!(x))),
-        ("seed", s.seed.map(|x| json!(x))),
-        ("frequency_penalty", s.frequency_penalty.map(|x| json!(x))),
-        ("presence_penalty", s.presence_penalty.map(|x| json!(x))),
-        ("k", s.top_k.map(|x| json!(x))),
-        ("p", s.top_p.map(|x| json!(x))),
-    ] {
-        if let Some(v) = v {
-            o.insert(k.into(), v);
-        }
-    }
+    crate::ir::insert_some(
+        &mut o,
+        [
+            ("max_tokens", req.max_output_tokens.map(|x| json!(x))),
+            ("temperature", s.temperature.map(|x| json!(x))),
+            ("seed", s.seed.map(|x| json!(x))),
+            ("frequency_penalty", s.frequency_penalty.map(|x| json!(x))),
+            ("presence_penalty", s.presence_penalty.map(|x| json!(x))),
+            ("k", s.top_k.map(|x| json!(x))),
+            ("p", s.top_p.map(|x| json!(x))),
+        ],
+    );
     if s.candidates.is_some_and(|n| n != 1) {
         loss.drop_field("n");
     }

@@ -320,15 +320,8 @@ pub(super) fn write_parts(
                 citations,
                 cache,
             } => {
-                loss.drop_present(
-                    &p,
-                    &[
-                        (title.is_some(), "title"),
-                        (context.is_some(), "context"),
-                        (*citations, "citations"),
-                        (cache.is_some(), "cache_control"),
-                    ],
-                );
+                loss.drop_present(&p, &[(title.is_some(), "title")]);
+                loss.drop_present(&p, &crate::ir::document_extras(context, *citations, cache));
                 media_part(source, "application/pdf", &p, loss)
             }
             Block::Audio { source } => media_part(source, "audio/wav", &p, loss),

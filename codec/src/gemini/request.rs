@@ -479,20 +479,19 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         g.insert("stopSequences".into(), json!(req.stop));
     }
     let s = &req.sampling;
-    for (k, v) in [
-        ("maxOutputTokens", req.max_output_tokens.map(|x| json!(x))),
-        ("temperature", s.temperature.map(|x| json!(x))),
-        ("topP", s.top_p.map(|x| json!(x))),
-        ("topK", s.top_k.map(|x| json!(x))),
-        ("seed", s.seed.map(|x| json!(x))),
-        ("presencePenalty", s.presence_penalty.map(|x| json!(x))),
-        ("frequencyPenalty", s.frequency_penalty.map(|x| json!(x))),
-        ("candidateCount", s.candidates.map(|x| json!(x))),
-    ] {
-        if let Some(v) = v {
-            g.insert(k.into(), v);
-        }
-    }
+    crate::ir::insert_some(
+        &mut g,
+        [
+            ("maxOutputTokens", req.max_output_tokens.map(|x| json!(x))),
+            ("temperature", s.temperature.map(|x| json!(x))),
+            ("topP", s.top_p.map(|x| json!(x))),
+            ("topK", s.top_k.map(|x| json!(x))),
+            ("seed", s.seed.map(|x| json!(x))),
+            ("presencePenalty", s.presence_penalty.map(|x| json!(x))),
+            ("frequencyPenalty", s.frequency_penalty.map(|x| json!(x))),
+            ("candidateCount", s.candidates.map(|x| json!(x))),
+        ],
+    );
     match &req.response_format {
         None => {}
         Some(ResponseFormat::Text) => {

@@ -103,6 +103,31 @@ pub(crate) fn reserved_fields(
     }
 }
 
+/// Inserts each field that has a value (sampling parameters and the like, written by every codec).
+pub(crate) fn insert_some<const N: usize>(
+    o: &mut Map<String, Value>,
+    fields: [(&str, Option<Value>); N],
+) {
+    for (k, v) in fields {
+        if let Some(v) = v {
+            o.insert(k.into(), v);
+        }
+    }
+}
+
+/// The document fields most protocols have no place for, for [`LossReport::drop_present`].
+pub(crate) fn document_extras(
+    context: &Option<String>,
+    citations: bool,
+    cache: &Option<CacheControl>,
+) -> [(bool, &'static str); 3] {
+    [
+        (context.is_some(), "context"),
+        (citations, "citations"),
+        (cache.is_some(), "cache_control"),
+    ]
+}
+
 /// What a translation could not carry into its target, by field path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LossReport {

@@ -540,11 +540,7 @@ fn write_part(b: &Block, path: &str, loss: &mut LossReport) -> Option<Value> {
         } => {
             loss.drop_present(
                 path,
-                &[
-                    (context.is_some(), "context"),
-                    (*citations, "citations"),
-                    (cache.is_some(), "cache_control"),
-                ],
+                &crate::ir::document_extras(context, *citations, cache),
             );
             if let Media::Text { text, .. } = source {
                 // A plain-text document is carried as a text part; its title has no place.

@@ -386,11 +386,7 @@ fn part_json(b: &Block, role: Role, path: &str, loss: &mut LossReport) -> Option
         } => {
             loss.drop_present(
                 path,
-                &[
-                    (context.is_some(), "context"),
-                    (*citations, "citations"),
-                    (cache.is_some(), "cache_control"),
-                ],
+                &crate::ir::document_extras(context, *citations, cache),
             );
             let mut o = json!({"type": "input_file"});
             match source {

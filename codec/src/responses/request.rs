@@ -380,15 +380,14 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         o.insert("include".into(), Value::Array(include));
     }
     let s = &req.sampling;
-    for (k, v) in [
-        ("max_output_tokens", req.max_output_tokens.map(|x| json!(x))),
-        ("temperature", s.temperature.map(|x| json!(x))),
-        ("top_p", s.top_p.map(|x| json!(x))),
-    ] {
-        if let Some(v) = v {
-            o.insert(k.into(), v);
-        }
-    }
+    crate::ir::insert_some(
+        &mut o,
+        [
+            ("max_output_tokens", req.max_output_tokens.map(|x| json!(x))),
+            ("temperature", s.temperature.map(|x| json!(x))),
+            ("top_p", s.top_p.map(|x| json!(x))),
+        ],
+    );
     loss.drop_present(
         "",
         &[
