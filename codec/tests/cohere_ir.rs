@@ -263,3 +263,33 @@ fn malformed_bodies_are_errors() {
     }
     assert!(cohere::parse_response(b"{\"message\": 3}").is_err());
 }
+
+#[test]
+fn every_tool_choice_form_round_trips() {
+    for (choice, want) in [
+        (Some("REQUIRED"), Some(ToolChoice::Required)),
+        (Some("NONE"), Some(ToolChoice::None)),
+        (None, None),
+    ] {
+        let mut body = json!({"model": "command-a-03-2025", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]});
+        if let Some(c) = choice {
+            body["tool_choice"] = json!(c);
+        }
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let ir = cohere::parse_request(&bytes).unwrap();
+        assert_eq!(ir.tool_choice, want);
+        let mut loss = LossReport::default();
+        assert_eq!(
+            json_of(&cohere::write_request(&ir, &mut loss)),
+            json_of(&bytes)
+        );
+        assert!(loss.is_empty());
+    }
+    // A named tool has no Cohere form: any tool is required, and the choice is reported.
+    let ir = openai::parse_request(br#"{"model":"m","messages":[],"tool_choice":{"type":"function","function":{"name":"f"}},"tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#).unwrap();
+    let mut loss = LossReport::default();
+    let out: Value = serde_json::from_slice(&cohere::write_request(&ir, &mut loss)).unwrap();
+    assert_eq!(out["tool_choice"], "REQUIRED");
+    assert_eq!(loss.dropped, ["tool_choice"]);
+}

@@ -275,3 +275,43 @@ fn malformed_bodies_are_errors() {
     }
     assert!(responses::parse_response(b"{\"output\": 3}").is_err());
 }
+
+#[test]
+fn every_tool_choice_form_round_trips() {
+    for (choice, want) in [
+        (json!("auto"), Some(ToolChoice::Auto)),
+        (json!("none"), Some(ToolChoice::None)),
+        (json!("required"), Some(ToolChoice::Required)),
+        (
+            json!({"type": "function", "name": "f"}),
+            Some(ToolChoice::Tool("f".into())),
+        ),
+        (
+            json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "f"}]}),
+            None,
+        ),
+        (json!({"type": "web_search"}), None),
+    ] {
+        let body = json!({"model": "gpt-5", "input": "hi", "tool_choice": choice,
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let ir = responses::parse_request(&bytes).unwrap();
+        assert_eq!(ir.tool_choice, want, "{choice}");
+        let mut loss = LossReport::default();
+        assert_eq!(
+            json_of(&responses::write_request(&ir, &mut loss)),
+            json_of(&bytes),
+            "{choice}"
+        );
+        assert!(loss.is_empty());
+        if want.is_none() {
+            let mut loss = LossReport::default();
+            anthropic::write_request(&ir, 1024, &mut loss);
+            assert!(
+                loss.dropped.contains(&"responses.tool_choice".to_string()),
+                "{:?}",
+                loss.dropped
+            );
+        }
+    }
+}

@@ -21,7 +21,7 @@ mod schema;
 
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};
-pub use schema::{to_gemini_schema, to_json_schema};
+pub use schema::{fits_gemini, to_gemini_schema, to_json_schema};
 
 /// The prefix of function-call ids busbar mints (Gemini sent none); such ids never go back.
 pub const MINTED_ID_PREFIX: &str = "gcall_";

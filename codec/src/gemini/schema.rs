@@ -3,11 +3,16 @@
 //! ```text
 //!   {"type":"STRING","nullable":true}  <->  {"type":["string","null"]}
 //!   {"type":"OBJECT","properties":{..}} <->  {"type":"object","properties":{..}}
+//!   {"anyOf":[..],"nullable":true}      <->  the same (no type to fold `null` into)
 //! ```
 //!
-//! Property names and enum values are data, never rewritten. Keywords the Gemini subset lacks
-//! (`$ref`, `$defs`, `oneOf`, `allOf`, `const`, `additionalProperties`, ...) make a schema go
-//! out as `parametersJsonSchema` / `responseJsonSchema`, which take JSON Schema as it is.
+//! The IR holds JSON Schema. Property names and enum values are data, never rewritten.
+//! Which spelling goes out (decided in `request.rs`): a schema that came from Gemini goes back
+//! in the spelling it came in (`parameters` / `parametersJsonSchema`, `responseSchema` /
+//! `responseJsonSchema`, a `_` hint says which); a schema from another protocol goes out as
+//! upper-case `parameters` / `responseSchema` when [`fits_gemini`] (only the subset's keywords,
+//! one type or one type plus `null`), else as JSON Schema as it is (`$ref`, `$defs`, `oneOf`,
+//! `allOf`, `const`, `additionalProperties`, ... have no place in the subset).
 
 use super::keys::camel;
 use crate::ir::LossReport;
@@ -39,49 +44,51 @@ const GEMINI_KEYWORDS: &[&str] = &[
     "maximum",
 ];
 
-/// Gemini `Schema` -> JSON Schema.
+/// Gemini `Schema` -> JSON Schema: types lower-cased (`NULL` too), `nullable: true` folded into
+/// the type as `["<type>", "null"]` (kept as it is on a schema without a `type`, so that
+/// [`to_gemini_schema`] gives the same schema back), snake_case keywords read as camelCase.
 pub fn to_json_schema(v: &Value) -> Value {
     let Value::Object(o) = v else {
         return v.clone();
     };
+    let nullable = o.get("nullable").and_then(Value::as_bool) == Some(true);
+    let typed = o.get("type").is_some_and(Value::is_string);
     let mut out = Map::new();
-    let nullable = o
-        .get("nullable")
-        .or_else(|| o.get("nullable"))
-        .and_then(Value::as_bool)
-        == Some(true);
     for (k, val) in o {
         let key = camel(k);
         match key.as_str() {
             "type" => {
-                let t = val
-                    .as_str()
-                    .map(|s| Value::String(s.to_ascii_lowercase()))
-                    .unwrap_or_else(|| val.clone());
-                let t = if nullable { json!([t, "null"]) } else { t };
-                out.insert("type".into(), t);
+                let t = match val.as_str() {
+                    Some(s) => Value::String(s.to_ascii_lowercase()),
+                    None => val.clone(),
+                };
+                let t = if nullable && typed {
+                    json!([t, "null"])
+                } else {
+                    t
+                };
+                out.insert(key, t);
             }
-            "nullable" if nullable => {}
+            "nullable" if nullable && typed => {}
             "properties" => {
-                let props = val
-                    .as_object()
-                    .map(|p| {
+                let props = match val {
+                    Value::Object(p) => Value::Object(
                         p.iter()
                             .map(|(name, s)| (name.clone(), to_json_schema(s)))
-                            .collect::<Map<_, _>>()
-                    })
-                    .map(Value::Object)
-                    .unwrap_or_else(|| val.clone());
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
                 out.insert(key, props);
             }
             "items" => {
                 out.insert(key, to_json_schema(val));
             }
             "anyOf" => {
-                let list = val
-                    .as_array()
-                    .map(|a| Value::Array(a.iter().map(to_json_schema).collect()))
-                    .unwrap_or_else(|| val.clone());
+                let list = match val {
+                    Value::Array(a) => Value::Array(a.iter().map(to_json_schema).collect()),
+                    other => other.clone(),
+                };
                 out.insert(key, list);
             }
             _ => {
@@ -93,7 +100,7 @@ pub fn to_json_schema(v: &Value) -> Value {
 }
 
 /// Whether `v` (JSON Schema) can be written as a Gemini `Schema` without losing anything.
-pub(super) fn fits_gemini(v: &Value) -> bool {
+pub fn fits_gemini(v: &Value) -> bool {
     let Value::Object(o) = v else {
         return true;
     };
@@ -200,6 +207,15 @@ mod tests {
         assert!(fits_gemini(&j));
         let mut loss = LossReport::default();
         assert_eq!(to_gemini_schema(&j, "schema", &mut loss), g);
+        assert!(loss.is_empty());
+        let odd = json!({"anyOf": [{"type": "NULL"}, {"type": "NUMBER"}], "nullable": true});
+        let j = to_json_schema(&odd);
+        assert_eq!(j["anyOf"][0]["type"], "null");
+        assert_eq!(
+            j["nullable"], true,
+            "kept where there is no type to fold it into"
+        );
+        assert_eq!(to_gemini_schema(&j, "s", &mut loss), odd);
         assert!(loss.is_empty());
         let refs =
             json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "$defs": {}});
