@@ -162,6 +162,87 @@ per_protocol! {
     bedrock_response_ir: response_ir(Bedrock);
 }
 
+/// Splits `data` at a point chosen by its first byte: (whole input, left part, right part).
+fn cut(data: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (&c, body) = data.split_first()?;
+    let at = (c as usize * body.len()) / 255;
+    Some((body, &body[..at], &body[at..]))
+}
+
+/// SSE: any input decodes to the same events (or the same error) whole or cut anywhere.
+pub fn frame_sse(data: &[u8]) {
+    use crate::frame::sse::Decoder;
+    let Some((body, a, b)) = cut(data) else {
+        return;
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut d = Decoder::new(4096);
+        let mut ev = Vec::new();
+        for p in parts {
+            d.feed(p, |e| ev.push(e)).map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(ev)
+    };
+    let whole = run(&[body]);
+    if whole.is_ok() {
+        assert_eq!(run(&[a, b]), whole);
+    }
+}
+
+/// AWS event-stream: as for SSE; and every decoded message re-encodes to the bytes it came from
+/// when its headers are all strings.
+pub fn frame_eventstream(data: &[u8]) {
+    use crate::frame::eventstream::{Decoder, HeaderValue, encode};
+    let Some((body, a, b)) = cut(data) else {
+        return;
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut d = Decoder::new(1 << 16);
+        let mut ms = Vec::new();
+        for p in parts {
+            d.feed(p, |m| ms.push(m)).map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(ms)
+    };
+    let whole = run(&[body]);
+    assert_eq!(run(&[a, b]), whole);
+    for m in whole.into_iter().flatten() {
+        let headers: Vec<(&str, HeaderValue)> = m
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect();
+        let mut again = Vec::new();
+        encode(&mut again, &headers, &m.payload);
+        let mut d = Decoder::new(1 << 17);
+        let mut back = Vec::new();
+        d.feed(&again, |x| back.push(x))
+            .expect("an encoded message decodes");
+        assert_eq!(back, [m]);
+    }
+}
+
+/// Gemini's JSON array: as for SSE, and every element is valid JSON when the input's was.
+pub fn frame_jsonarray(data: &[u8]) {
+    use crate::frame::jsonarray::Decoder;
+    let Some((body, a, b)) = cut(data) else {
+        return;
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut d = Decoder::new(4096);
+        let mut els = Vec::new();
+        for p in parts {
+            d.feed(p, |e| els.push(e.to_vec()))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>((els, d.is_done()))
+    };
+    let whole = run(&[body]);
+    if whole.is_ok() {
+        assert_eq!(run(&[a, b]), whole);
+    }
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken property.
 pub type Target = fn(&[u8]);
 
@@ -183,4 +264,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gemini_response_ir", gemini_response_ir),
     ("cohere_response_ir", cohere_response_ir),
     ("bedrock_response_ir", bedrock_response_ir),
+    ("frame_sse", frame_sse),
+    ("frame_eventstream", frame_eventstream),
+    ("frame_jsonarray", frame_jsonarray),
 ];

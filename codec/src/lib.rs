@@ -9,6 +9,9 @@
 //!   openai   OpenAI Chat Completions: request head scan, model splice, error bodies
 //!   mock     a deterministic mock model, used by the built-in `mock` provider and busbar-bench
 //!   ir       the translation IR: the union of the six protocols, with per-protocol extensions
+//!   <proto>  openai, responses, anthropic, gemini, cohere, bedrock: request/response <-> IR
+//!   frame    stream framers: SSE, AWS event-stream, Gemini's JSON array
+//!   errors   error bodies in each protocol's shape
 //! ```
 #![warn(missing_docs)]
 
@@ -16,6 +19,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
 pub mod errors;
+pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gemini;

@@ -242,6 +242,11 @@ fn citation(c: &Value) -> Citation {
     }
 }
 
+/// Token counts added up; counts near `u64::MAX` (never real) saturate instead of overflowing.
+fn sum(counts: &[u64]) -> u64 {
+    counts.iter().fold(0u64, |a, b| a.saturating_add(*b))
+}
+
 fn parse_usage(mut u: Map<String, Value>, r: &mut Response) {
     let mut present = Vec::new();
     let mut n = |u: &mut Map<String, Value>, k: &str| match u.get(k).and_then(Value::as_u64) {
@@ -263,13 +268,13 @@ fn parse_usage(mut u: Map<String, Value>, r: &mut Response) {
         .unwrap_or(0);
     r.usage = Usage {
         input: prompt.saturating_sub(cached),
-        output: candidates + thoughts,
+        output: candidates.saturating_add(thoughts),
         cache_read: cached,
         cache_write: 0,
         reasoning: thoughts,
     };
     let ext = &mut r.ext.gemini;
-    if total != prompt + candidates + thoughts + tool {
+    if total != sum(&[prompt, candidates, thoughts, tool]) {
         ext.insert("_totalTokenCount".into(), json!(total));
     }
     ext.insert("_usageCounts".into(), Value::Array(present));
@@ -435,7 +440,7 @@ fn write_usage(r: &Response, loss: &mut LossReport) -> Map<String, Value> {
     }
     let prompt = match ext.get("_promptTokenCount").and_then(Value::as_u64) {
         Some(p) => p,
-        None => u.input + u.cache_read + u.cache_write,
+        None => sum(&[u.input, u.cache_read, u.cache_write]),
     };
     let candidates = u.output.saturating_sub(u.reasoning);
     let tool = usage
@@ -444,7 +449,7 @@ fn write_usage(r: &Response, loss: &mut LossReport) -> Map<String, Value> {
         .unwrap_or(0);
     let total = match ext.get("_totalTokenCount") {
         Some(t) => t.clone(),
-        None => json!(prompt + candidates + u.reasoning + tool),
+        None => json!(sum(&[prompt, candidates, u.reasoning, tool])),
     };
     let counts: [(&str, Value, bool); 5] = [
         ("promptTokenCount", json!(prompt), true),
