@@ -29,6 +29,7 @@ pub mod mock;
 pub mod openai;
 mod protocol;
 pub mod responses;
+pub mod stream;
 pub mod translate;
 
 pub use protocol::Protocol;

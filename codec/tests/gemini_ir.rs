@@ -272,10 +272,10 @@ fn typed_homes_for_gemini_fields() {
     );
     let last = &ir.messages[3].content;
     assert!(
-        matches!(&last[2], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "CiUBVKhc7iXkW0")
+        matches!(&last[2], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "CiUBVKhc7iXkW0Q=")
     );
     assert!(
-        matches!(&last[5], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "Eq0CCqoCAdHtim9")
+        matches!(&last[5], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "Eq0CCqoCAdHtim9k")
     );
     assert!(
         matches!(&ir.messages[4].content[1], Block::Raw { .. }),
@@ -683,11 +683,24 @@ fn openai_and_anthropic_requests_to_gemini() {
         .iter()
         .flat_map(|c| c["parts"].as_array().unwrap())
         .collect();
+    // The fixture's signature is a shortened doc example (53 characters: not base64), which
+    // Gemini's `bytes` field would refuse: the thought goes, its signature is reported.
     assert!(
-        parts
-            .iter()
-            .any(|p| p["thought"] == true && p["thoughtSignature"].is_string()),
-        "thinking keeps its signature: {parts:?}"
+        parts.iter().any(|p| p["thought"] == true
+            && p["text"] == "The user wants the weather; I should call the tool."
+            && p.get("thoughtSignature").is_none()),
+        "{parts:?}"
+    );
+    assert!(
+        has(&loss, "messages[1].content[0].signature"),
+        "{:?}",
+        loss.dropped
+    );
+    // A tool result without a name anywhere: its id stands in, and that is reported.
+    assert!(
+        has(&loss, "messages[2].content[1].name"),
+        "{:?}",
+        loss.dropped
     );
     assert!(
         parts
@@ -1047,4 +1060,119 @@ fn every_tool_choice_form_round_trips() {
     let mut loss = LossReport::default();
     openai::write_request(&ir, &mut loss);
     assert_eq!(loss.dropped, ["gemini.toolConfig"]);
+}
+
+/// What google-genai reads from a response (`candidates[].content.parts`, `finishReason`,
+/// `usageMetadata`, `modelVersion`, `responseId`) is there, in its types, when the response
+/// came from another protocol. The bodies are also left in `CARGO_TARGET_TMPDIR/gemini_sdk/`
+/// so the SDK itself can be pointed at them (`GenerateContentResponse.model_validate_json`).
+#[test]
+fn cross_responses_have_what_the_sdk_reads() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gemini_sdk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sources = [
+        (
+            "from_anthropic",
+            anthropic::parse_response(&fixture("anthropic", "response_thinking_tool_use.json")),
+        ),
+        (
+            "from_anthropic_stop_sequence",
+            anthropic::parse_response(&fixture("anthropic", "response_stop_sequence.json")),
+        ),
+        (
+            "from_openai_tools",
+            openai::parse_response(&fixture("openai", "response_tool_calls.json")),
+        ),
+        (
+            "from_openai_citations",
+            openai::parse_response(&fixture("openai", "response_text_citations.json")),
+        ),
+    ];
+    for (name, ir) in sources {
+        let ir = ir.unwrap();
+        let out = gemini::write_response(&ir, &mut LossReport::default());
+        std::fs::write(dir.join(format!("{name}.json")), &out).unwrap();
+        let v = value(&out);
+        let cand = &v["candidates"][0];
+        assert_eq!(cand["content"]["role"], "model", "{name}");
+        let parts = cand["content"]["parts"].as_array().unwrap();
+        assert!(!parts.is_empty(), "{name}");
+        for p in parts {
+            let p = p.as_object().unwrap();
+            assert!(
+                ["text", "functionCall", "inlineData", "fileData"]
+                    .iter()
+                    .any(|k| p.contains_key(*k)),
+                "{name}: {p:?}"
+            );
+            if let Some(c) = p.get("functionCall") {
+                assert!(c["name"].is_string() && c["args"].is_object(), "{name}");
+            }
+        }
+        assert!(cand["finishReason"].is_string(), "{name}");
+        let u = &v["usageMetadata"];
+        for k in [
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "totalTokenCount",
+        ] {
+            assert!(u[k].is_u64(), "{name}: {k}");
+        }
+        assert!(
+            v["modelVersion"].is_string() && v["responseId"].is_string(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn media_cross_both_ways() {
+    let ir = request("request_media_json_schema.json");
+    let mut loss = LossReport::default();
+    let out = value(&openai::write_request(&ir, &mut loss));
+    let c = &out["messages"][0]["content"];
+    assert_eq!(
+        c[1]["image_url"]["url"]
+            .as_str()
+            .map(|u| u.starts_with("data:image/jpeg;base64,/9j/")),
+        Some(true)
+    );
+    assert_eq!(c[3]["input_audio"]["format"], "mp3");
+    // A document by URL and executableCode have no OpenAI form.
+    assert_eq!(
+        loss.dropped,
+        ["messages[0].content[2]", "messages[0].content[5]"]
+    );
+    let mut loss = LossReport::default();
+    let out = value(&anthropic::write_request(&ir, 1024, &mut loss));
+    let c = &out["messages"][0]["content"];
+    assert_eq!(
+        c[0]["text"],
+        "Describe this image and summarise the attached report."
+    );
+    assert_eq!(c[1]["source"]["media_type"], "image/jpeg");
+    assert_eq!(
+        c[2],
+        json!({"type": "document", "source": {"type": "url", "url": "https://generativelanguage.googleapis.com/v1beta/files/report-2024"}})
+    );
+    assert_eq!(
+        loss.dropped,
+        [
+            "messages[0].content[4]",
+            "messages[0].content[5]",
+            "response_format"
+        ]
+    );
+
+    // Anthropic media back to Gemini: base64 and URL sources, MIME types kept or defaulted.
+    let a = anthropic::parse_request(&fixture("anthropic", "request_thinking_tools.json")).unwrap();
+    let mut loss = LossReport::default();
+    let out = value(&gemini::write_request(&a, &mut loss));
+    let parts = &out["contents"][0]["parts"];
+    assert_eq!(parts[0]["inlineData"]["mimeType"], "image/jpeg");
+    assert_eq!(
+        parts[1]["fileData"],
+        json!({"mimeType": "image/jpeg", "fileUri": "https://upload.wikimedia.org/wikipedia/commons/a/a7/Camponotus_flavomarginatus_ant.jpg"})
+    );
+    assert_eq!(parts[2]["inlineData"]["mimeType"], "application/pdf");
 }

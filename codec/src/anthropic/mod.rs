@@ -7,6 +7,8 @@
 mod blocks;
 mod request;
 mod response;
+pub mod stream;
 
 pub use request::{parse_request, write_request};
+pub(crate) use response::stop_name;
 pub use response::{parse_response, write_response};

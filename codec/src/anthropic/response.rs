@@ -56,6 +56,20 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
     Ok(r)
 }
 
+/// Anthropic's `stop_reason` for an IR stop reason (a content filter is a refusal).
+pub(crate) fn stop_name(s: &StopReason) -> &str {
+    match s {
+        StopReason::EndTurn => "end_turn",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::StopSequence(_) => "stop_sequence",
+        StopReason::ToolUse => "tool_use",
+        StopReason::PauseTurn => "pause_turn",
+        StopReason::Refusal | StopReason::ContentFilter => "refusal",
+        StopReason::ContextExceeded => "model_context_window_exceeded",
+        StopReason::Other(o) => o.as_str(),
+    }
+}
+
 /// Writes the IR as a `message` body; what Anthropic cannot carry is named in `loss`.
 pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     let mut ext = r.ext.anthropic.clone();
@@ -68,18 +82,11 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     let (stop, seq) = match &r.stop_reason {
         None => (Value::Null, Value::Null),
         Some(s) => {
-            let (name, seq) = match s {
-                StopReason::EndTurn => ("end_turn", None),
-                StopReason::MaxTokens => ("max_tokens", None),
-                StopReason::StopSequence(q) => ("stop_sequence", q.clone()),
-                StopReason::ToolUse => ("tool_use", None),
-                StopReason::PauseTurn => ("pause_turn", None),
-                StopReason::Refusal => ("refusal", None),
-                StopReason::ContextExceeded => ("model_context_window_exceeded", None),
-                StopReason::ContentFilter => ("refusal", None),
-                StopReason::Other(o) => (o.as_str(), None),
+            let seq = match s {
+                StopReason::StopSequence(q) => q.clone(),
+                _ => None,
             };
-            (json!(name), seq.map_or(Value::Null, |q| json!(q)))
+            (json!(stop_name(s)), seq.map_or(Value::Null, |q| json!(q)))
         }
     };
     let u = &r.usage;

@@ -99,6 +99,35 @@ impl PartHints {
     }
 }
 
+/// Whether `sig` is what Gemini's `bytes` field takes in JSON: base64 (standard or URL-safe
+/// alphabet, padding optional but right when present, no stray low bits), the same test the
+/// google-genai SDK applies. Anything else would fail the request (and the SDK's parse), so the
+/// parser keeps such a part raw and the writer reports such a signature instead of sending it
+/// (a Responses item id travelling as a signature, for one).
+pub(super) fn is_base64(sig: &str) -> bool {
+    let body = sig.trim_end_matches('=');
+    let pad = sig.len() - body.len();
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let Some(values) = body.bytes().map(value).collect::<Option<Vec<u8>>>() else {
+        return false;
+    };
+    let last = values.last().copied().unwrap_or(0);
+    let tail_ok = match body.len() % 4 {
+        0 => true,
+        2 => last & 0b1111 == 0,
+        3 => last & 0b11 == 0,
+        _ => false,
+    };
+    tail_ok && (pad == 0 || (pad <= 2 && sig.len() % 4 == 0))
+}
+
 fn s(o: &Map<String, Value>, k: &str) -> Option<String> {
     o.get(k).and_then(Value::as_str).map(str::to_string)
 }
@@ -218,7 +247,7 @@ fn parse_part(v: Value, ids: &mut Ids, minted: String) -> Result<(Vec<Block>, Fl
         return raw(&o);
     }
     let signature = match o.get("thoughtSignature") {
-        Some(Value::String(sig)) => Some(sig.clone()),
+        Some(Value::String(sig)) if is_base64(sig) => Some(sig.clone()),
         Some(_) => return raw(&o),
         None => None,
     };
@@ -391,7 +420,7 @@ fn takes_signature(b: &Block) -> bool {
         Block::Thinking { .. } | Block::RedactedThinking { .. } => false,
         Block::ToolUse {
             thought_signature, ..
-        } => thought_signature.is_none(),
+        } => !thought_signature.as_deref().is_some_and(is_base64),
         Block::Raw { protocol, value } => {
             *protocol == Protocol::Gemini && value.get("thoughtSignature").is_none()
         }
@@ -422,6 +451,18 @@ pub(super) fn write_parts(
     for (k, b) in blocks.iter().enumerate() {
         let p = format!("{}[{k}]", cx.path);
         let part = match b {
+            Block::Thinking {
+                signature: Some(sig),
+                ..
+            } if !is_base64(sig) => {
+                loss.drop_field(format!("{p}.signature"));
+                match b {
+                    Block::Thinking { text, .. } if !text.is_empty() => {
+                        json!({"text": text, "thought": true})
+                    }
+                    _ => continue,
+                }
+            }
             Block::Thinking {
                 text,
                 signature: Some(sig),
@@ -504,8 +545,10 @@ pub(super) fn write_parts(
                     call.insert("id".into(), json!(id));
                 }
                 let mut o = json!({"functionCall": call});
-                if let Some(sig) = thought_signature {
-                    o["thoughtSignature"] = json!(sig);
+                match thought_signature {
+                    Some(sig) if is_base64(sig) => o["thoughtSignature"] = json!(sig),
+                    Some(_) => loss.drop_field(format!("{p}.thought_signature")),
+                    None => {}
                 }
                 o
             }
@@ -625,13 +668,13 @@ mod tests {
 
     #[test]
     fn signature_only_parts_and_text_signatures_round_trip() {
-        let parts = json!([{"thoughtSignature": "A"}, {"text": "hi", "thoughtSignature": "B"},
-                           {"functionCall": {"name": "f"}, "thoughtSignature": "C"}]);
+        let parts = json!([{"thoughtSignature": "AA=="}, {"text": "hi", "thoughtSignature": "Bw=="},
+                           {"functionCall": {"name": "f"}, "thoughtSignature": "Cg=="}]);
         let (blocks, hints) = parse(parts.clone());
         assert_eq!(hints.loose, [0]);
         assert_eq!(hints.no_args, [3]);
         assert!(
-            matches!(&blocks[1], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "B")
+            matches!(&blocks[1], Block::Thinking { text, signature: Some(s) } if text.is_empty() && s == "Bw==")
         );
         let (out, loss) = write(&blocks, hints);
         assert_eq!(Value::Array(out), parts);
@@ -641,9 +684,62 @@ mod tests {
         let (out, _) = write(&blocks, PartHints::default());
         assert_eq!(
             Value::Array(out),
-            json!([{"text": "", "thoughtSignature": "A"}, {"text": "hi", "thoughtSignature": "B"},
-                   {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "C"}])
+            json!([{"text": "", "thoughtSignature": "AA=="}, {"text": "hi", "thoughtSignature": "Bw=="},
+                   {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "Cg=="}])
         );
+    }
+
+    #[test]
+    fn signatures_are_base64_as_the_sdk_checks() {
+        for ok in [
+            "",
+            "aQ",
+            "abc",
+            "abc=",
+            "abE",
+            "ab+/",
+            "ab-_",
+            "rs_A",
+            "EpwBCpkBAdHtim9sig==",
+        ] {
+            assert!(is_base64(ok), "{ok}");
+        }
+        for bad in [
+            "a",
+            "ab",
+            "ab==",
+            "abF",
+            "abcd=",
+            "ab c",
+            "ab=c",
+            "rs_68af40a",
+        ] {
+            assert!(!is_base64(bad), "{bad}");
+        }
+        let (out, loss) = write(
+            &[
+                Block::Thinking {
+                    text: "hm".into(),
+                    signature: Some("rs_68af40a".into()),
+                },
+                Block::Thinking {
+                    text: String::new(),
+                    signature: Some("rs_12".into()),
+                },
+                text("answer".into()),
+            ],
+            PartHints::default(),
+        );
+        assert_eq!(
+            Value::Array(out),
+            json!([{"text": "hm", "thought": true}, {"text": "answer"}])
+        );
+        assert_eq!(
+            loss.dropped,
+            ["content[0].signature", "content[1].signature"]
+        );
+        let (blocks, _) = parse(json!([{"text": "x", "thoughtSignature": "not base64!"}]));
+        assert!(matches!(&blocks[0], Block::Raw { .. }));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod models;
 mod request;
 mod response;
 mod scan;
+pub mod stream;
 
 pub use error::{ErrorKind, error_body};
 pub use models::{ModelEntry, list_body, models_body};

@@ -135,7 +135,7 @@ fn take_str(o: &mut Map<String, Value>, key: &str) -> String {
     }
 }
 
-fn stop_from(f: &str) -> StopReason {
+pub(crate) fn stop_from(f: &str) -> StopReason {
     match f {
         "stop" => StopReason::EndTurn,
         "length" => StopReason::MaxTokens,
@@ -145,7 +145,7 @@ fn stop_from(f: &str) -> StopReason {
     }
 }
 
-fn stop_to(s: &StopReason) -> String {
+pub(crate) fn stop_to(s: &StopReason) -> String {
     match s {
         StopReason::EndTurn | StopReason::StopSequence(_) | StopReason::PauseTurn => "stop",
         StopReason::MaxTokens | StopReason::ContextExceeded => "length",

@@ -1,0 +1,205 @@
+//! The streaming side of the IR: the events every protocol's stream is parsed into and written
+//! from, and the transcoder that joins a framer, a parser and a writer.
+//!
+//! ```text
+//!   upstream bytes --framer (frame::sse, ...)--> frames --Parser (egress protocol)--> Events
+//!        --Writer (ingress protocol)--> client bytes          one event at a time, no buffering
+//! ```
+//!
+//! Block indices are the IR's content indices (the order blocks start in), whatever numbering
+//! the protocols use on the wire.
+
+use crate::ir::{StopReason, Usage};
+
+/// What kind of block starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockStart {
+    /// Text.
+    Text,
+    /// Reasoning (deltas and a signature follow).
+    Thinking,
+    /// Encrypted reasoning, whole.
+    RedactedThinking {
+        /// The opaque data.
+        data: String,
+    },
+    /// A tool call (argument fragments follow).
+    ToolUse {
+        /// Call id.
+        id: String,
+        /// Tool name.
+        name: String,
+    },
+}
+
+/// One streamed event in IR form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The response began.
+    Start {
+        /// Response id (may be empty).
+        id: String,
+        /// Model.
+        model: String,
+    },
+    /// A block began at `index`.
+    BlockStart {
+        /// IR content index.
+        index: usize,
+        /// Its kind.
+        kind: BlockStart,
+    },
+    /// Text appended to a text block.
+    Text {
+        /// Block index.
+        index: usize,
+        /// The fragment.
+        text: String,
+    },
+    /// Reasoning text appended to a thinking block.
+    Thinking {
+        /// Block index.
+        index: usize,
+        /// The fragment.
+        text: String,
+    },
+    /// A thinking block's signature.
+    Signature {
+        /// Block index.
+        index: usize,
+        /// The signature.
+        signature: String,
+    },
+    /// A fragment of a tool call's JSON arguments.
+    ToolArgs {
+        /// Block index.
+        index: usize,
+        /// The fragment (not valid JSON by itself).
+        json: String,
+    },
+    /// A block ended.
+    BlockStop {
+        /// Block index.
+        index: usize,
+    },
+    /// Usage so far (cumulative: the last one wins).
+    Usage(Usage),
+    /// Why the model stopped.
+    Stop(StopReason),
+    /// A provider error in mid-stream.
+    Error {
+        /// The provider's error type or code.
+        code: Option<String>,
+        /// Its message.
+        message: String,
+    },
+    /// The stream ended normally.
+    End,
+}
+
+use crate::Protocol;
+use crate::frame::{FrameError, sse};
+
+/// Largest single upstream event a transcoder accepts.
+pub const MAX_EVENT: usize = 4 * 1024 * 1024;
+
+enum Parser {
+    OpenAi(crate::openai::stream::Parser),
+    Anthropic(crate::anthropic::stream::Parser),
+}
+
+enum Writer {
+    OpenAi(crate::openai::stream::Writer),
+    Anthropic(crate::anthropic::stream::Writer),
+}
+
+/// Upstream stream bytes of one protocol -> client stream bytes of another, one event at a
+/// time. Memory: the framer's current event and the events of one upstream event.
+pub struct Transcoder {
+    decoder: sse::Decoder,
+    parser: Parser,
+    writer: Writer,
+    events: Vec<Event>,
+    ended: bool,
+}
+
+impl Transcoder {
+    /// A transcoder from `upstream` to `client`, or `None` for a pair not streamed yet.
+    /// `created` dates OpenAI chunks; `include_usage` is whether an OpenAI client asked for the
+    /// usage chunk.
+    pub fn new(
+        upstream: Protocol,
+        client: Protocol,
+        created: u64,
+        include_usage: bool,
+    ) -> Option<Self> {
+        let parser = match upstream {
+            Protocol::OpenAiChat => Parser::OpenAi(Default::default()),
+            Protocol::Anthropic => Parser::Anthropic(Default::default()),
+            _ => return None,
+        };
+        let writer = match client {
+            Protocol::OpenAiChat => {
+                Writer::OpenAi(crate::openai::stream::Writer::new(created, include_usage))
+            }
+            Protocol::Anthropic => Writer::Anthropic(Default::default()),
+            _ => return None,
+        };
+        Some(Self {
+            decoder: sse::Decoder::new(MAX_EVENT),
+            parser,
+            writer,
+            events: Vec::new(),
+            ended: false,
+        })
+    }
+
+    fn write_events(&mut self, out: &mut Vec<u8>) {
+        for e in self.events.drain(..) {
+            if e == Event::End {
+                if self.ended {
+                    continue;
+                }
+                self.ended = true;
+            }
+            match &mut self.writer {
+                Writer::OpenAi(w) => w.event(&e, out),
+                Writer::Anthropic(w) => w.event(&e, out),
+            }
+        }
+    }
+
+    /// Feeds upstream bytes; appends whatever client bytes they complete to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        let Self {
+            decoder,
+            parser,
+            events,
+            ..
+        } = self;
+        decoder.feed(input, |e| match parser {
+            Parser::OpenAi(p) => p.event(&e, events),
+            Parser::Anthropic(p) => p.event(&e, events),
+        })?;
+        self.write_events(out);
+        Ok(())
+    }
+
+    /// The upstream stream ended: a stream that never said it was complete ends with an error
+    /// event in the client's protocol, never as if it were whole.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.decoder.finish();
+        if !self.ended {
+            self.events.push(Event::Error {
+                code: Some("stream_interrupted".into()),
+                message: "the provider's stream ended before it was complete".into(),
+            });
+        }
+        self.write_events(out);
+    }
+
+    /// Whether the upstream stream said it was complete.
+    pub fn is_complete(&self) -> bool {
+        self.ended
+    }
+}
