@@ -74,14 +74,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
                 }
             }
             "max_tokens" => req.max_output_tokens = val.as_u64(),
-            "stop_sequences" => {
-                req.stop = val
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            }
+            "stop_sequences" => req.stop = crate::ir::string_list(&val),
             "stream" => req.stream = val.as_bool().unwrap_or(false),
             "temperature" => req.sampling.temperature = val.as_f64(),
             "top_p" => req.sampling.top_p = val.as_f64(),

@@ -92,14 +92,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
                 }
             },
             "max_tokens" => req.max_output_tokens = val.as_u64(),
-            "stop_sequences" => {
-                req.stop = val
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            }
+            "stop_sequences" => req.stop = crate::ir::string_list(&val),
             "stream" => req.stream = val.as_bool().unwrap_or(false),
             "temperature" => req.sampling.temperature = val.as_f64(),
             "seed" => req.sampling.seed = val.as_i64(),
@@ -451,12 +444,10 @@ fn tool_message(b: &Block, docs: &[Value], path: &str, loss: &mut LossReport) ->
             cache,
             ..
         } => {
-            if *is_error {
-                loss.drop_field(format!("{path}.is_error"));
-            }
-            if cache.is_some() {
-                loss.drop_field(format!("{path}.cache_control"));
-            }
+            loss.drop_present(
+                path,
+                &[(*is_error, "is_error"), (cache.is_some(), "cache_control")],
+            );
             json!({"role": "tool", "tool_call_id": tool_use_id, "content": content_json(content, docs, &format!("{path}.content"), loss)})
         }
         _ => {

@@ -53,6 +53,9 @@ pub fn parse_request(body: &[u8], model: &str) -> Result<Request, RequestError> 
         return Err(bad("the request body must be a JSON object"));
     };
     crate::ir::reserved_fields(&obj, SLOTS, "the request body").map_err(bad)?;
+    if !obj.contains_key("contents") {
+        req.ext.gemini.insert("_noContents".into(), json!(true));
+    }
     let mut ids = Ids::default();
     for (key, val) in obj {
         match key.as_str() {
@@ -67,8 +70,11 @@ pub fn parse_request(body: &[u8], model: &str) -> Result<Request, RequestError> 
                     None => Vec::new(),
                     Some(_) => return Err(bad("systemInstruction.parts must be an array")),
                 };
-                if let Some(k) = c.keys().next() {
-                    return Err(bad(format!("systemInstruction: unknown field `{k}`")));
+                req.ext.gemini.insert("_system".into(), json!(true));
+                if !c.is_empty() {
+                    req.ext
+                        .gemini
+                        .insert("systemInstruction".into(), Value::Object(c));
                 }
                 let (blocks, hints) =
                     parse_parts(parts, &mut ids, &|_| String::new(), "systemInstruction")
@@ -346,7 +352,13 @@ fn parse_generation(mut g: Map<String, Value>, req: &mut Request) -> Result<(), 
         g.remove("responseMimeType");
         req.response_format = format;
     }
-    if let Some(Value::Object(mut t)) = g.remove("thinkingConfig") {
+    if let Some(Value::Object(mut t)) = g.remove("thinkingConfig").and_then(|t| match t {
+        Value::Object(_) => Some(t),
+        other => {
+            g.insert("thinkingConfig".into(), other);
+            None
+        }
+    }) {
         let mut r = Reasoning::default();
         match t.get("includeThoughts") {
             Some(Value::Bool(b)) => {
@@ -467,8 +479,11 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         }
         contents.push(Value::Object(c));
     }
-    o.insert("contents".into(), Value::Array(contents));
-    if !system.is_empty() {
+    if !contents.is_empty() || !ext.contains_key("_noContents") {
+        o.insert("contents".into(), Value::Array(contents));
+    }
+    let si_extra = ext.get("systemInstruction").and_then(Value::as_object);
+    if !system.is_empty() || ext.contains_key("_system") || si_extra.is_some() {
         let cx = WriteCtx {
             path: "system",
             name_of: &name_of,
@@ -483,6 +498,9 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
             "parts".into(),
             Value::Array(write_parts(&system, &cx, loss)),
         );
+        if let Some(extra) = si_extra {
+            si.extend(extra.clone());
+        }
         o.insert("systemInstruction".into(), Value::Object(si));
     }
     if let Some(tools) = write_tools(req, loss) {
@@ -533,7 +551,11 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
     for (k, v) in ext {
         let consumed = matches!(
             k.as_str(),
-            "tools" | "toolConfig" | "generationConfig" | "functionDeclarations[]"
+            "tools"
+                | "toolConfig"
+                | "generationConfig"
+                | "functionDeclarations[]"
+                | "systemInstruction"
         );
         if !consumed && !k.starts_with('_') && !o.contains_key(k) {
             o.insert(k.clone(), v.clone());

@@ -102,6 +102,9 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
         &["candidates[0].", "candidates[1..]"],
         "the response body",
     )?;
+    if let Some(k) = o.keys().find(|k| k.starts_with("candidates[")) {
+        return Err(format!("the response body: unknown field `{k}`"));
+    }
     let mut r = Response::default();
     let hint = |r: &mut Response, k: &str, v: Value| {
         r.ext.gemini.insert(k.into(), v);

@@ -103,6 +103,15 @@ pub(crate) fn reserved_fields(
     }
 }
 
+/// The strings of a JSON array (stop sequences and the like); anything else is no strings.
+pub(crate) fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
 /// Inserts each field that has a value (sampling parameters and the like, written by every codec).
 pub(crate) fn insert_some<const N: usize>(
     o: &mut Map<String, Value>,

@@ -615,12 +615,10 @@ fn write_message(m: &Message, i: usize, loss: &mut LossReport) -> Vec<Value> {
                 cache,
                 ..
             } => {
-                if *is_error {
-                    loss.drop_field(format!("{bpath}.is_error"));
-                }
-                if cache.is_some() {
-                    loss.drop_field(format!("{bpath}.cache_control"));
-                }
+                loss.drop_present(
+                    &bpath,
+                    &[(*is_error, "is_error"), (cache.is_some(), "cache_control")],
+                );
                 // A tool message holds text only: other parts of a result (an image a tool
                 // returned through another protocol) are reported, not sent.
                 let path = format!("{bpath}.content");

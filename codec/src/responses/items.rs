@@ -494,12 +494,10 @@ pub(super) fn write_items(
                 cache,
                 ..
             } => {
-                if *is_error {
-                    loss.drop_field(format!("{p}.is_error"));
-                }
-                if cache.is_some() {
-                    loss.drop_field(format!("{p}.cache_control"));
-                }
+                loss.drop_present(
+                    &p,
+                    &[(*is_error, "is_error"), (cache.is_some(), "cache_control")],
+                );
                 let as_parts = hint.as_ref().is_some_and(|h| h.get("parts").is_some());
                 let output_v = match content.as_slice() {
                     [
