@@ -3,6 +3,7 @@ lose: thinking signatures, Gemini safety settings, upper-case Gemini schemas, lo
 x-busbar-dropped, strict refusals, and the model lists in each SDK's own shape.
 """
 
+import base64
 import json
 
 import anthropic
@@ -31,7 +32,7 @@ def test_anthropic_thinking_signature_survives_a_gemini_provider(matrix, mock):
     up = last_body(mock)
     assert up["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 1024
     thinking = next(b for b in r.content if b.type == "thinking")
-    assert thinking.signature.startswith("mocksig"), thinking
+    assert base64.b64decode(thinking.signature).startswith(b"mocksig"), thinking
     tool = next(b for b in r.content if b.type == "tool_use")
     msgs += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in r.content]},
              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "sunny"}]}]

@@ -13,15 +13,17 @@ use super::{MockReply, MockRequest};
 use crate::ir::{Block, Request, Response, Role, StopReason, ToolChoice, Usage};
 use serde_json::{Map, Value, json};
 
-/// A signature the mock puts on its thinking: a fixed prefix and a hash of the text, so a test
-/// can check that the very signature the mock gave came back on the next turn.
+/// A signature the mock puts on its thinking: base64 (as providers' are, and as Gemini's SDK
+/// insists) of a fixed prefix and a hash of the text, so a test can check that the very
+/// signature the mock gave came back on the next turn.
 pub fn thinking_signature(text: &str) -> String {
     // FNV-1a: stable across runs and platforms, which is all a mock needs.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    format!("mocksig{h:016x}")
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("mocksig{h:016x}"))
 }
 
 fn text_of(blocks: &[Block]) -> String {
