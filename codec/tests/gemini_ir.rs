@@ -1176,3 +1176,122 @@ fn media_cross_both_ways() {
     );
     assert_eq!(parts[2]["inlineData"]["mimeType"], "application/pdf");
 }
+
+#[test]
+fn reasoning_forms_both_ways() {
+    for (config, enabled, budget, effort, anthropic_thinking, openai_effort) in [
+        (
+            json!({"thinkingBudget": 0}),
+            Some(false),
+            None,
+            None,
+            json!({"type": "disabled"}),
+            Value::Null,
+        ),
+        (
+            json!({"thinkingBudget": -1, "includeThoughts": true}),
+            Some(true),
+            None,
+            None,
+            json!({"type": "enabled", "budget_tokens": 1024}),
+            Value::Null,
+        ),
+        (
+            json!({"thinkingBudget": 2048}),
+            None,
+            Some(2048),
+            None,
+            json!({"type": "enabled", "budget_tokens": 2048}),
+            Value::Null,
+        ),
+        (
+            json!({"thinkingLevel": "low"}),
+            None,
+            None,
+            Some(ReasoningEffort::Low),
+            json!({"type": "enabled", "budget_tokens": 2048}),
+            json!("low"),
+        ),
+        (
+            json!({"thinkingLevel": "HIGH"}),
+            None,
+            None,
+            Some(ReasoningEffort::High),
+            json!({"type": "enabled", "budget_tokens": 24576}),
+            json!("high"),
+        ),
+    ] {
+        let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "generationConfig": {"thinkingConfig": config}});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let ir = gemini::parse_request(&bytes, "m").unwrap();
+        let r = ir.reasoning.clone().unwrap();
+        assert_eq!(
+            (r.enabled, r.budget_tokens, r.effort),
+            (enabled, budget, effort),
+            "{config}"
+        );
+        let mut loss = LossReport::default();
+        assert_eq!(
+            json_of(&gemini::write_request(&ir, &mut loss)),
+            json_of(&bytes),
+            "{config}"
+        );
+        assert!(loss.is_empty());
+        let a = value(&anthropic::write_request(
+            &ir,
+            4096,
+            &mut LossReport::default(),
+        ));
+        assert_eq!(
+            a.get("thinking").cloned().unwrap_or_default(),
+            anthropic_thinking,
+            "{config}"
+        );
+        let o = value(&openai::write_request(&ir, &mut LossReport::default()));
+        assert_eq!(
+            o.get("reasoning_effort").cloned().unwrap_or_default(),
+            openai_effort,
+            "{config}"
+        );
+    }
+    // From the others: Anthropic's switch asks for thoughts to be shown; OpenAI's effort is a level.
+    let a = br#"{"model": "claude", "max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2000}, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let ir = anthropic::parse_request(a).unwrap();
+    let g = value(&gemini::write_request(&ir, &mut LossReport::default()));
+    assert_eq!(
+        g["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 2000, "includeThoughts": true})
+    );
+    assert_eq!(g["generationConfig"]["maxOutputTokens"], 4096);
+    let o = br#"{"model": "o4-mini", "reasoning_effort": "medium", "messages": [{"role": "user", "content": "hi"}]}"#;
+    let ir = openai::parse_request(o).unwrap();
+    let g = value(&gemini::write_request(&ir, &mut LossReport::default()));
+    assert_eq!(
+        g["generationConfig"]["thinkingConfig"],
+        json!({"thinkingLevel": "medium"})
+    );
+    // Encrypted reasoning has no Gemini form.
+    let mut ir = ir;
+    ir.messages.push(busbar_codec::ir::Message {
+        role: Role::Assistant,
+        content: vec![
+            Block::RedactedThinking {
+                data: "EmwKAhgBEgy3va3p".into(),
+            },
+            Block::Text {
+                text: "ok".into(),
+                citations: vec![],
+                cache: None,
+            },
+        ],
+        name: None,
+        ext: Default::default(),
+    });
+    let mut loss = LossReport::default();
+    let g = value(&gemini::write_request(&ir, &mut loss));
+    assert_eq!(
+        g["contents"][1],
+        json!({"role": "model", "parts": [{"text": "ok"}]})
+    );
+    assert_eq!(loss.dropped, ["messages[1].content[0]"]);
+}

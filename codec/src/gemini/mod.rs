@@ -10,8 +10,9 @@
 //! Gemini facts this codec honours: structural keys come in camelCase or snake_case (the Python
 //! SDK sends snake_case); schemas use upper-case types and become JSON Schema in the IR; a
 //! `functionCall` usually has no id, so stable ids are minted (`gcall_...`) and never written
-//! back; thought signatures ride on parts (function calls, and the part after the thoughts).
-//! The model is in the URL, not the body.
+//! back; thought signatures ride on parts (function calls, and the part after the thoughts,
+//! which becomes a signed empty `Thinking` block: see `parts.rs`) and must be base64. The model
+//! is in the URL, not the body. Field by field: `codec/protocols/gemini.md`.
 
 mod keys;
 mod parts;

@@ -105,27 +105,15 @@ impl PartHints {
 /// parser keeps such a part raw and the writer reports such a signature instead of sending it
 /// (a Responses item id travelling as a signature, for one).
 pub(super) fn is_base64(sig: &str) -> bool {
-    let body = sig.trim_end_matches('=');
-    let pad = sig.len() - body.len();
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' | b'-' => Some(62),
-        b'/' | b'_' => Some(63),
-        _ => None,
-    };
-    let Some(values) = body.bytes().map(value).collect::<Option<Vec<u8>>>() else {
-        return false;
-    };
-    let last = values.last().copied().unwrap_or(0);
-    let tail_ok = match body.len() % 4 {
-        0 => true,
-        2 => last & 0b1111 == 0,
-        3 => last & 0b11 == 0,
-        _ => false,
-    };
-    tail_ok && (pad == 0 || (pad <= 2 && sig.len() % 4 == 0))
+    use base64::Engine;
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // Padding optional but right when present; no stray low bits (the crate's default).
+    const CONFIG: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD_ENGINE: GeneralPurpose = GeneralPurpose::new(&STANDARD, CONFIG);
+    const URL_SAFE_ENGINE: GeneralPurpose = GeneralPurpose::new(&URL_SAFE, CONFIG);
+    STANDARD_ENGINE.decode(sig).is_ok() || URL_SAFE_ENGINE.decode(sig).is_ok()
 }
 
 fn s(o: &Map<String, Value>, k: &str) -> Option<String> {
