@@ -78,6 +78,22 @@ pub(super) async fn handle(
         };
         return write(stream, respond(200, "application/json", &json, &extra)).await;
     }
+    // Tools or thinking: the IR mock's answer, streamed by the codec's writer. Plain chat keeps
+    // the token stream the benchmarks measure.
+    if let Ok(ir) = busbar_codec::openai::parse_request(body) {
+        if !ir.tools.is_empty() || ir.reasoning.is_some() {
+            let mut r = busbar_codec::mock::reply(&ir, steer.tokens);
+            r.id = id.clone();
+            let w = busbar_codec::stream::StreamWriter::new(
+                busbar_codec::Protocol::OpenAiChat,
+                created,
+                ir.stream_usage,
+            );
+            if let Some(w) = w {
+                return super::protocols::stream_reply(stream, w, &r, steer).await;
+            }
+        }
+    }
     let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     let mut events = OpenAiStream::new(req, reply, id, created);
     while let Some(event) = events.next_event() {

@@ -122,9 +122,45 @@ pub(super) async fn handle(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    if req.stream {
+        if let Some(w) =
+            busbar_codec::stream::StreamWriter::new(protocol, created, req.stream_usage)
+        {
+            return stream_reply(stream, w, &r, steer).await;
+        }
+    }
     let mut loss = LossReport::default();
     let json = translate::write_response(protocol, &r, created, &mut loss);
     write(stream, respond(200, "application/json", &json, &extra)).await
+}
+
+/// Streams the reply event by event in the protocol's own stream format (chunked), with the
+/// steered gap between text deltas.
+pub(super) async fn stream_reply(
+    stream: &mut TcpStream,
+    mut w: busbar_codec::stream::StreamWriter,
+    r: &busbar_codec::ir::Response,
+    steer: Steer,
+) -> bool {
+    use busbar_codec::stream::{Event, events_of};
+    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for e in events_of(r) {
+        let mut body = Vec::new();
+        w.event(&e, &mut body);
+        if !body.is_empty() {
+            out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+            if !write(stream, std::mem::take(&mut out)).await {
+                return false;
+            }
+        }
+        if !steer.gap.is_zero() && matches!(e, Event::Text { .. }) {
+            monoio::time::sleep(steer.gap).await;
+        }
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    write(stream, out).await
 }
 
 /// Checks a SigV4 `authorization` by signing the same request again, at the time it names,

@@ -108,17 +108,12 @@ enum Parser {
     Anthropic(crate::anthropic::stream::Parser),
 }
 
-enum Writer {
-    OpenAi(crate::openai::stream::Writer),
-    Anthropic(crate::anthropic::stream::Writer),
-}
-
 /// Upstream stream bytes of one protocol -> client stream bytes of another, one event at a
 /// time. Memory: the framer's current event and the events of one upstream event.
 pub struct Transcoder {
     decoder: sse::Decoder,
     parser: Parser,
-    writer: Writer,
+    writer: StreamWriter,
     events: Vec<Event>,
     ended: bool,
 }
@@ -138,13 +133,7 @@ impl Transcoder {
             Protocol::Anthropic => Parser::Anthropic(Default::default()),
             _ => return None,
         };
-        let writer = match client {
-            Protocol::OpenAiChat => {
-                Writer::OpenAi(crate::openai::stream::Writer::new(created, include_usage))
-            }
-            Protocol::Anthropic => Writer::Anthropic(Default::default()),
-            _ => return None,
-        };
+        let writer = StreamWriter::new(client, created, include_usage)?;
         Some(Self {
             decoder: sse::Decoder::new(MAX_EVENT),
             parser,
@@ -162,10 +151,7 @@ impl Transcoder {
                 }
                 self.ended = true;
             }
-            match &mut self.writer {
-                Writer::OpenAi(w) => w.event(&e, out),
-                Writer::Anthropic(w) => w.event(&e, out),
-            }
+            self.writer.event(&e, out);
         }
     }
 
@@ -201,5 +187,107 @@ impl Transcoder {
     /// Whether the upstream stream said it was complete.
     pub fn is_complete(&self) -> bool {
         self.ended
+    }
+}
+
+/// A whole response as the events of its stream (used by the mock to stream any protocol, and
+/// to turn a buffered answer into a stream): text and thinking as one delta per word.
+pub fn events_of(r: &crate::ir::Response) -> Vec<Event> {
+    use crate::ir::Block;
+    let mut out = vec![Event::Start {
+        id: r.id.clone(),
+        model: r.model.clone(),
+    }];
+    let words = |t: &str| -> Vec<String> { t.split_inclusive(' ').map(str::to_string).collect() };
+    for (index, b) in r.content.iter().enumerate() {
+        match b {
+            Block::Text { text, .. } | Block::Refusal { text } => {
+                out.push(Event::BlockStart {
+                    index,
+                    kind: BlockStart::Text,
+                });
+                out.extend(
+                    words(text)
+                        .into_iter()
+                        .map(|text| Event::Text { index, text }),
+                );
+            }
+            Block::Thinking { text, signature } => {
+                out.push(Event::BlockStart {
+                    index,
+                    kind: BlockStart::Thinking,
+                });
+                out.extend(
+                    words(text)
+                        .into_iter()
+                        .map(|text| Event::Thinking { index, text }),
+                );
+                if let Some(s) = signature {
+                    out.push(Event::Signature {
+                        index,
+                        signature: s.clone(),
+                    });
+                }
+            }
+            Block::RedactedThinking { data } => {
+                out.push(Event::BlockStart {
+                    index,
+                    kind: BlockStart::RedactedThinking { data: data.clone() },
+                });
+            }
+            Block::ToolUse {
+                id, name, input, ..
+            } => {
+                out.push(Event::BlockStart {
+                    index,
+                    kind: BlockStart::ToolUse {
+                        id: id.clone(),
+                        name: name.clone(),
+                    },
+                });
+                out.push(Event::ToolArgs {
+                    index,
+                    json: input.to_string(),
+                });
+            }
+            _ => continue,
+        }
+        out.push(Event::BlockStop { index });
+    }
+    out.push(Event::Usage(r.usage.clone()));
+    if let Some(s) = &r.stop_reason {
+        out.push(Event::Stop(s.clone()));
+    }
+    out.push(Event::End);
+    out
+}
+
+/// Writes IR stream events in `client`'s protocol, for the protocols that have a writer.
+pub enum StreamWriter {
+    /// OpenAI Chat chunks.
+    OpenAi(crate::openai::stream::Writer),
+    /// Anthropic events.
+    Anthropic(crate::anthropic::stream::Writer),
+}
+
+impl StreamWriter {
+    /// A writer for `client`, or `None` when that protocol cannot be streamed yet.
+    pub fn new(client: Protocol, created: u64, include_usage: bool) -> Option<Self> {
+        match client {
+            Protocol::OpenAiChat => Some(Self::OpenAi(crate::openai::stream::Writer::new(
+                created,
+                include_usage,
+            ))),
+            Protocol::Anthropic => Some(Self::Anthropic(Default::default())),
+            _ => None,
+        }
+    }
+
+    /// Writes one event.
+    pub fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
+        match self {
+            Self::OpenAi(w) => w.event(e, out),
+            Self::Anthropic(w) => w.event(e, out),
+        }
     }
 }

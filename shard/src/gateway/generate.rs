@@ -15,7 +15,7 @@
 //! is the answer.
 
 use super::ingress::Ingress;
-use super::{egress, mock, relay};
+use super::{egress, mock, relay, transcode};
 use crate::io::write_all;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
@@ -24,6 +24,7 @@ use busbar_codec::errors::{ErrorKind, read_provider_error};
 use busbar_codec::http1::RequestHead;
 use busbar_codec::ir::{LossReport, Request, caller_id};
 use busbar_codec::openai::{scan_request, splice_model};
+use busbar_codec::stream::{StreamWriter, Transcoder, events_of};
 use busbar_codec::{Protocol, translate};
 use busbar_core::config::{Endpoint, Model};
 use busbar_core::route::Target;
@@ -210,17 +211,6 @@ async fn run(
         }
 
         // Translation (or the in-process mock for a non-OpenAI client).
-        if ask.stream {
-            return Outcome::Error(ApiError::new(
-                400,
-                ErrorKind::InvalidRequest,
-                format!(
-                    "stream: `{}` is served by a {} provider, and streaming between different protocols is not available yet; send the request without streaming",
-                    ask.model,
-                    provider.protocol.as_str()
-                ),
-            ).param("stream"));
-        }
         if ir.is_none() {
             let path_model = ingress.path_model.as_deref().unwrap_or_default();
             match translate::parse_request(p_in, body, path_model) {
@@ -241,6 +231,25 @@ async fn run(
         req.model = model.upstream.clone();
         let mut loss = LossReport::default();
         let created = now_secs();
+        // Streaming across protocols: only where a transcoder exists for this pair.
+        let streamable = |upstream: Protocol| {
+            if Transcoder::new(upstream, p_in, created, req.stream_usage).is_some() {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    400,
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "stream: `{}` is served by a {} provider, and streaming from {} to {} clients is not available yet; send the request without streaming",
+                        ask.model,
+                        upstream.as_str(),
+                        upstream.as_str(),
+                        p_in.as_str()
+                    ),
+                )
+                .param("stream"))
+            }
+        };
         if mock_endpoint {
             let tokens = match &provider.endpoint {
                 Endpoint::Mock(s) => s.tokens,
@@ -248,8 +257,39 @@ async fn run(
             };
             let mut r = busbar_codec::mock::reply(&req, tokens);
             r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
+            if ask.stream {
+                let Some(mut w) = StreamWriter::new(p_in, created, req.stream_usage) else {
+                    return Outcome::Error(streamable(provider.protocol).err().unwrap_or_else(
+                        || {
+                            ApiError::new(
+                                400,
+                                ErrorKind::InvalidRequest,
+                                "stream: not available for this protocol yet",
+                            )
+                            .param("stream")
+                        },
+                    ));
+                };
+                let mut bytes = Vec::new();
+                for e in events_of(&r) {
+                    w.event(&e, &mut bytes);
+                }
+                return Outcome::Bytes(response(200, "text/event-stream", &bytes, keep_alive, &[]));
+            }
             return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
         }
+        let transcoder = if ask.stream {
+            if let Err(e) = streamable(provider.protocol) {
+                return Outcome::Error(e);
+            }
+            // The provider streams too, with its usage at the end (OpenAI sends it only when
+            // asked; the client's own choice is kept by the transcoder's writer).
+            req.stream = true;
+            req.stream_usage = true;
+            Transcoder::new(provider.protocol, p_in, created, ir_req.stream_usage)
+        } else {
+            None
+        };
         let egress_body = translate::write_request(
             provider.protocol,
             &req,
@@ -294,6 +334,29 @@ async fn run(
                 continue;
             }
         };
+        if let Some(t) = transcoder {
+            if (200..300).contains(&resp.head.status) {
+                let mut extra: Vec<(&str, String)> = Vec::new();
+                if !loss.is_empty() {
+                    extra.push(("x-busbar-dropped", dropped_header(&loss)));
+                }
+                return Outcome::Written(
+                    transcode::stream(
+                        shard,
+                        transcode::Downstream {
+                            stream,
+                            minor: head.minor_version,
+                            keep_alive,
+                        },
+                        model.provider,
+                        resp,
+                        t,
+                        &extra,
+                    )
+                    .await,
+                );
+            }
+        }
         let (rhead, rbody) = match shard
             .upstream
             .read_to_end(model.provider, resp, MAX_TRANSLATED_BODY)

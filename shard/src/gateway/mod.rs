@@ -14,6 +14,7 @@ mod generate;
 pub(crate) mod ingress;
 mod mock;
 mod relay;
+mod transcode;
 
 use crate::io::write_all;
 use crate::server::respond::{ApiError, response};

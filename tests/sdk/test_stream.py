@@ -1,0 +1,83 @@
+"""Streaming across protocols for the pairs that have transcoders (OpenAI Chat <-> Anthropic):
+the official SDKs assemble text, tool calls with parsed arguments, thinking with its signature,
+and the final usage from a stream that another protocol's provider produced."""
+
+import json
+
+import anthropic
+import openai
+
+import adapters
+from conftest import CLIENT_KEY
+
+TOOLS_OPENAI = [{"type": "function", "function": {"name": "get_weather", "parameters": adapters.WEATHER_SCHEMA}}]
+TOOLS_ANTHROPIC = [{"name": "get_weather", "input_schema": adapters.WEATHER_SCHEMA}]
+
+
+def test_openai_sdk_streams_from_an_anthropic_provider(matrix, mock):
+    c = openai.OpenAI(base_url=matrix.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    mock.clear()
+    stream = c.chat.completions.create(
+        model="via-anthropic", messages=[{"role": "user", "content": "alpha beta gamma"}],
+        stream=True, stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            finish = ch.finish_reason or finish
+    assert text.startswith("alpha beta gamma"), text
+    assert finish == "stop"
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    sent = json.loads(mock.requests()[-1]["body"])
+    assert sent["stream"] is True and mock.requests()[-1]["path"] == "/v1/messages"
+
+    # A tool call, assembled by the SDK's own stream helper.
+    with c.chat.completions.stream(
+        model="via-anthropic", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS_OPENAI
+    ) as s:
+        final = s.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "mock"}
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_anthropic_sdk_streams_from_an_openai_provider(matrix, mock):
+    c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
+    mock.clear()
+    with c.messages.stream(model="via-openai", max_tokens=64, messages=[{"role": "user", "content": "alpha beta gamma"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text.startswith("alpha beta gamma"), text
+    assert final.stop_reason in ("end_turn", "max_tokens")
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+    sent = json.loads(mock.requests()[-1]["body"])
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}, sent
+
+    with c.messages.stream(model="via-openai", max_tokens=64, messages=[{"role": "user", "content": "weather?"}], tools=TOOLS_ANTHROPIC) as s:
+        final = s.get_final_message()
+    tool = next(b for b in final.content if b.type == "tool_use")
+    assert (tool.name, tool.input) == ("get_weather", {"city": "mock"})
+    assert final.stop_reason == "tool_use"
+
+
+def test_anthropic_sdk_streams_thinking_with_its_signature(matrix):
+    c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
+    with c.messages.stream(model="via-anthropic", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                           messages=[{"role": "user", "content": "think"}]) as s:
+        final = s.get_final_message()
+    thinking = next(b for b in final.content if b.type == "thinking")
+    assert thinking.thinking.startswith("The user said") and thinking.signature
+
+
+def test_a_pair_without_a_transcoder_is_refused_clearly(matrix):
+    c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
+    try:
+        with c.messages.stream(model="via-gemini", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
+            s.get_final_message()
+        raise AssertionError("expected a 400")
+    except anthropic.BadRequestError as e:
+        assert "streaming from gemini to anthropic" in e.message
