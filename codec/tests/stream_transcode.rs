@@ -242,3 +242,98 @@ fn a_stream_cut_short_ends_with_an_error_in_the_clients_protocol() {
         "an interrupted stream is never finished as if whole"
     );
 }
+
+#[test]
+fn gemini_stream_with_crlf_and_cumulative_usage() {
+    let src = fixture("gemini", "stream_thoughts_call.sse");
+    assert!(
+        src.windows(4).any(|w| w == b"\r\n\r\n"),
+        "Gemini's SSE uses CRLF"
+    );
+    // To Anthropic: thinking with the signature Gemini put on the part after the thoughts, the
+    // text, the call (id minted), tool_use stop, and usage taken from the last chunk, not summed.
+    let ev = events(&transcode(
+        Protocol::Gemini,
+        Protocol::Anthropic,
+        &[&src],
+        false,
+    ));
+    let thinking: String = ev
+        .iter()
+        .filter_map(|(_, v)| v["delta"]["thinking"].as_str())
+        .collect();
+    assert_eq!(thinking, "**Planning** I need the weather.");
+    let sig = ev
+        .iter()
+        .find(|(_, v)| v["delta"]["type"] == "signature_delta")
+        .unwrap();
+    assert_eq!(sig.1["delta"]["signature"], "CiQB0e2Kb7m9Xh1c0mGJ4Q==");
+    let text: String = ev
+        .iter()
+        .filter_map(|(_, v)| v["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(text, "Checking Paris now.");
+    let call = ev
+        .iter()
+        .find(|(_, v)| v["content_block"]["type"] == "tool_use")
+        .unwrap();
+    assert!(
+        call.1["content_block"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("gcall_")
+    );
+    let delta = &ev
+        .iter()
+        .find(|(k, _)| k.as_deref() == Some("message_delta"))
+        .unwrap()
+        .1;
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    assert_eq!(delta["usage"]["input_tokens"], 40);
+    assert_eq!(
+        delta["usage"]["output_tokens"], 32,
+        "candidates 20 + thoughts 12, from the last chunk"
+    );
+    for i in 0..=src.len() {
+        assert_eq!(
+            transcode(
+                Protocol::Gemini,
+                Protocol::OpenAiChat,
+                &[&src[..i], &src[i..]],
+                true
+            ),
+            transcode(Protocol::Gemini, Protocol::OpenAiChat, &[&src], true),
+            "cut at {i}"
+        );
+    }
+}
+
+#[test]
+fn openai_stream_to_a_gemini_client_as_sse_and_as_a_json_array() {
+    let src = fixture("openai", "stream_tool_calls.sse");
+    let sse = transcode(Protocol::OpenAiChat, Protocol::Gemini, &[&src], false);
+    assert!(
+        sse.ends_with(b"\r\n\r\n") && !sse.windows(3).any(|w| w == b"}\n\n"),
+        "CRLF line ends"
+    );
+    let chunks: Vec<Value> = events(&sse).into_iter().map(|(_, v)| v).collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["candidates"][0]["content"]["parts"][0].get("functionCall"))
+        .collect();
+    assert_eq!(calls.len(), 2, "each call whole, once its fragments are in");
+    assert_eq!(calls[0]["args"], json!({"location": "Paris"}));
+    assert_eq!(calls[1]["args"], json!({"location": "Lyon"}));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(last["usageMetadata"]["promptTokenCount"], 82);
+
+    let mut t = Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, false)
+        .unwrap()
+        .gemini_json_array();
+    let mut out = Vec::new();
+    t.feed(&src, &mut out).unwrap();
+    t.finish(&mut out);
+    let array: Vec<Value> = serde_json::from_slice(&out).expect("one JSON array");
+    assert_eq!(array.len(), chunks.len());
+}

@@ -1,4 +1,5 @@
-"""Streaming across protocols for the pairs that have transcoders (OpenAI Chat <-> Anthropic):
+"""Streaming across protocols for the pairs that have transcoders (OpenAI Chat, Anthropic and
+Gemini, each way):
 the official SDKs assemble text, tool calls with parsed arguments, thinking with its signature,
 and the final usage from a stream that another protocol's provider produced."""
 
@@ -76,8 +77,38 @@ def test_anthropic_sdk_streams_thinking_with_its_signature(matrix):
 def test_a_pair_without_a_transcoder_is_refused_clearly(matrix):
     c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
     try:
-        with c.messages.stream(model="via-gemini", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
+        with c.messages.stream(model="via-cohere", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
             s.get_final_message()
         raise AssertionError("expected a 400")
     except anthropic.BadRequestError as e:
-        assert "streaming from gemini to anthropic" in e.message
+        assert "streaming from cohere to anthropic" in e.message
+
+
+def test_gemini_sdk_streams_from_openai_and_anthropic_providers(matrix, mock):
+    g = adapters.Gemini(matrix.url, CLIENT_KEY)
+    for model, path in [("via-openai", "/v1/chat/completions"), ("via-anthropic", "/v1/messages")]:
+        mock.clear()
+        chunks = list(g.c.models.generate_content_stream(model=model, contents="alpha beta gamma"))
+        text = "".join(c.text or "" for c in chunks)
+        assert text.startswith("alpha beta gamma"), (model, text)
+        assert chunks[-1].candidates[0].finish_reason.name in ("STOP", "MAX_TOKENS")
+        assert chunks[-1].usage_metadata.prompt_token_count > 0
+        assert mock.requests()[-1]["path"] == path
+        calls = [fc for c in g.c.models.generate_content_stream(model=model, contents="weather?", config=g.config)
+                 for fc in (c.function_calls or [])]
+        assert [(fc.name, dict(fc.args)) for fc in calls] == [("get_weather", {"city": "mock"})], model
+
+
+def test_anthropic_and_openai_sdks_stream_from_a_gemini_provider(matrix, mock):
+    c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
+    mock.clear()
+    with c.messages.stream(model="via-gemini", max_tokens=64, messages=[{"role": "user", "content": "alpha beta gamma"}]) as s:
+        final = s.get_final_message()
+    assert final.content[0].text.startswith("alpha beta gamma")
+    sent = mock.requests()[-1]
+    assert sent["path"] == "/v1beta/models/up-gemini:streamGenerateContent?alt=sse", sent["path"]
+    o = openai.OpenAI(base_url=matrix.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    with o.chat.completions.stream(model="via-gemini", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS_OPENAI) as s:
+        final = s.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert json.loads(call.function.arguments) == {"city": "mock"}

@@ -35,7 +35,7 @@ pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
         return Some((Protocol::Anthropic, String::new()));
     }
     if let Some((before, verb)) = path.rsplit_once(':') {
-        if verb == "generateContent" {
+        if verb == "generateContent" || verb == "streamGenerateContent" {
             let model = before.rsplit_once("/models/").map(|(_, m)| m)?;
             return Some((Protocol::Gemini, decode(model)));
         }
@@ -122,10 +122,16 @@ pub(super) async fn handle(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if req.stream {
+    let gemini_stream = head.path().ends_with(":streamGenerateContent");
+    if req.stream || gemini_stream {
         if let Some(w) =
             busbar_codec::stream::StreamWriter::new(protocol, created, req.stream_usage)
         {
+            let w = if gemini_stream && !head.target.contains("alt=sse") {
+                w.gemini_json_array()
+            } else {
+                w
+            };
             return stream_reply(stream, w, &r, steer).await;
         }
     }

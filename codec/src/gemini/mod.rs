@@ -19,6 +19,7 @@ mod parts;
 mod request;
 mod response;
 mod schema;
+pub mod stream;
 
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};

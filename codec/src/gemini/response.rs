@@ -50,7 +50,7 @@ const FINISH_REASONS: &[&str] = &[
     "MALFORMED_RESPONSE",
 ];
 
-fn stop_of(reason: &str, calls: bool) -> StopReason {
+pub(super) fn stop_of(reason: &str, calls: bool) -> StopReason {
     match reason {
         "STOP" if calls => StopReason::ToolUse,
         "STOP" => StopReason::EndTurn,
@@ -329,7 +329,11 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(o)).expect("a JSON value always serializes")
 }
 
-fn finish_reason(stop: &StopReason, exact: Option<&str>, loss: &mut LossReport) -> String {
+pub(super) fn finish_reason(
+    stop: &StopReason,
+    exact: Option<&str>,
+    loss: &mut LossReport,
+) -> String {
     if let Some(e) = exact.filter(|e| stop_of(e, *stop == StopReason::ToolUse) == *stop) {
         return e.to_string();
     }

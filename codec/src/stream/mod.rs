@@ -106,6 +106,7 @@ pub const MAX_EVENT: usize = 4 * 1024 * 1024;
 enum Parser {
     OpenAi(crate::openai::stream::Parser),
     Anthropic(crate::anthropic::stream::Parser),
+    Gemini(crate::gemini::stream::Parser),
 }
 
 /// Upstream stream bytes of one protocol -> client stream bytes of another, one event at a
@@ -131,6 +132,8 @@ impl Transcoder {
         let parser = match upstream {
             Protocol::OpenAiChat => Parser::OpenAi(Default::default()),
             Protocol::Anthropic => Parser::Anthropic(Default::default()),
+            // Busbar asks Gemini for SSE (`alt=sse`).
+            Protocol::Gemini => Parser::Gemini(Default::default()),
             _ => return None,
         };
         let writer = StreamWriter::new(client, created, include_usage)?;
@@ -166,6 +169,7 @@ impl Transcoder {
         decoder.feed(input, |e| match parser {
             Parser::OpenAi(p) => p.event(&e, events),
             Parser::Anthropic(p) => p.event(&e, events),
+            Parser::Gemini(p) => p.event(&e, events),
         })?;
         self.write_events(out);
         Ok(())
@@ -182,6 +186,12 @@ impl Transcoder {
             });
         }
         self.write_events(out);
+    }
+
+    /// For a Gemini client that did not ask for `alt=sse`: write the streamed JSON array.
+    pub fn gemini_json_array(mut self) -> Self {
+        self.writer = self.writer.gemini_json_array();
+        self
     }
 
     /// Whether the upstream stream said it was complete.
@@ -268,6 +278,8 @@ pub enum StreamWriter {
     OpenAi(crate::openai::stream::Writer),
     /// Anthropic events.
     Anthropic(crate::anthropic::stream::Writer),
+    /// Gemini chunks (SSE, or the JSON array).
+    Gemini(crate::gemini::stream::Writer),
 }
 
 impl StreamWriter {
@@ -279,7 +291,16 @@ impl StreamWriter {
                 include_usage,
             ))),
             Protocol::Anthropic => Some(Self::Anthropic(Default::default())),
+            Protocol::Gemini => Some(Self::Gemini(crate::gemini::stream::Writer::new(true))),
             _ => None,
+        }
+    }
+
+    /// For a Gemini client that did not ask for `alt=sse`: the streamed JSON array instead.
+    pub fn gemini_json_array(self) -> Self {
+        match self {
+            Self::Gemini(_) => Self::Gemini(crate::gemini::stream::Writer::new(false)),
+            other => other,
         }
     }
 
@@ -288,6 +309,7 @@ impl StreamWriter {
         match self {
             Self::OpenAi(w) => w.event(e, out),
             Self::Anthropic(w) => w.event(e, out),
+            Self::Gemini(w) => w.event(e, out),
         }
     }
 }

@@ -258,7 +258,14 @@ async fn run(
             let mut r = busbar_codec::mock::reply(&req, tokens);
             r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
             if ask.stream {
-                let Some(mut w) = StreamWriter::new(p_in, created, req.stream_usage) else {
+                let w = StreamWriter::new(p_in, created, req.stream_usage).map(|w| {
+                    if p_in == Protocol::Gemini && !gemini_sse(head) {
+                        w.gemini_json_array()
+                    } else {
+                        w
+                    }
+                });
+                let Some(mut w) = w else {
                     return Outcome::Error(streamable(provider.protocol).err().unwrap_or_else(
                         || {
                             ApiError::new(
@@ -286,7 +293,13 @@ async fn run(
             // asked; the client's own choice is kept by the transcoder's writer).
             req.stream = true;
             req.stream_usage = true;
-            Transcoder::new(provider.protocol, p_in, created, ir_req.stream_usage)
+            Transcoder::new(provider.protocol, p_in, created, ir_req.stream_usage).map(|t| {
+                if p_in == Protocol::Gemini && !gemini_sse(head) {
+                    t.gemini_json_array()
+                } else {
+                    t
+                }
+            })
         } else {
             None
         };
@@ -312,7 +325,10 @@ async fn run(
             );
             continue;
         }
-        let path = egress::path(provider, &model.upstream, false, None);
+        // A streamed Gemini upstream is asked for SSE.
+        let stream_query =
+            (ask.stream && provider.protocol == Protocol::Gemini).then_some("alt=sse");
+        let path = egress::path(provider, &model.upstream, ask.stream, stream_query);
         let forward = egress::Forward {
             headers: &head.headers,
             same_protocol: false,
@@ -445,6 +461,13 @@ fn finish(
     }
     let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
     response(200, "application/json", &body, keep_alive, &extra)
+}
+
+/// Whether a Gemini client asked for SSE (`alt=sse`) rather than the streamed JSON array.
+fn gemini_sse(head: &RequestHead) -> bool {
+    head.target
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "alt=sse"))
 }
 
 /// Most bytes of `x-busbar-dropped`; a longer list ends with `... (+N more)`.
