@@ -12,7 +12,7 @@ use busbar_codec::ir::{
     Block, LossReport, Message, Request, Response, Role, Sampling, StopReason, Tool, Usage,
 };
 use busbar_codec::{Protocol, openai, translate};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::hint::black_box;
 use std::time::Duration;
@@ -179,6 +179,51 @@ fn benches(c: &mut Criterion) {
             openai::splice_model(openai_body, head.model_span, "gpt-4.1-2025-04-14")
         })
     });
+    // Streaming transcoders: a documented provider stream, repeated to ~64 KB of upstream bytes
+    // in 16 KB reads, through the transcoder (MB/s of upstream bytes, one core).
+    let fixture = |p: &str| {
+        std::fs::read(format!(
+            "{}/../codec/tests/fixtures/{p}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let mut group = c.benchmark_group("stream");
+    for (from, to, file) in [
+        (
+            Protocol::Anthropic,
+            Protocol::OpenAiChat,
+            "anthropic/stream_thinking_tool_use.sse",
+        ),
+        (
+            Protocol::OpenAiChat,
+            Protocol::Anthropic,
+            "openai/stream_tool_calls.sse",
+        ),
+        (
+            Protocol::Gemini,
+            Protocol::Anthropic,
+            "gemini/stream_thoughts_call.sse",
+        ),
+    ] {
+        let one = fixture(file);
+        let body: Vec<u8> = one.repeat((64 * 1024 / one.len()).max(1));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(format!("{}->{}", from.as_str(), to.as_str()), |b| {
+            b.iter(|| {
+                let mut t =
+                    busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true).unwrap();
+                let mut out = Vec::with_capacity(body.len());
+                for read in black_box(&body).chunks(16 * 1024) {
+                    t.feed(read, &mut out).unwrap();
+                }
+                t.finish(&mut out);
+                out
+            })
+        });
+    }
+    group.finish();
+
     for (src, body) in &requests {
         for dst in Protocol::ALL.into_iter().filter(|d| d != src) {
             let name = format!(
