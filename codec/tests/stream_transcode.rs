@@ -337,3 +337,68 @@ fn openai_stream_to_a_gemini_client_as_sse_and_as_a_json_array() {
     let array: Vec<Value> = serde_json::from_slice(&out).expect("one JSON array");
     assert_eq!(array.len(), chunks.len());
 }
+
+#[test]
+fn bedrock_event_stream_both_ways() {
+    use busbar_codec::frame::eventstream;
+    let src = fixture("openai", "stream_tool_calls.sse");
+    let es = transcode(Protocol::OpenAiChat, Protocol::Bedrock, &[&src], false);
+    let mut d = eventstream::Decoder::new(1 << 20);
+    let mut msgs = Vec::new();
+    d.feed(&es, |m| msgs.push(m)).unwrap();
+    assert!(!d.is_partial());
+    let kinds: Vec<&str> = msgs
+        .iter()
+        .map(|m| m.header(":event-type").unwrap())
+        .collect();
+    assert_eq!(kinds[0], "messageStart");
+    assert_eq!(kinds[kinds.len() - 2..], ["messageStop", "metadata"]);
+    let starts: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.header(":event-type") == Some("contentBlockStart"))
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "tool blocks start; the text block has no start event"
+    );
+    assert_eq!(starts[0]["start"]["toolUse"]["toolUseId"], "call_abc123");
+    assert!(
+        msgs.iter()
+            .all(|m| m.header(":content-type") == Some("application/json"))
+    );
+    let meta: Value = serde_json::from_slice(&msgs.last().unwrap().payload).unwrap();
+    assert_eq!(meta["usage"]["inputTokens"], 18);
+    assert_eq!(meta["usage"]["cacheReadInputTokens"], 64);
+
+    // And back: the Bedrock stream, cut anywhere, becomes the same OpenAI chunks.
+    let whole = transcode(Protocol::Bedrock, Protocol::OpenAiChat, &[&es], true);
+    let chunks: Vec<Value> = events(&whole).into_iter().map(|(_, v)| v).collect();
+    let args: String = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"]["tool_calls"][0]["index"] == 1)
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"location": "Lyon"})
+    );
+    for i in 0..=es.len() {
+        assert_eq!(
+            transcode(
+                Protocol::Bedrock,
+                Protocol::OpenAiChat,
+                &[&es[..i], &es[i..]],
+                true
+            ),
+            whole,
+            "cut at {i}"
+        );
+    }
+    // A corrupted message is refused by its checksum, not relayed.
+    let mut bad = es.clone();
+    bad[30] ^= 1;
+    let mut t = Transcoder::new(Protocol::Bedrock, Protocol::OpenAiChat, 1, false).unwrap();
+    assert!(t.feed(&bad, &mut Vec::new()).is_err());
+}

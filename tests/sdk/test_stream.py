@@ -112,3 +112,37 @@ def test_anthropic_and_openai_sdks_stream_from_a_gemini_provider(matrix, mock):
         final = s.get_final_completion()
     call = final.choices[0].message.tool_calls[0]
     assert json.loads(call.function.arguments) == {"city": "mock"}
+
+
+def test_boto3_streams_from_openai_and_anthropic_providers(matrix, mock):
+    b = adapters.Bedrock(matrix.url, CLIENT_KEY)
+    for model in ["via-openai", "via-anthropic", "via-bedrock"]:
+        r = b.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": "alpha beta gamma"}]}])
+        text, stop, usage = "", None, None
+        for ev in r["stream"]:
+            if "contentBlockDelta" in ev:
+                text += ev["contentBlockDelta"]["delta"].get("text", "")
+            stop = ev.get("messageStop", {}).get("stopReason", stop)
+            usage = ev.get("metadata", {}).get("usage", usage)
+        assert text.startswith("alpha beta gamma"), (model, text)
+        assert stop in ("end_turn", "max_tokens"), model
+        assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0, model
+        r = b.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": "weather?"}]}], toolConfig=b.tools)
+        start, args, stop = None, "", None
+        for ev in r["stream"]:
+            if "contentBlockStart" in ev:
+                start = ev["contentBlockStart"]["start"]["toolUse"]
+            if "contentBlockDelta" in ev and "toolUse" in ev["contentBlockDelta"]["delta"]:
+                args += ev["contentBlockDelta"]["delta"]["toolUse"]["input"]
+            stop = ev.get("messageStop", {}).get("stopReason", stop)
+        assert start["name"] == "get_weather" and json.loads(args) == {"city": "mock"}, model
+        assert stop == "tool_use", model
+
+
+def test_openai_sdk_streams_from_a_bedrock_provider(matrix, mock):
+    c = openai.OpenAI(base_url=matrix.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    mock.clear()
+    with c.chat.completions.stream(model="via-bedrock", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS_OPENAI) as s:
+        final = s.get_final_completion()
+    assert json.loads(final.choices[0].message.tool_calls[0].function.arguments) == {"city": "mock"}
+    assert mock.requests()[-1]["path"] == "/model/up-bedrock/converse-stream"

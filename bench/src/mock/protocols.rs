@@ -41,7 +41,10 @@ pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
         }
     }
     if let Some(rest) = path.rsplit_once("/model/").map(|(_, r)| r) {
-        if let Some(model) = rest.strip_suffix("/converse") {
+        if let Some(model) = rest
+            .strip_suffix("/converse")
+            .or_else(|| rest.strip_suffix("/converse-stream"))
+        {
             return Some((Protocol::Bedrock, decode(model)));
         }
     }
@@ -123,7 +126,8 @@ pub(super) async fn handle(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let gemini_stream = head.path().ends_with(":streamGenerateContent");
-    if req.stream || gemini_stream {
+    let path_stream = gemini_stream || head.path().ends_with("/converse-stream");
+    if req.stream || path_stream {
         if let Some(w) =
             busbar_codec::stream::StreamWriter::new(protocol, created, req.stream_usage)
         {
@@ -149,7 +153,11 @@ pub(super) async fn stream_reply(
     steer: Steer,
 ) -> bool {
     use busbar_codec::stream::{Event, events_of};
-    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n",
+        w.content_type()
+    )
+    .into_bytes();
     for e in events_of(r) {
         let mut body = Vec::new();
         w.event(&e, &mut body);

@@ -26,6 +26,7 @@ mod emit;
 mod media;
 mod request;
 mod response;
+pub mod stream;
 
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};

@@ -257,6 +257,11 @@ impl Writer {
         self.first = false;
     }
 
+    /// Whether this writer sends SSE (else the JSON array).
+    pub fn is_sse(&self) -> bool {
+        self.sse
+    }
+
     /// Writes one event.
     pub fn event(&mut self, e: &Event, out: &mut Vec<u8>) {
         match e {

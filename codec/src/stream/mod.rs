@@ -98,7 +98,7 @@ pub enum Event {
 }
 
 use crate::Protocol;
-use crate::frame::{FrameError, sse};
+use crate::frame::{FrameError, eventstream, sse};
 
 /// Largest single upstream event a transcoder accepts.
 pub const MAX_EVENT: usize = 4 * 1024 * 1024;
@@ -107,12 +107,19 @@ enum Parser {
     OpenAi(crate::openai::stream::Parser),
     Anthropic(crate::anthropic::stream::Parser),
     Gemini(crate::gemini::stream::Parser),
+    Bedrock(crate::bedrock::stream::Parser),
+}
+
+/// The upstream framing.
+enum Framer {
+    Sse(sse::Decoder),
+    EventStream(eventstream::Decoder),
 }
 
 /// Upstream stream bytes of one protocol -> client stream bytes of another, one event at a
 /// time. Memory: the framer's current event and the events of one upstream event.
 pub struct Transcoder {
-    decoder: sse::Decoder,
+    decoder: Framer,
     parser: Parser,
     writer: StreamWriter,
     events: Vec<Event>,
@@ -134,11 +141,16 @@ impl Transcoder {
             Protocol::Anthropic => Parser::Anthropic(Default::default()),
             // Busbar asks Gemini for SSE (`alt=sse`).
             Protocol::Gemini => Parser::Gemini(Default::default()),
+            Protocol::Bedrock => Parser::Bedrock(Default::default()),
             _ => return None,
+        };
+        let framer = match upstream {
+            Protocol::Bedrock => Framer::EventStream(eventstream::Decoder::new(MAX_EVENT)),
+            _ => Framer::Sse(sse::Decoder::new(MAX_EVENT)),
         };
         let writer = StreamWriter::new(client, created, include_usage)?;
         Some(Self {
-            decoder: sse::Decoder::new(MAX_EVENT),
+            decoder: framer,
             parser,
             writer,
             events: Vec::new(),
@@ -166,11 +178,19 @@ impl Transcoder {
             events,
             ..
         } = self;
-        decoder.feed(input, |e| match parser {
-            Parser::OpenAi(p) => p.event(&e, events),
-            Parser::Anthropic(p) => p.event(&e, events),
-            Parser::Gemini(p) => p.event(&e, events),
-        })?;
+        match decoder {
+            Framer::Sse(d) => d.feed(input, |e| match parser {
+                Parser::OpenAi(p) => p.event(&e, events),
+                Parser::Anthropic(p) => p.event(&e, events),
+                Parser::Gemini(p) => p.event(&e, events),
+                Parser::Bedrock(_) => {}
+            })?,
+            Framer::EventStream(d) => d.feed(input, |m| {
+                if let Parser::Bedrock(p) = parser {
+                    p.message(&m, events);
+                }
+            })?,
+        }
         self.write_events(out);
         Ok(())
     }
@@ -178,7 +198,13 @@ impl Transcoder {
     /// The upstream stream ended: a stream that never said it was complete ends with an error
     /// event in the client's protocol, never as if it were whole.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.decoder.finish();
+        if let Framer::Sse(d) = &mut self.decoder {
+            d.finish();
+        }
+        if let Parser::Bedrock(p) = &mut self.parser {
+            p.finish(&mut self.events);
+            self.write_events(out);
+        }
         if !self.ended {
             self.events.push(Event::Error {
                 code: Some("stream_interrupted".into()),
@@ -192,6 +218,11 @@ impl Transcoder {
     pub fn gemini_json_array(mut self) -> Self {
         self.writer = self.writer.gemini_json_array();
         self
+    }
+
+    /// The client stream's content type.
+    pub fn content_type(&self) -> &'static str {
+        self.writer.content_type()
     }
 
     /// Whether the upstream stream said it was complete.
@@ -280,6 +311,8 @@ pub enum StreamWriter {
     Anthropic(crate::anthropic::stream::Writer),
     /// Gemini chunks (SSE, or the JSON array).
     Gemini(crate::gemini::stream::Writer),
+    /// Bedrock event-stream messages.
+    Bedrock(crate::bedrock::stream::Writer),
 }
 
 impl StreamWriter {
@@ -292,6 +325,7 @@ impl StreamWriter {
             ))),
             Protocol::Anthropic => Some(Self::Anthropic(Default::default())),
             Protocol::Gemini => Some(Self::Gemini(crate::gemini::stream::Writer::new(true))),
+            Protocol::Bedrock => Some(Self::Bedrock(Default::default())),
             _ => None,
         }
     }
@@ -310,6 +344,16 @@ impl StreamWriter {
             Self::OpenAi(w) => w.event(e, out),
             Self::Anthropic(w) => w.event(e, out),
             Self::Gemini(w) => w.event(e, out),
+            Self::Bedrock(w) => w.event(e, out),
+        }
+    }
+
+    /// The stream's content type.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Self::Bedrock(_) => "application/vnd.amazon.eventstream",
+            Self::Gemini(w) if !w.is_sse() => "application/json",
+            _ => "text/event-stream",
         }
     }
 }

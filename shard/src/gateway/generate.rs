@@ -281,7 +281,7 @@ async fn run(
                 for e in events_of(&r) {
                     w.event(&e, &mut bytes);
                 }
-                return Outcome::Bytes(response(200, "text/event-stream", &bytes, keep_alive, &[]));
+                return Outcome::Bytes(response(200, w.content_type(), &bytes, keep_alive, &[]));
             }
             return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
         }

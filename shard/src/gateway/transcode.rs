@@ -59,7 +59,9 @@ pub(super) async fn stream(
     let http11 = client_minor == 1;
     let keep = keep_alive && http11;
     let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nserver: busbar\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n");
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nserver: busbar\r\ncontent-type: ");
+    out.extend_from_slice(t.content_type().as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-cache\r\n");
     if http11 {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
