@@ -402,3 +402,58 @@ fn bedrock_event_stream_both_ways() {
     let mut t = Transcoder::new(Protocol::Bedrock, Protocol::OpenAiChat, 1, false).unwrap();
     assert!(t.feed(&bad, &mut Vec::new()).is_err());
 }
+
+#[test]
+fn cohere_stream_both_ways() {
+    let src = fixture("anthropic", "stream_thinking_tool_use.sse");
+    let co = transcode(Protocol::Anthropic, Protocol::Cohere, &[&src], false);
+    let ev = events(&co);
+    let kinds: Vec<&str> = ev.iter().map(|(k, _)| k.as_deref().unwrap()).collect();
+    assert_eq!(kinds[0], "message-start");
+    assert_eq!(kinds.last(), Some(&"message-end"));
+    assert!(ev.iter().all(|(k, v)| v["type"] == k.as_deref().unwrap()));
+    // Thinking and text are content 0 and 1; the call is tool 0 (numbered apart, as Cohere does).
+    let thinking = ev
+        .iter()
+        .find(|(k, v)| k.as_deref() == Some("content-start") && v["index"] == 0)
+        .unwrap();
+    assert_eq!(
+        thinking.1["delta"]["message"]["content"]["type"],
+        "thinking"
+    );
+    let call = ev
+        .iter()
+        .find(|(k, _)| k.as_deref() == Some("tool-call-start"))
+        .unwrap();
+    assert_eq!(call.1["index"], 0);
+    assert_eq!(
+        call.1["delta"]["message"]["tool_calls"]["id"],
+        "toolu_01T1x1fJ34qAmk2tNTrN7Up6"
+    );
+    let end = &ev.last().unwrap().1;
+    assert_eq!(end["delta"]["finish_reason"], "TOOL_CALL");
+    assert_eq!(end["delta"]["usage"]["billed_units"]["output_tokens"], 89);
+    // Back to Anthropic, cut anywhere: the same events.
+    let whole = transcode(Protocol::Cohere, Protocol::Anthropic, &[&co], false);
+    let back = events(&whole);
+    let args: String = back
+        .iter()
+        .filter_map(|(_, v)| v["delta"]["partial_json"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"location": "San Francisco, CA"})
+    );
+    for i in 0..=co.len() {
+        assert_eq!(
+            transcode(
+                Protocol::Cohere,
+                Protocol::Anthropic,
+                &[&co[..i], &co[i..]],
+                false
+            ),
+            whole,
+            "cut at {i}"
+        );
+    }
+}

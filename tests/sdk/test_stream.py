@@ -77,11 +77,11 @@ def test_anthropic_sdk_streams_thinking_with_its_signature(matrix):
 def test_a_pair_without_a_transcoder_is_refused_clearly(matrix):
     c = anthropic.Anthropic(base_url=matrix.url, api_key=CLIENT_KEY, max_retries=0)
     try:
-        with c.messages.stream(model="via-cohere", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
+        with c.messages.stream(model="via-responses", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
             s.get_final_message()
         raise AssertionError("expected a 400")
     except anthropic.BadRequestError as e:
-        assert "streaming from cohere to anthropic" in e.message
+        assert "streaming from responses to anthropic" in e.message
 
 
 def test_gemini_sdk_streams_from_openai_and_anthropic_providers(matrix, mock):
@@ -146,3 +146,27 @@ def test_openai_sdk_streams_from_a_bedrock_provider(matrix, mock):
         final = s.get_final_completion()
     assert json.loads(final.choices[0].message.tool_calls[0].function.arguments) == {"city": "mock"}
     assert mock.requests()[-1]["path"] == "/model/up-bedrock/converse-stream"
+
+
+def test_cohere_sdk_streams_from_other_providers_and_back(matrix, mock):
+    co = adapters.Cohere(matrix.url, CLIENT_KEY)
+    for model in ["via-openai", "via-anthropic", "via-cohere"]:
+        text, finish, usage = "", None, None
+        for ev in co.c.chat_stream(model=model, messages=[{"role": "user", "content": "alpha beta gamma"}], request_options=adapters.NO_RETRY):
+            if ev.type == "content-delta":
+                text += ev.delta.message.content.text or ""
+            if ev.type == "message-end":
+                finish, usage = ev.delta.finish_reason, ev.delta.usage
+        assert text.startswith("alpha beta gamma"), (model, text)
+        assert finish in ("COMPLETE", "MAX_TOKENS") and usage.billed_units.output_tokens > 0, model
+        args, name = "", None
+        for ev in co.c.chat_stream(model=model, messages=[{"role": "user", "content": "weather?"}], tools=co.tools, request_options=adapters.NO_RETRY):
+            if ev.type == "tool-call-start":
+                name = ev.delta.message.tool_calls.function.name
+            if ev.type == "tool-call-delta":
+                args += ev.delta.message.tool_calls.function.arguments or ""
+        assert name == "get_weather" and json.loads(args) == {"city": "mock"}, model
+    o = openai.OpenAI(base_url=matrix.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    with o.chat.completions.stream(model="via-cohere", messages=[{"role": "user", "content": "weather?"}], tools=TOOLS_OPENAI) as s:
+        final = s.get_final_completion()
+    assert json.loads(final.choices[0].message.tool_calls[0].function.arguments) == {"city": "mock"}

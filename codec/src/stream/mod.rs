@@ -108,6 +108,7 @@ enum Parser {
     Anthropic(crate::anthropic::stream::Parser),
     Gemini(crate::gemini::stream::Parser),
     Bedrock(crate::bedrock::stream::Parser),
+    Cohere(crate::cohere::stream::Parser),
 }
 
 /// The upstream framing.
@@ -142,6 +143,7 @@ impl Transcoder {
             // Busbar asks Gemini for SSE (`alt=sse`).
             Protocol::Gemini => Parser::Gemini(Default::default()),
             Protocol::Bedrock => Parser::Bedrock(Default::default()),
+            Protocol::Cohere => Parser::Cohere(Default::default()),
             _ => return None,
         };
         let framer = match upstream {
@@ -183,6 +185,7 @@ impl Transcoder {
                 Parser::OpenAi(p) => p.event(&e, events),
                 Parser::Anthropic(p) => p.event(&e, events),
                 Parser::Gemini(p) => p.event(&e, events),
+                Parser::Cohere(p) => p.event(&e, events),
                 Parser::Bedrock(_) => {}
             })?,
             Framer::EventStream(d) => d.feed(input, |m| {
@@ -313,6 +316,8 @@ pub enum StreamWriter {
     Gemini(crate::gemini::stream::Writer),
     /// Bedrock event-stream messages.
     Bedrock(crate::bedrock::stream::Writer),
+    /// Cohere v2 events.
+    Cohere(crate::cohere::stream::Writer),
 }
 
 impl StreamWriter {
@@ -326,6 +331,7 @@ impl StreamWriter {
             Protocol::Anthropic => Some(Self::Anthropic(Default::default())),
             Protocol::Gemini => Some(Self::Gemini(crate::gemini::stream::Writer::new(true))),
             Protocol::Bedrock => Some(Self::Bedrock(Default::default())),
+            Protocol::Cohere => Some(Self::Cohere(Default::default())),
             _ => None,
         }
     }
@@ -345,6 +351,7 @@ impl StreamWriter {
             Self::Anthropic(w) => w.event(e, out),
             Self::Gemini(w) => w.event(e, out),
             Self::Bedrock(w) => w.event(e, out),
+            Self::Cohere(w) => w.event(e, out),
         }
     }
 
