@@ -254,3 +254,126 @@ class Bedrock:
 
 
 ALL = [OpenAIChat, OpenAIResponses, Anthropic, Gemini, Cohere, Bedrock]
+
+
+# Streaming, each SDK's own way: (text, output tokens) for a prompt, and (name, arguments) of
+# the tool call the SDK assembles from the stream.
+
+def _openai_stream_text(self, model, prompt):
+    stream = self.c.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                            stream=True, stream_options={"include_usage": True})
+    text, usage = "", None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+    return text, usage.completion_tokens
+
+
+def _openai_stream_tool(self, model):
+    with self.c.chat.completions.stream(model=model, messages=[{"role": "user", "content": QUESTION}], tools=self.tools) as s:
+        call = s.get_final_completion().choices[0].message.tool_calls[0]
+    return call.function.name, json.loads(call.function.arguments)
+
+
+OpenAIChat.stream_text = _openai_stream_text
+OpenAIChat.stream_tool = _openai_stream_tool
+
+
+def _responses_stream_text(self, model, prompt):
+    with self.c.responses.stream(model=model, input=prompt) as s:
+        final = s.get_final_response()
+    return final.output_text, final.usage.output_tokens
+
+
+def _responses_stream_tool(self, model):
+    with self.c.responses.stream(model=model, input=QUESTION, tools=self.tools) as s:
+        final = s.get_final_response()
+    fc = next(o for o in final.output if o.type == "function_call")
+    return fc.name, json.loads(fc.arguments)
+
+
+OpenAIResponses.stream_text = _responses_stream_text
+OpenAIResponses.stream_tool = _responses_stream_tool
+
+
+def _anthropic_stream_text(self, model, prompt):
+    with self.c.messages.stream(model=model, max_tokens=256, messages=[{"role": "user", "content": prompt}]) as s:
+        final = s.get_final_message()
+    return "".join(b.text for b in final.content if b.type == "text"), final.usage.output_tokens
+
+
+def _anthropic_stream_tool(self, model):
+    with self.c.messages.stream(model=model, max_tokens=256, messages=[{"role": "user", "content": QUESTION}], tools=self.tools) as s:
+        final = s.get_final_message()
+    tu = next(b for b in final.content if b.type == "tool_use")
+    return tu.name, tu.input
+
+
+Anthropic.stream_text = _anthropic_stream_text
+Anthropic.stream_tool = _anthropic_stream_tool
+
+
+def _gemini_stream_text(self, model, prompt):
+    chunks = list(self.c.models.generate_content_stream(model=model, contents=prompt))
+    u = chunks[-1].usage_metadata
+    return "".join(c.text or "" for c in chunks), (u.candidates_token_count or 0) + (u.thoughts_token_count or 0)
+
+
+def _gemini_stream_tool(self, model):
+    calls = [fc for c in self.c.models.generate_content_stream(model=model, contents=QUESTION, config=self.config)
+             for fc in (c.function_calls or [])]
+    return calls[0].name, dict(calls[0].args)
+
+
+Gemini.stream_text = _gemini_stream_text
+Gemini.stream_tool = _gemini_stream_tool
+
+
+def _cohere_stream_text(self, model, prompt):
+    text, out = "", 0
+    for ev in self.c.chat_stream(model=model, messages=[{"role": "user", "content": prompt}], request_options=NO_RETRY):
+        if ev.type == "content-delta":
+            text += ev.delta.message.content.text or ""
+        if ev.type == "message-end":
+            out = ev.delta.usage.billed_units.output_tokens
+    return text, out
+
+
+def _cohere_stream_tool(self, model):
+    name, args = None, ""
+    for ev in self.c.chat_stream(model=model, messages=[{"role": "user", "content": QUESTION}], tools=self.tools, request_options=NO_RETRY):
+        if ev.type == "tool-call-start":
+            name = ev.delta.message.tool_calls.function.name
+            args += ev.delta.message.tool_calls.function.arguments or ""
+        if ev.type == "tool-call-delta":
+            args += ev.delta.message.tool_calls.function.arguments or ""
+    return name, json.loads(args)
+
+
+Cohere.stream_text = _cohere_stream_text
+Cohere.stream_tool = _cohere_stream_tool
+
+
+def _bedrock_stream_text(self, model, prompt):
+    text, out = "", 0
+    for ev in self.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": prompt}]}])["stream"]:
+        if "contentBlockDelta" in ev:
+            text += ev["contentBlockDelta"]["delta"].get("text", "")
+        if "metadata" in ev:
+            out = ev["metadata"]["usage"]["outputTokens"]
+    return text, out
+
+
+def _bedrock_stream_tool(self, model):
+    name, args = None, ""
+    for ev in self.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": QUESTION}]}], toolConfig=self.tools)["stream"]:
+        if "contentBlockStart" in ev:
+            name = ev["contentBlockStart"]["start"]["toolUse"]["name"]
+        if "contentBlockDelta" in ev and "toolUse" in ev["contentBlockDelta"]["delta"]:
+            args += ev["contentBlockDelta"]["delta"]["toolUse"]["input"]
+    return name, json.loads(args)
+
+
+Bedrock.stream_text = _bedrock_stream_text
+Bedrock.stream_tool = _bedrock_stream_tool

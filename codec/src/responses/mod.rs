@@ -19,6 +19,7 @@
 mod items;
 mod request;
 mod response;
+pub mod stream;
 
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};

@@ -109,6 +109,7 @@ enum Parser {
     Gemini(crate::gemini::stream::Parser),
     Bedrock(crate::bedrock::stream::Parser),
     Cohere(crate::cohere::stream::Parser),
+    Responses(crate::responses::stream::Parser),
 }
 
 /// The upstream framing.
@@ -144,7 +145,7 @@ impl Transcoder {
             Protocol::Gemini => Parser::Gemini(Default::default()),
             Protocol::Bedrock => Parser::Bedrock(Default::default()),
             Protocol::Cohere => Parser::Cohere(Default::default()),
-            _ => return None,
+            Protocol::OpenAiResponses => Parser::Responses(Default::default()),
         };
         let framer = match upstream {
             Protocol::Bedrock => Framer::EventStream(eventstream::Decoder::new(MAX_EVENT)),
@@ -186,6 +187,7 @@ impl Transcoder {
                 Parser::Anthropic(p) => p.event(&e, events),
                 Parser::Gemini(p) => p.event(&e, events),
                 Parser::Cohere(p) => p.event(&e, events),
+                Parser::Responses(p) => p.event(&e, events),
                 Parser::Bedrock(_) => {}
             })?,
             Framer::EventStream(d) => d.feed(input, |m| {
@@ -318,6 +320,8 @@ pub enum StreamWriter {
     Bedrock(crate::bedrock::stream::Writer),
     /// Cohere v2 events.
     Cohere(crate::cohere::stream::Writer),
+    /// Responses typed events.
+    Responses(crate::responses::stream::Writer),
 }
 
 impl StreamWriter {
@@ -332,7 +336,9 @@ impl StreamWriter {
             Protocol::Gemini => Some(Self::Gemini(crate::gemini::stream::Writer::new(true))),
             Protocol::Bedrock => Some(Self::Bedrock(Default::default())),
             Protocol::Cohere => Some(Self::Cohere(Default::default())),
-            _ => None,
+            Protocol::OpenAiResponses => Some(Self::Responses(
+                crate::responses::stream::Writer::new(created),
+            )),
         }
     }
 
@@ -352,6 +358,7 @@ impl StreamWriter {
             Self::Gemini(w) => w.event(e, out),
             Self::Bedrock(w) => w.event(e, out),
             Self::Cohere(w) => w.event(e, out),
+            Self::Responses(w) => w.event(e, out),
         }
     }
 
