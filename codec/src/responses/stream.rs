@@ -89,10 +89,10 @@ impl Parser {
                     _ => {}
                 }
             }
-            "response.content_part.added" => {
-                if v["part"]["type"] == "output_text" || v["part"]["type"] == "refusal" {
-                    self.open(oi, ci, BlockStart::Text, out);
-                }
+            "response.content_part.added"
+                if v["part"]["type"] == "output_text" || v["part"]["type"] == "refusal" =>
+            {
+                self.open(oi, ci, BlockStart::Text, out);
             }
             "response.output_text.delta" | "response.refusal.delta" => {
                 if let Some(index) = self.find(oi, ci) {
