@@ -243,6 +243,35 @@ pub fn frame_jsonarray(data: &[u8]) {
     }
 }
 
+/// Streaming transcoders: the first byte picks the pair (all 36), the rest is the upstream
+/// stream; it gives the same client bytes (or the same error) whole or cut anywhere, and never
+/// panics.
+pub fn stream_transcode(data: &[u8]) {
+    use crate::Protocol;
+    use crate::stream::Transcoder;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let from = Protocol::ALL[(pick as usize / 6) % 6];
+    let to = Protocol::ALL[pick as usize % 6];
+    let Some((_, body, a, b)) = cut(rest).map(|(w, a, b)| ((), w, a, b)) else {
+        return;
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut t = Transcoder::new(from, to, 1, true).expect("every pair has a transcoder");
+        let mut out = Vec::new();
+        for p in parts {
+            t.feed(p, &mut out).map_err(|e| e.to_string())?;
+        }
+        t.finish(&mut out);
+        Ok::<_, String>(out)
+    };
+    let whole = run(&[body]);
+    if whole.is_ok() {
+        assert_eq!(run(&[a, b]), whole);
+    }
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken property.
 pub type Target = fn(&[u8]);
 
@@ -267,4 +296,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_sse", frame_sse),
     ("frame_eventstream", frame_eventstream),
     ("frame_jsonarray", frame_jsonarray),
+    ("stream_transcode", stream_transcode),
 ];

@@ -457,3 +457,78 @@ fn cohere_stream_both_ways() {
         );
     }
 }
+
+/// A response with thinking (signed), text and a tool call, as every protocol streams it.
+fn upstream_streams() -> Vec<(Protocol, Vec<u8>)> {
+    use busbar_codec::ir::{Block, Response, StopReason, Usage};
+    use busbar_codec::stream::{StreamWriter, events_of};
+    let r = Response {
+        id: "resp-1".into(),
+        model: "m".into(),
+        content: vec![
+            Block::Thinking {
+                text: "Two cities, one call each.".into(),
+                signature: Some("c2lnbmF0dXJl".into()),
+            },
+            Block::Text {
+                text: "Checking the weather now.".into(),
+                citations: vec![],
+                cache: None,
+            },
+            Block::ToolUse {
+                id: "call_1".into(),
+                name: "get_weather".into(),
+                input: json!({"city": "Paris"}),
+                thought_signature: None,
+            },
+        ],
+        stop_reason: Some(StopReason::ToolUse),
+        usage: Usage {
+            input: 30,
+            output: 20,
+            cache_read: 4,
+            cache_write: 0,
+            reasoning: 6,
+        },
+        ..Response::default()
+    };
+    Protocol::ALL
+        .into_iter()
+        .map(|p| {
+            let mut w = StreamWriter::new(p, 1_700_000_000, true).unwrap();
+            let mut out = Vec::new();
+            for e in events_of(&r) {
+                w.event(&e, &mut out);
+            }
+            (p, out)
+        })
+        .collect()
+}
+
+#[test]
+fn all_thirty_pairs_stream_and_every_cut_gives_the_same_client_bytes() {
+    for (from, bytes) in upstream_streams() {
+        for to in Protocol::ALL.into_iter().filter(|p| *p != from) {
+            let whole = transcode(from, to, &[&bytes], true);
+            assert!(!whole.is_empty(), "{from:?} -> {to:?}");
+            let text = String::from_utf8_lossy(&whole);
+            if to != Protocol::Bedrock {
+                assert!(
+                    text.contains("Checking") && text.contains("get_weather"),
+                    "{from:?} -> {to:?}: {text}"
+                );
+                assert!(
+                    !text.contains("stream_interrupted") && !text.contains("ended before"),
+                    "{from:?} -> {to:?}: {text}"
+                );
+            }
+            for i in 0..=bytes.len() {
+                assert_eq!(
+                    transcode(from, to, &[&bytes[..i], &bytes[i..]], true),
+                    whole,
+                    "{from:?} -> {to:?} cut at {i}"
+                );
+            }
+        }
+    }
+}
