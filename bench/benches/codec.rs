@@ -188,25 +188,40 @@ fn benches(c: &mut Criterion) {
         ))
         .unwrap()
     };
+    // Bedrock's event-stream, as busbar itself writes it from the OpenAI fixture.
+    let bedrock_stream = {
+        let mut t = busbar_codec::stream::Transcoder::new(
+            Protocol::OpenAiChat,
+            Protocol::Bedrock,
+            1,
+            false,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        t.feed(&fixture("openai/stream_tool_calls.sse"), &mut out)
+            .unwrap();
+        t.finish(&mut out);
+        out
+    };
     let mut group = c.benchmark_group("stream");
-    for (from, to, file) in [
+    for (from, to, one) in [
         (
             Protocol::Anthropic,
             Protocol::OpenAiChat,
-            "anthropic/stream_thinking_tool_use.sse",
+            fixture("anthropic/stream_thinking_tool_use.sse"),
         ),
         (
             Protocol::OpenAiChat,
             Protocol::Anthropic,
-            "openai/stream_tool_calls.sse",
+            fixture("openai/stream_tool_calls.sse"),
         ),
         (
             Protocol::Gemini,
             Protocol::Anthropic,
-            "gemini/stream_thoughts_call.sse",
+            fixture("gemini/stream_thoughts_call.sse"),
         ),
+        (Protocol::Bedrock, Protocol::OpenAiChat, bedrock_stream),
     ] {
-        let one = fixture(file);
         let body: Vec<u8> = one.repeat((64 * 1024 / one.len()).max(1));
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("{}->{}", from.as_str(), to.as_str()), |b| {
