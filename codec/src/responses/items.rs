@@ -1,131 +1,98 @@
-//! Responses items and content parts <-> IR blocks, shared by requests (`input`) and responses
-//! (`output`).
+//! Responses items <-> IR blocks, shared by requests (`input`) and responses (`output`).
+//!
+//! Parsing gives each item its blocks and a hint (`ext.responses._items`, one per item, in
+//! order): its kind, how many blocks it became (`n`), its id, status, spellings and the fields
+//! the IR has no place for. Writing walks the hints and turns each run of `n` blocks back into
+//! its item; blocks without a hint (another protocol's) are grouped by kind instead:
+//!
+//! ```text
+//!   ToolUse -> function_call      ToolResult -> function_call_output
+//!   Thinking/RedactedThinking -> reasoning (reasoning.rs)      Raw item -> as it came
+//!   a run of Text, Refusal, Image, Document, Audio -> one message
+//! ```
 
-use super::REASONING_ID_PREFIX;
+use super::parts::{empty_extra, parse_part, write_part};
+use super::{FOREIGN_REASONING_PREFIX, reasoning};
 use crate::Protocol;
-use crate::ir::{Block, Citation, LossReport, Media, Role};
-use crate::openai::{data_url, split_data_url};
+use crate::ir::{Block, LossReport, Role};
 use serde_json::{Map, Value, json};
 
-fn text_block(text: String, citations: Vec<Citation>) -> Block {
-    Block::Text {
-        text,
-        citations,
-        cache: None,
-    }
-}
-
-fn s(v: &Value, k: &str) -> Option<String> {
-    v.get(k).and_then(Value::as_str).map(str::to_string)
-}
-
-fn citation(a: &Value) -> Citation {
-    Citation {
-        protocol: Protocol::OpenAiResponses,
-        raw: a.clone(),
-        cited_text: None,
-        source: s(a, "url")
-            .or_else(|| s(a, "title"))
-            .or_else(|| s(a, "filename")),
-    }
-}
-
-/// One content part of a message item -> a block.
-fn parse_part(p: Value) -> Block {
-    let kind = p
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let keys = |allowed: &[&str]| {
-        p.as_object()
-            .is_some_and(|o| o.keys().all(|k| allowed.contains(&k.as_str())))
-    };
-    match kind.as_str() {
-        "input_text" if keys(&["type", "text"]) => {
-            text_block(s(&p, "text").unwrap_or_default(), Vec::new())
-        }
-        "output_text" if keys(&["type", "text", "annotations"]) => {
-            let cites = p["annotations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(citation)
-                .collect();
-            text_block(s(&p, "text").unwrap_or_default(), cites)
-        }
-        "refusal" if keys(&["type", "refusal"]) => Block::Refusal {
-            text: s(&p, "refusal").unwrap_or_default(),
-        },
-        "input_image" if keys(&["type", "image_url", "file_id", "detail"]) => {
-            let source = if let Some(url) = s(&p, "image_url") {
-                match split_data_url(&url) {
-                    Some((media_type, data)) => Media::Base64 { media_type, data },
-                    None => Media::Url {
-                        url,
-                        media_type: None,
-                    },
-                }
-            } else if let Some(id) = s(&p, "file_id") {
-                Media::FileId { id }
-            } else {
-                return Block::Raw {
-                    protocol: Protocol::OpenAiResponses,
-                    value: p,
-                };
-            };
-            Block::Image {
-                source,
-                detail: s(&p, "detail"),
-                cache: None,
-            }
-        }
-        "input_file" if keys(&["type", "file_data", "file_id", "file_url", "filename"]) => {
-            let source = if let Some(id) = s(&p, "file_id") {
-                Media::FileId { id }
-            } else if let Some(url) = s(&p, "file_url") {
-                Media::Url {
-                    url,
-                    media_type: None,
-                }
-            } else if let Some((media_type, data)) =
-                s(&p, "file_data").as_deref().and_then(split_data_url)
-            {
-                Media::Base64 { media_type, data }
-            } else {
-                return Block::Raw {
-                    protocol: Protocol::OpenAiResponses,
-                    value: p,
-                };
-            };
-            Block::Document {
-                source,
-                title: s(&p, "filename"),
-                context: None,
-                citations: false,
-                cache: None,
-            }
-        }
-        _ => Block::Raw {
-            protocol: Protocol::OpenAiResponses,
-            value: p,
-        },
-    }
-}
-
-/// What one item became: a role, its blocks, and the hint that writes it back the same way.
+/// What one item became.
 pub(super) struct Parsed {
+    /// The role of the turn it belongs to.
     pub(super) role: Role,
+    /// Its blocks.
     pub(super) blocks: Vec<Block>,
+    /// What writes it back the same way.
     pub(super) hint: Value,
-    /// Items that never merge with their neighbours (tool outputs, unknown kinds).
+    /// Whether it stands alone (a tool output is one Tool message, like OpenAI's `tool` ones).
     pub(super) alone: bool,
+    /// Fields the IR has no place for, as extension keys (`item.<field>`, `part.<field>`), so a
+    /// trip to another protocol reports them.
+    pub(super) report: Vec<(String, Value)>,
 }
 
-/// One item of `input` or `output` -> IR blocks, with the hint that writes it back the same way.
-pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
+/// The role of an item kind the IR has no type for: tool outputs and approvals are the user's
+/// side; calls, and references (mostly to earlier output items), the assistant's.
+fn raw_role(kind: &str) -> Role {
+    if kind.ends_with("_output") || kind.ends_with("_response") {
+        Role::User
+    } else {
+        Role::Assistant
+    }
+}
+
+fn raw(o: Map<String, Value>, role: Role) -> Parsed {
+    Parsed {
+        role,
+        blocks: vec![Block::Raw {
+            protocol: Protocol::OpenAiResponses,
+            value: Value::Object(o),
+        }],
+        hint: json!({"kind": "raw", "n": 1}),
+        alone: false,
+        report: Vec::new(),
+    }
+}
+
+fn str_at(o: &Map<String, Value>, k: &str) -> Option<String> {
+    o.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Parts -> blocks; their extra fields go in `hint.parts` and are named in `report`.
+fn parse_parts(
+    parts: Vec<Value>,
+    assistant: bool,
+    hint: &mut Map<String, Value>,
+    report: &mut Vec<(String, Value)>,
+) -> Vec<Block> {
+    let mut blocks = Vec::with_capacity(parts.len());
+    let mut extras = Vec::with_capacity(parts.len());
+    for p in parts {
+        let part = parse_part(p, assistant);
+        blocks.push(part.block);
+        for (k, v) in &part.extra {
+            if !empty_extra(k, v) {
+                report.push((format!("part.{k}"), v.clone()));
+            }
+        }
+        extras.push(if part.extra.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(part.extra)
+        });
+    }
+    if extras.iter().any(|e| !e.is_null()) {
+        hint.insert("parts".into(), Value::Array(extras));
+    }
+    blocks
+}
+
+/// One item of `input` (or of a response's `output`) -> IR blocks and the hint that writes it
+/// back the same way. An error names the item and what is wrong with it.
+pub(super) fn parse_item(item: Value, path: &str, output: bool) -> Result<Parsed, String> {
     let Value::Object(mut o) = item else {
-        return Err(format!("{path} must be an object or a string"));
+        return Err(format!("{path} must be an object"));
     };
     let kind = match o.get("type") {
         Some(Value::String(t)) => t.clone(),
@@ -134,16 +101,10 @@ pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
     };
     let mut hint = Map::new();
     hint.insert("kind".into(), json!(kind));
-    for k in ["id", "status"] {
-        if let Some(v) = o.get(k) {
-            hint.insert(k.into(), v.clone());
-        }
-    }
-    let parsed = match kind.as_str() {
+    let mut report = Vec::new();
+    let mut alone = false;
+    let (role, blocks) = match kind.as_str() {
         "message" => {
-            if o.get("type").is_none() {
-                hint.insert("untyped".into(), json!(true));
-            }
             let role = match o.get("role").and_then(Value::as_str) {
                 Some("user") => Role::User,
                 Some("assistant") => Role::Assistant,
@@ -155,264 +116,149 @@ pub(super) fn parse_item(item: Value, path: &str) -> Result<Parsed, String> {
                     ));
                 }
             };
-            let extra = o
-                .keys()
-                .any(|k| !matches!(k.as_str(), "type" | "role" | "id" | "status" | "content"));
-            if extra {
-                return Ok(raw(o, role));
+            if output && role != Role::Assistant {
+                return Err(format!("{path}: an output message must be the assistant's"));
+            }
+            if !o.contains_key("type") {
+                hint.insert("untyped".into(), json!(true));
             }
             let blocks = match o.remove("content") {
-                Some(Value::String(t)) => {
+                Some(Value::String(text)) => {
                     hint.insert("string".into(), json!(true));
-                    vec![text_block(t, Vec::new())]
+                    vec![Block::Text {
+                        text,
+                        citations: Vec::new(),
+                        cache: None,
+                    }]
                 }
-                Some(Value::Array(parts)) => parts.into_iter().map(parse_part).collect(),
+                Some(Value::Array(parts)) => {
+                    parse_parts(parts, role == Role::Assistant, &mut hint, &mut report)
+                }
                 _ => {
                     return Err(format!(
                         "{path}.content must be a string or an array of parts"
                     ));
                 }
             };
-            hint.insert("n".into(), json!(blocks.len()));
-            Parsed {
-                role,
-                blocks,
-                hint: Value::Null,
-                alone: false,
-            }
+            o.remove("role");
+            (role, blocks)
         }
         "function_call" => {
-            let (Some(call_id), Some(name)) = (
-                o.get("call_id").and_then(Value::as_str),
-                o.get("name").and_then(Value::as_str),
-            ) else {
+            let (Some(call_id), Some(name)) = (str_at(&o, "call_id"), str_at(&o, "name")) else {
                 return Err(format!("{path}: a function_call needs call_id and name"));
             };
-            let args = o.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-            let input = match serde_json::from_str::<Value>(args) {
-                Ok(v) if serde_json::to_string(&v).ok().as_deref() == Some(args) => v,
+            let Some(args) = str_at(&o, "arguments") else {
+                return Err(format!("{path}.arguments must be a JSON string"));
+            };
+            let input = match serde_json::from_str::<Value>(&args) {
+                Ok(v) if !v.is_string() && serde_json::to_string(&v).ok() == Some(args.clone()) => {
+                    v
+                }
                 Ok(v) => {
                     hint.insert("arguments".into(), json!(args));
                     v
                 }
-                Err(_) => json!(args),
+                // Not JSON: kept as the text it is (written back as that text).
+                Err(_) => Value::String(args),
             };
-            let block = Block::ToolUse {
-                id: call_id.to_string(),
-                name: name.to_string(),
-                input,
-                thought_signature: None,
-            };
-            if o.keys().any(|k| {
-                !matches!(
-                    k.as_str(),
-                    "type" | "id" | "status" | "call_id" | "name" | "arguments"
-                )
-            }) {
-                return Ok(raw(o, Role::Assistant));
+            for k in ["call_id", "name", "arguments"] {
+                o.remove(k);
             }
-            Parsed {
-                role: Role::Assistant,
-                blocks: vec![block],
-                hint: Value::Null,
-                alone: false,
-            }
+            (
+                Role::Assistant,
+                vec![Block::ToolUse {
+                    id: call_id,
+                    name,
+                    input,
+                    thought_signature: None,
+                }],
+            )
         }
-        "function_call_output" => {
-            let Some(call_id) = o.get("call_id").and_then(Value::as_str).map(str::to_string) else {
+        "function_call_output" if !output => {
+            let Some(call_id) = str_at(&o, "call_id") else {
                 return Err(format!("{path}: a function_call_output needs call_id"));
             };
             let content = match o.remove("output") {
-                Some(Value::String(t)) => vec![text_block(t, Vec::new())],
+                Some(Value::String(text)) => vec![Block::Text {
+                    text,
+                    citations: Vec::new(),
+                    cache: None,
+                }],
                 Some(Value::Array(parts)) => {
-                    hint.insert("parts".into(), json!(true));
-                    parts.into_iter().map(parse_part).collect()
+                    hint.insert("array".into(), json!(true));
+                    parse_parts(parts, false, &mut hint, &mut report)
                 }
-                _ => return Err(format!("{path}.output must be a string or an array")),
+                _ => {
+                    return Err(format!(
+                        "{path}.output must be a string or an array of parts"
+                    ));
+                }
             };
-            if o.keys()
-                .any(|k| !matches!(k.as_str(), "type" | "id" | "status" | "call_id"))
-            {
-                return Err(format!("{path}: unexpected fields in function_call_output"));
+            let name = str_at(&o, "name");
+            if name.is_some() {
+                o.remove("name");
             }
-            let block = Block::ToolResult {
-                tool_use_id: call_id,
-                name: None,
-                content,
-                is_error: false,
-                cache: None,
-            };
-            Parsed {
-                role: Role::Tool,
-                blocks: vec![block],
-                hint: Value::Null,
-                alone: true,
-            }
+            o.remove("call_id");
+            alone = true;
+            (
+                Role::Tool,
+                vec![Block::ToolResult {
+                    tool_use_id: call_id,
+                    name,
+                    content,
+                    is_error: false,
+                    cache: None,
+                }],
+            )
         }
-        "reasoning" => {
-            let id = o
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let summary = match o.get("summary") {
-                Some(Value::Array(a)) => a.clone(),
-                None => Vec::new(),
-                Some(_) => return Err(format!("{path}.summary must be an array")),
-            };
-            let plain = summary.iter().all(|p| {
-                p.get("type") == Some(&json!("summary_text"))
-                    && p.get("text").is_some_and(Value::is_string)
-                    && p.as_object().is_some_and(|x| x.len() == 2)
-            });
-            let known = o.keys().all(|k| {
-                matches!(
-                    k.as_str(),
-                    "type" | "id" | "status" | "summary" | "encrypted_content" | "content"
-                )
-            });
-            if !plain || !known || !id.starts_with(REASONING_ID_PREFIX) {
-                return Ok(raw(o, Role::Assistant));
-            }
-            let mut blocks: Vec<Block> = Vec::new();
-            for (k, p) in summary.iter().enumerate() {
-                blocks.push(Block::Thinking {
-                    text: s(p, "text").unwrap_or_default(),
-                    signature: (k == 0).then(|| id.clone()),
-                });
-            }
-            if summary.is_empty() {
-                blocks.push(Block::Thinking {
-                    text: String::new(),
-                    signature: Some(id.clone()),
-                });
-                hint.insert("empty".into(), json!(true));
-            }
-            if let Some(Value::String(enc)) = o.get("encrypted_content") {
-                blocks.push(Block::RedactedThinking { data: enc.clone() });
-            } else if o.get("encrypted_content") == Some(&Value::Null) {
-                hint.insert("encrypted_null".into(), json!(true));
-            }
-            if let Some(c) = o.get("content") {
-                hint.insert("content".into(), c.clone());
-            }
-            Parsed {
-                role: Role::Assistant,
-                blocks,
-                hint: Value::Null,
-                alone: false,
-            }
-        }
-        _ => return Ok(raw(o, Role::Assistant)),
-    };
-    Ok(Parsed {
-        hint: Value::Object(hint),
-        ..parsed
-    })
-}
-
-fn raw(o: Map<String, Value>, role: Role) -> Parsed {
-    Parsed {
-        role,
-        blocks: vec![Block::Raw {
-            protocol: Protocol::OpenAiResponses,
-            value: Value::Object(o),
-        }],
-        hint: json!({"kind": "raw"}),
-        alone: true,
-    }
-}
-
-fn part_json(b: &Block, role: Role, path: &str, loss: &mut LossReport) -> Option<Value> {
-    let input = role != Role::Assistant;
-    Some(match b {
-        Block::Text {
-            text,
-            citations,
-            cache,
-        } => {
-            if cache.is_some() {
-                loss.drop_field(format!("{path}.cache_control"));
-            }
-            if input {
-                if !citations.is_empty() {
-                    loss.drop_field(format!("{path}.citations"));
+        "reasoning" => match reasoning::parse(&o, &mut hint) {
+            Some(blocks) => {
+                for k in ["summary", "content", "encrypted_content"] {
+                    o.remove(k);
                 }
-                json!({"type": "input_text", "text": text})
-            } else {
-                let own: Vec<Value> = citations
-                    .iter()
-                    .filter(|c| c.protocol == Protocol::OpenAiResponses)
-                    .map(|c| c.raw.clone())
-                    .collect();
-                if own.len() < citations.len() {
-                    loss.drop_field(format!("{path}.citations"));
-                }
-                json!({"type": "output_text", "text": text, "annotations": own})
+                (Role::Assistant, blocks)
             }
-        }
-        Block::Refusal { text } => json!({"type": "refusal", "refusal": text}),
-        Block::Image {
-            source,
-            detail,
-            cache,
-        } => {
-            if cache.is_some() {
-                loss.drop_field(format!("{path}.cache_control"));
-            }
-            let mut o = json!({"type": "input_image", "detail": detail.clone().unwrap_or_else(|| "auto".into())});
-            match source {
-                Media::Base64 { media_type, data } => {
-                    o["image_url"] = json!(data_url(media_type, data))
-                }
-                Media::Url { url, .. } => o["image_url"] = json!(url),
-                Media::FileId { id } => o["file_id"] = json!(id),
-                Media::Text { .. } => {
-                    loss.drop_field(path.to_string());
-                    return None;
-                }
-            }
-            if detail.is_none() {
-                o.as_object_mut()?.remove("detail");
-            }
-            o
-        }
-        Block::Document {
-            source,
-            title,
-            context,
-            citations,
-            cache,
-        } => {
-            loss.drop_present(
-                path,
-                &crate::ir::document_extras(context, *citations, cache),
-            );
-            let mut o = json!({"type": "input_file"});
-            match source {
-                Media::Base64 { media_type, data } => {
-                    o["file_data"] = json!(data_url(media_type, data))
-                }
-                Media::Url { url, .. } => o["file_url"] = json!(url),
-                Media::FileId { id } => o["file_id"] = json!(id),
-                Media::Text { text, .. } => {
-                    return Some(json!({"type": "input_text", "text": text}));
-                }
-            }
-            if let Some(t) = title {
-                o["filename"] = json!(t);
-            }
-            o
-        }
-        Block::Raw {
-            protocol: Protocol::OpenAiResponses,
-            value,
-        } => value.clone(),
+            None => return Ok(raw(o, Role::Assistant)),
+        },
         _ => {
-            loss.drop_field(path.to_string());
-            return None;
+            let role = if output {
+                Role::Assistant
+            } else {
+                raw_role(&kind)
+            };
+            return Ok(raw(o, role));
         }
+    };
+    for k in ["id", "status"] {
+        if let Some(v) = o.remove(k) {
+            hint.insert(k.into(), v);
+        }
+    }
+    o.remove("type");
+    if !o.is_empty() {
+        for (k, v) in &o {
+            report.push((format!("item.{k}"), v.clone()));
+        }
+        hint.insert("extra".into(), Value::Object(o));
+    }
+    hint.insert("n".into(), json!(blocks.len()));
+    Ok(Parsed {
+        role,
+        blocks,
+        hint: Value::Object(hint),
+        alone,
+        report,
     })
+}
+
+/// How items are written: a response's `output` mints the ids and statuses OpenAI always gives.
+pub(super) struct Out<'a> {
+    /// Writing a response's `output` rather than a request's `input`.
+    pub(super) output: bool,
+    /// An id for the item that starts at a block index, from an id prefix (`msg_`, `fc_`, ...).
+    pub(super) mint: &'a dyn Fn(&str, usize) -> String,
+    /// The status of minted output items (`completed`, `incomplete`).
+    pub(super) status: &'a str,
 }
 
 fn role_str(r: Role) -> &'static str {
@@ -424,217 +270,316 @@ fn role_str(r: Role) -> &'static str {
     }
 }
 
-/// IR blocks of one message -> items. `hints` are the message's `_items` when it was born a
-/// Responses message; `mint(kind, k)` names items that need an id and have none.
-pub(super) fn write_items(
-    role: Role,
+/// A call's arguments as JSON text: the raw text when the provider sent invalid JSON.
+fn arguments(input: &Value) -> String {
+    match input {
+        Value::String(s) if serde_json::from_str::<Value>(s).is_err() => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+fn with_hint(mut o: Map<String, Value>, hint: &Value) -> Value {
+    for k in ["id", "status"] {
+        if let Some(v) = hint.get(k) {
+            o.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(Value::Object(extra)) = hint.get("extra") {
+        for (k, v) in extra {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(o)
+}
+
+/// Parts of a message or tool output; `hint.parts` holds their extra fields, if any.
+fn parts_json(
     blocks: &[Block],
-    hints: Option<&Vec<Value>>,
+    first: usize,
+    assistant: bool,
+    hint: Option<&Value>,
     path: &str,
     loss: &mut LossReport,
-    output: bool,
-    mint: &dyn Fn(&str, usize) -> String,
 ) -> Vec<Value> {
-    let mut items: Vec<Value> = Vec::new();
-    let mut k = 0;
-    let mut hint_at = 0;
-    while k < blocks.len() {
-        let hint = hints.and_then(|h| h.get(hint_at)).cloned();
-        hint_at += 1;
-        let kind = hint
-            .as_ref()
-            .and_then(|h| h["kind"].as_str())
-            .map(str::to_string);
-        let b = &blocks[k];
-        let p = format!("{path}[{k}]");
-        let with = |mut o: Map<String, Value>, h: &Option<Value>| {
-            if let Some(h) = h {
-                for f in ["id", "status"] {
-                    if let Some(v) = h.get(f) {
-                        o.insert(f.into(), v.clone());
-                    }
-                }
+    let extras = hint.and_then(|h| h.get("parts")).and_then(Value::as_array);
+    blocks
+        .iter()
+        .enumerate()
+        .filter_map(|(j, b)| {
+            let extra = extras.and_then(|e| e.get(j)).and_then(Value::as_object);
+            let p = format!("{path}[{}]", first + j);
+            write_part(b, assistant, extra, hint.is_some(), &p, loss)
+        })
+        .collect()
+}
+
+fn plain_text(blocks: &[Block]) -> Option<&str> {
+    match blocks {
+        [
+            Block::Text {
+                text,
+                citations,
+                cache: None,
+            },
+        ] if citations.is_empty() => Some(text),
+        _ => None,
+    }
+}
+
+fn function_call(b: &Block, p: &str, loss: &mut LossReport) -> Option<Map<String, Value>> {
+    let Block::ToolUse {
+        id,
+        name,
+        input,
+        thought_signature,
+    } = b
+    else {
+        return None;
+    };
+    loss.drop_present(p, &[(thought_signature.is_some(), "thought_signature")]);
+    let mut o = Map::new();
+    o.insert("type".into(), json!("function_call"));
+    o.insert("call_id".into(), json!(id));
+    o.insert("name".into(), json!(name));
+    o.insert("arguments".into(), json!(arguments(input)));
+    Some(o)
+}
+
+fn function_call_output(
+    b: &Block,
+    hint: Option<&Value>,
+    p: &str,
+    loss: &mut LossReport,
+) -> Option<Map<String, Value>> {
+    let Block::ToolResult {
+        tool_use_id,
+        name,
+        content,
+        is_error,
+        cache,
+    } = b
+    else {
+        return None;
+    };
+    loss.drop_present(
+        p,
+        &[(*is_error, "is_error"), (cache.is_some(), "cache_control")],
+    );
+    let array = hint.is_some_and(|h| h.get("array").is_some());
+    let output = match plain_text(content) {
+        Some(t) if !array => json!(t),
+        _ if content.is_empty() && !array => json!(""),
+        _ => Value::Array(parts_json(
+            content,
+            0,
+            false,
+            hint,
+            &format!("{p}.content"),
+            loss,
+        )),
+    };
+    let mut o = Map::new();
+    o.insert("type".into(), json!("function_call_output"));
+    o.insert("call_id".into(), json!(tool_use_id));
+    o.insert("output".into(), output);
+    // The tool's name is written back where it came from; elsewhere the call id says it all.
+    if let (Some(n), Some(_)) = (name, hint) {
+        o.insert("name".into(), json!(n));
+    }
+    Some(o)
+}
+
+/// The item a hint describes, from its blocks; `None` when the blocks are not what it says.
+fn write_hinted(
+    role: Role,
+    blocks: &[Block],
+    first: usize,
+    hint: &Value,
+    path: &str,
+    loss: &mut LossReport,
+) -> Option<Value> {
+    let p = format!("{path}[{first}]");
+    let o = match hint.get("kind")?.as_str()? {
+        "message" => {
+            let content = match plain_text(blocks) {
+                Some(t) if hint.get("string").is_some() => json!(t),
+                _ => Value::Array(parts_json(
+                    blocks,
+                    first,
+                    role == Role::Assistant,
+                    Some(hint),
+                    path,
+                    loss,
+                )),
+            };
+            let mut o = Map::new();
+            if hint.get("untyped").is_none() {
+                o.insert("type".into(), json!("message"));
+            }
+            o.insert("role".into(), json!(role_str(role)));
+            o.insert("content".into(), content);
+            o
+        }
+        "function_call" => {
+            let [b] = blocks else { return None };
+            let mut o = function_call(b, &p, loss)?;
+            if let Some(a) = hint.get("arguments") {
+                o.insert("arguments".into(), a.clone());
             }
             o
-        };
+        }
+        "function_call_output" => {
+            let [b] = blocks else { return None };
+            function_call_output(b, Some(hint), &p, loss)?
+        }
+        "reasoning" => return reasoning::write_hinted(blocks, hint),
+        "raw" => match blocks {
+            [
+                Block::Raw {
+                    protocol: Protocol::OpenAiResponses,
+                    value,
+                },
+            ] => return Some(value.clone()),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(with_hint(o, hint))
+}
+
+/// Whether a Responses value kept raw is a content part (it belongs in a message) rather than
+/// an item.
+fn is_part(v: &Value) -> bool {
+    v.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("input_") || t.starts_with("output_") || t == "refusal")
+}
+
+fn content_block(b: &Block) -> bool {
+    match b {
+        Block::ToolUse { .. }
+        | Block::ToolResult { .. }
+        | Block::Thinking { .. }
+        | Block::RedactedThinking { .. } => false,
+        Block::Raw {
+            protocol: Protocol::OpenAiResponses,
+            value,
+        } => is_part(value),
+        _ => true,
+    }
+}
+
+/// Blocks without hints (another protocol's) -> items, grouped by kind.
+fn write_inferred(
+    role: Role,
+    blocks: &[Block],
+    mut k: usize,
+    path: &str,
+    out: &Out,
+    loss: &mut LossReport,
+    items: &mut Vec<Value>,
+) {
+    let minted = |mut o: Map<String, Value>, prefix: &str, k: usize| {
+        if out.output {
+            o.insert("id".into(), json!((out.mint)(prefix, k)));
+            o.insert("status".into(), json!(out.status));
+        }
+        Value::Object(o)
+    };
+    while let Some(b) = blocks.get(k) {
+        let p = format!("{path}[{k}]");
         match b {
-            Block::ToolUse {
-                id,
-                name,
-                input,
-                thought_signature,
-            } => {
-                if thought_signature.is_some() {
-                    loss.drop_field(format!("{p}.thought_signature"));
+            Block::ToolUse { .. } => {
+                if let Some(o) = function_call(b, &p, loss) {
+                    items.push(minted(o, "fc_", k));
                 }
-                let arguments = hint
-                    .as_ref()
-                    .and_then(|h| h.get("arguments").cloned())
-                    .unwrap_or_else(|| match input {
-                        Value::String(s) => json!(s),
-                        v => json!(v.to_string()),
-                    });
-                let mut o = Map::new();
-                o.insert("type".into(), json!("function_call"));
-                o.insert("call_id".into(), json!(id));
-                o.insert("name".into(), json!(name));
-                o.insert("arguments".into(), arguments);
-                let mut o = with(o, &hint);
-                if output && hint.is_none() {
-                    o.insert("id".into(), json!(mint("fc", k)));
-                    o.insert("status".into(), json!("completed"));
-                }
-                items.push(Value::Object(o));
                 k += 1;
             }
-            Block::ToolResult {
-                tool_use_id,
-                content,
-                is_error,
-                cache,
-                ..
-            } => {
-                loss.drop_present(
-                    &p,
-                    &[(*is_error, "is_error"), (cache.is_some(), "cache_control")],
-                );
-                let as_parts = hint.as_ref().is_some_and(|h| h.get("parts").is_some());
-                let output_v = match content.as_slice() {
-                    [
-                        Block::Text {
-                            text, citations, ..
-                        },
-                    ] if !as_parts && citations.is_empty() => json!(text),
-                    parts => Value::Array(
-                        parts
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(j, c)| {
-                                part_json(c, Role::User, &format!("{p}.content[{j}]"), loss)
-                            })
-                            .collect(),
-                    ),
-                };
-                let mut o = Map::new();
-                o.insert("type".into(), json!("function_call_output"));
-                o.insert("call_id".into(), json!(tool_use_id));
-                o.insert("output".into(), output_v);
-                items.push(Value::Object(with(o, &hint)));
-                k += 1;
-            }
-            Block::Thinking {
-                signature: Some(id),
-                ..
-            } if id.starts_with(super::REASONING_ID_PREFIX) => {
-                let mut summary = Vec::new();
-                let mut enc = None;
-                let mut j = k;
-                while j < blocks.len() {
-                    match &blocks[j] {
-                        Block::Thinking { text, signature } if j == k || signature.is_none() => {
-                            summary.push(json!({"type": "summary_text", "text": text}));
-                        }
-                        Block::RedactedThinking { data } if enc.is_none() => {
-                            enc = Some(data.clone())
-                        }
-                        _ => break,
-                    }
-                    j += 1;
+            Block::ToolResult { .. } if !out.output => {
+                if let Some(o) = function_call_output(b, None, &p, loss) {
+                    items.push(Value::Object(o));
                 }
-                if hint.as_ref().is_some_and(|h| h.get("empty").is_some()) {
-                    summary.clear();
-                }
-                let mut o = Map::new();
-                o.insert("type".into(), json!("reasoning"));
-                o.insert("id".into(), json!(id));
-                o.insert("summary".into(), Value::Array(summary));
-                if let Some(e) = enc {
-                    o.insert("encrypted_content".into(), json!(e));
-                } else if hint
-                    .as_ref()
-                    .is_some_and(|h| h.get("encrypted_null").is_some())
-                {
-                    o.insert("encrypted_content".into(), Value::Null);
-                }
-                if let Some(c) = hint.as_ref().and_then(|h| h.get("content")) {
-                    o.insert("content".into(), c.clone());
-                }
-                if let Some(st) = hint.as_ref().and_then(|h| h.get("status")) {
-                    o.insert("status".into(), st.clone());
-                }
-                items.push(Value::Object(o));
-                k = j;
-            }
-            Block::Thinking { text, signature } if output => {
-                // Reasoning from another provider, to a Responses client: a reasoning item with
-                // its text as the summary; a foreign signature has no place.
-                if signature.is_some() {
-                    loss.drop_field(format!("{p}.signature"));
-                }
-                items.push(json!({"type": "reasoning", "id": mint("rs", k), "summary": [{"type": "summary_text", "text": text}]}));
                 k += 1;
             }
             Block::Thinking { .. } | Block::RedactedThinking { .. } => {
-                // Reasoning another provider produced cannot be handed to OpenAI as input.
-                loss.drop_field(p);
+                if let Some((item, n)) = reasoning::write_native(&blocks[k..]) {
+                    items.push(item);
+                    k += n;
+                    continue;
+                }
+                // Another provider's reasoning: a Responses client keeps it as an item of its
+                // own; OpenAI cannot be given it.
+                let id = (out.mint)(FOREIGN_REASONING_PREFIX, k);
+                match reasoning::write_foreign(b, &id).filter(|_| out.output) {
+                    Some(item) => items.push(item),
+                    None => loss.drop_field(p),
+                }
                 k += 1;
             }
             Block::Raw {
                 protocol: Protocol::OpenAiResponses,
                 value,
-            } if kind.as_deref() == Some("raw") => {
+            } if !is_part(value) => {
                 items.push(value.clone());
                 k += 1;
             }
+            b if !content_block(b) => {
+                // A tool result in a response: no output item says that.
+                loss.drop_field(p);
+                k += 1;
+            }
             _ => {
-                // A run of content blocks: one message item.
-                let n = match &hint {
-                    Some(h) if h["kind"] == "message" => h
-                        .get("n")
-                        .and_then(Value::as_u64)
-                        .map_or(blocks.len() - k, |n| n as usize),
-                    _ => blocks[k..]
-                        .iter()
-                        .take_while(|b| {
-                            !matches!(
-                                b,
-                                Block::ToolUse { .. }
-                                    | Block::ToolResult { .. }
-                                    | Block::Thinking { .. }
-                                    | Block::RedactedThinking { .. }
-                            )
-                        })
-                        .count()
-                        .max(1),
-                };
-                let run = &blocks[k..(k + n).min(blocks.len())];
-                let string = hint.as_ref().is_some_and(|h| h.get("string").is_some());
-                let content = match run {
-                    [Block::Text { text, .. }] if string => json!(text),
-                    _ => Value::Array(
-                        run.iter()
-                            .enumerate()
-                            .filter_map(|(j, b)| {
-                                part_json(b, role, &format!("{path}[{}]", k + j), loss)
-                            })
-                            .collect(),
-                    ),
-                };
-                let mut o = Map::new();
-                if hint.as_ref().is_none_or(|h| h.get("untyped").is_none()) {
+                let n = blocks[k..].iter().take_while(|b| content_block(b)).count();
+                let parts = parts_json(
+                    &blocks[k..k + n],
+                    k,
+                    role == Role::Assistant,
+                    None,
+                    path,
+                    loss,
+                );
+                if !parts.is_empty() {
+                    let mut o = Map::new();
                     o.insert("type".into(), json!("message"));
+                    o.insert("role".into(), json!(role_str(role)));
+                    o.insert("content".into(), Value::Array(parts));
+                    items.push(minted(o, "msg_", k));
                 }
-                o.insert("role".into(), json!(role_str(role)));
-                o.insert("content".into(), content);
-                let mut o = with(o, &hint);
-                if output && hint.is_none() {
-                    o.insert("id".into(), json!(mint("msg", k)));
-                    o.insert("status".into(), json!("completed"));
-                }
-                items.push(Value::Object(o));
-                k += n.max(1);
+                k += n;
             }
         }
     }
+}
+
+/// The blocks of one turn (or a response's content) -> items. `hints` are the turn's `_items`
+/// when it was born of Responses items; blocks past them are grouped by kind.
+pub(super) fn write_items(
+    role: Role,
+    blocks: &[Block],
+    hints: Option<&Vec<Value>>,
+    path: &str,
+    out: &Out,
+    loss: &mut LossReport,
+) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut k: usize = 0;
+    for h in hints.into_iter().flatten() {
+        let n = h
+            .get("n")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok());
+        let Some(end) = n.and_then(|n| k.checked_add(n)) else {
+            break;
+        };
+        let Some(item) = blocks
+            .get(k..end)
+            .and_then(|run| write_hinted(role, run, k, h, path, loss))
+        else {
+            break;
+        };
+        items.push(item);
+        k = end;
+    }
+    write_inferred(role, blocks, k, path, out, loss, &mut items);
     items
 }
