@@ -195,8 +195,7 @@ fn benches(c: &mut Criterion) {
             Protocol::Bedrock,
             1,
             false,
-        )
-        .unwrap();
+        );
         let mut out = Vec::new();
         t.feed(&fixture("openai/stream_tool_calls.sse"), &mut out)
             .unwrap();
@@ -227,7 +226,7 @@ fn benches(c: &mut Criterion) {
         group.bench_function(format!("{}->{}", from.as_str(), to.as_str()), |b| {
             b.iter(|| {
                 let mut t =
-                    busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true).unwrap();
+                    busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true);
                 let mut out = Vec::with_capacity(body.len());
                 for read in black_box(&body).chunks(16 * 1024) {
                     t.feed(read, &mut out).unwrap();

@@ -258,7 +258,7 @@ pub fn stream_transcode(data: &[u8]) {
         return;
     };
     let run = |parts: &[&[u8]]| {
-        let mut t = Transcoder::new(from, to, 1, true).expect("every pair has a transcoder");
+        let mut t = Transcoder::new(from, to, 1, true);
         let mut out = Vec::new();
         for p in parts {
             t.feed(p, &mut out).map_err(|e| e.to_string())?;

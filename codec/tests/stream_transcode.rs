@@ -12,7 +12,7 @@ use busbar_codec::stream::Transcoder;
 use serde_json::{Value, json};
 
 fn transcode(from: Protocol, to: Protocol, parts: &[&[u8]], include_usage: bool) -> Vec<u8> {
-    let mut t = Transcoder::new(from, to, 1_700_000_000, include_usage).unwrap();
+    let mut t = Transcoder::new(from, to, 1_700_000_000, include_usage);
     let mut out = Vec::new();
     for p in parts {
         t.feed(p, &mut out).unwrap();
@@ -329,7 +329,6 @@ fn openai_stream_to_a_gemini_client_as_sse_and_as_a_json_array() {
     assert_eq!(last["usageMetadata"]["promptTokenCount"], 82);
 
     let mut t = Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, false)
-        .unwrap()
         .gemini_json_array();
     let mut out = Vec::new();
     t.feed(&src, &mut out).unwrap();
@@ -399,7 +398,7 @@ fn bedrock_event_stream_both_ways() {
     // A corrupted message is refused by its checksum, not relayed.
     let mut bad = es.clone();
     bad[30] ^= 1;
-    let mut t = Transcoder::new(Protocol::Bedrock, Protocol::OpenAiChat, 1, false).unwrap();
+    let mut t = Transcoder::new(Protocol::Bedrock, Protocol::OpenAiChat, 1, false);
     assert!(t.feed(&bad, &mut Vec::new()).is_err());
 }
 
@@ -495,7 +494,7 @@ fn upstream_streams() -> Vec<(Protocol, Vec<u8>)> {
     Protocol::ALL
         .into_iter()
         .map(|p| {
-            let mut w = StreamWriter::new(p, 1_700_000_000, true).unwrap();
+            let mut w = StreamWriter::new(p, 1_700_000_000, true);
             let mut out = Vec::new();
             for e in events_of(&r) {
                 w.event(&e, &mut out);
@@ -531,4 +530,113 @@ fn all_thirty_pairs_stream_and_every_cut_gives_the_same_client_bytes() {
             }
         }
     }
+}
+
+fn pass(p: Protocol, json_array: bool, hide_usage: bool, parts: &[&[u8]]) -> (Vec<u8>, Transcoder) {
+    let mut t = Transcoder::passthrough(p, json_array, hide_usage);
+    let mut out = Vec::new();
+    for part in parts {
+        t.feed(part, &mut out).unwrap();
+    }
+    t.finish(&mut out);
+    (out, t)
+}
+
+#[test]
+fn same_protocol_streams_pass_through_byte_for_byte_with_usage_read_on_the_side() {
+    let mut streams = upstream_streams();
+    // Gemini without `alt=sse`: the streamed JSON array.
+    let mut t = Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, true).gemini_json_array();
+    let mut json_array = Vec::new();
+    let (_, openai) = streams.iter().find(|(p, _)| *p == Protocol::OpenAiChat).unwrap();
+    t.feed(openai, &mut json_array).unwrap();
+    t.finish(&mut json_array);
+    assert!(json_array.starts_with(b"[") && json_array.ends_with(b"]"));
+    streams.push((Protocol::Gemini, json_array));
+    for (p, bytes) in streams {
+        let is_array = bytes.starts_with(b"[");
+        let (whole, t) = pass(p, is_array, false, &[&bytes]);
+        assert_eq!(whole, bytes, "{p:?}: passthrough changed the bytes");
+        assert!(t.is_complete() && t.error().is_none(), "{p:?}");
+        let u = t.usage().unwrap_or_else(|| panic!("{p:?}: no usage read"));
+        assert_eq!((u.input, u.output), (30, 20), "{p:?}: {u:?}");
+        for i in 0..=bytes.len() {
+            let (cut, t) = pass(p, is_array, false, &[&bytes[..i], &bytes[i..]]);
+            assert_eq!(cut, bytes, "{p:?} cut at {i}");
+            assert_eq!(t.usage(), Some(u), "{p:?} cut at {i}");
+        }
+        // Cut short: the bytes that came, then an error event of the protocol's own.
+        let half = &bytes[..bytes.len() / 2];
+        let (out, t) = pass(p, is_array, false, &[half]);
+        assert!(out.starts_with(half) && out.len() > half.len(), "{p:?}");
+        assert!(!t.is_complete() && t.error().is_some(), "{p:?}");
+        let tail = String::from_utf8_lossy(&out[half.len()..]).to_string();
+        assert!(tail.contains("ended before it was complete"), "{p:?}: {tail}");
+    }
+}
+
+#[test]
+fn an_openai_usage_chunk_the_client_did_not_ask_for_is_hidden() {
+    let (_, bytes) = upstream_streams()
+        .into_iter()
+        .find(|(p, _)| *p == Protocol::OpenAiChat)
+        .unwrap();
+    let (out, t) = pass(Protocol::OpenAiChat, false, true, &[&bytes]);
+    let src = events(&bytes);
+    let got = events(&out);
+    let usage_only = |v: &Value| v["choices"] == json!([]) && v["usage"].is_object();
+    assert_eq!(src.iter().filter(|(_, v)| usage_only(v)).count(), 1);
+    let kept: Vec<_> = src.into_iter().filter(|(_, v)| !usage_only(v)).collect();
+    assert_eq!(got, kept);
+    assert!(out.ends_with(b"data: [DONE]\n\n"));
+    // Every event the client sees is the provider's, byte for byte.
+    let text = String::from_utf8(out.clone()).unwrap();
+    for block in text.split("\n\n").filter(|b| !b.is_empty()) {
+        assert!(
+            String::from_utf8_lossy(&bytes).contains(block),
+            "not the provider's bytes: {block}"
+        );
+    }
+    assert_eq!(t.usage().map(|u| (u.input, u.output)), Some((30, 20)));
+    assert!(t.is_complete());
+    for i in 0..=bytes.len() {
+        assert_eq!(
+            pass(Protocol::OpenAiChat, false, true, &[&bytes[..i], &bytes[i..]]).0,
+            out,
+            "cut at {i}"
+        );
+    }
+}
+
+#[test]
+fn a_provider_error_mid_stream_becomes_the_clients_error_and_ends_the_stream() {
+    let src = fixture("anthropic", "stream_thinking_tool_use.sse");
+    let text = String::from_utf8(src).unwrap();
+    let at = text.find("event: content_block_stop").unwrap();
+    let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let broken = format!("{}{error}{}", &text[..at], &text[at..]);
+    let mut t = Transcoder::new(Protocol::Anthropic, Protocol::OpenAiChat, 1, true);
+    let mut out = Vec::new();
+    t.feed(broken.as_bytes(), &mut out).unwrap();
+    t.finish(&mut out);
+    let ev = events(&out);
+    let (_, last) = ev.last().unwrap();
+    assert_eq!(last["error"]["message"], "Overloaded");
+    assert_eq!(last["error"]["code"], "overloaded_error");
+    assert_eq!(
+        ev.iter().filter(|(_, v)| v.get("error").is_some()).count(),
+        1,
+        "one error, and nothing after it"
+    );
+    assert!(t.is_committed() && !t.is_complete());
+    assert_eq!(t.error(), Some((Some("overloaded_error"), "Overloaded")));
+
+    // Failing before any content: the stream has not committed, so the gateway may still send
+    // the request elsewhere.
+    let start = &text[..text.find("event: content_block_start").unwrap()];
+    let mut t = Transcoder::new(Protocol::Anthropic, Protocol::Gemini, 1, true);
+    let mut out = Vec::new();
+    t.feed(format!("{start}{error}").as_bytes(), &mut out).unwrap();
+    assert!(!t.is_committed());
+    assert_eq!(t.error().map(|e| e.1), Some("Overloaded"));
 }

@@ -11,6 +11,9 @@
 //! `x-mock-tokens`, `x-mock-hang`, `x-mock-retry-after`). A status can also be asked for in the
 //! request body, as the text `mock-status=NNN` (and `mock-retry-after=N`): it survives any
 //! translation, so a test can steer the mock through any client SDK without custom headers.
+//! A stream can be broken after some text deltas (`x-mock-break: error|garbage|reset`,
+//! `x-mock-break-after: N`, or `mock-break=error` / `mock-break-after=N` in the body): with the
+//! protocol's own error event, with bytes that are no frame of it, or with a TCP reset.
 
 mod openai;
 mod protocols;
@@ -47,6 +50,31 @@ pub(crate) struct Steer {
     pub(crate) tokens: u64,
     pub(crate) hang: bool,
     pub(crate) retry_after: Option<u64>,
+    /// Break a stream mid-way, and after how many text deltas.
+    pub(crate) brk: Option<Break>,
+    pub(crate) break_after: u64,
+}
+
+/// How a steered stream breaks (`x-mock-break`, or `mock-break=` in the body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Break {
+    /// The protocol's own mid-stream error event, then a clean end of the body.
+    Error,
+    /// Bytes that are no frame of the protocol, then the connection closes.
+    Garbage,
+    /// A TCP reset.
+    Reset,
+}
+
+impl Break {
+    fn parse(s: &[u8]) -> Option<Break> {
+        match s {
+            b"error" => Some(Break::Error),
+            b"garbage" => Some(Break::Garbage),
+            b"reset" => Some(Break::Reset),
+            _ => None,
+        }
+    }
 }
 
 impl Steer {
@@ -74,6 +102,22 @@ impl Steer {
             tokens: num("x-mock-tokens").unwrap_or(o.tokens),
             hang: num("x-mock-hang") == Some(1),
             retry_after: num("x-mock-retry-after").or_else(|| marked("mock-retry-after=")),
+            brk: head
+                .header("x-mock-break")
+                .and_then(|v| Break::parse(v.trim_ascii()))
+                .or_else(|| {
+                    let key = b"mock-break=";
+                    let at = body.windows(key.len()).position(|w| w == key)? + key.len();
+                    let word: Vec<u8> = body[at..]
+                        .iter()
+                        .copied()
+                        .take_while(u8::is_ascii_lowercase)
+                        .collect();
+                    Break::parse(&word)
+                }),
+            break_after: num("x-mock-break-after")
+                .or_else(|| marked("mock-break-after="))
+                .unwrap_or(2),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! `x-amzn-ErrorType`). A SigV4-signed request is checked by re-signing it with the secret the
 //! mock knows (`BUSBAR_MOCK_AWS_SECRET`, default `mock-secret`).
 
-use super::{Steer, hang, respond, write};
+use super::{Break, Steer, hang, respond, write};
 use busbar_codec::Protocol;
 use busbar_codec::errors::{ErrorKind, render};
 use busbar_codec::http1::RequestHead;
@@ -21,7 +21,7 @@ use busbar_codec::ir::caller_id;
 use busbar_codec::translate;
 use monoio::net::TcpStream;
 use std::cell::Cell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Which protocol a path speaks, and the model in it (Gemini, Bedrock).
 pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
@@ -128,16 +128,13 @@ pub(super) async fn handle(
     let gemini_stream = head.path().ends_with(":streamGenerateContent");
     let path_stream = gemini_stream || head.path().ends_with("/converse-stream");
     if req.stream || path_stream {
-        if let Some(w) =
-            busbar_codec::stream::StreamWriter::new(protocol, created, req.stream_usage)
-        {
-            let w = if gemini_stream && !head.target.contains("alt=sse") {
-                w.gemini_json_array()
-            } else {
-                w
-            };
-            return stream_reply(stream, w, &r, steer).await;
-        }
+        let w = busbar_codec::stream::StreamWriter::new(protocol, created, req.stream_usage);
+        let w = if gemini_stream && !head.target.contains("alt=sse") {
+            w.gemini_json_array()
+        } else {
+            w
+        };
+        return stream_reply(stream, w, &r, steer, protocol).await;
     }
     let mut loss = LossReport::default();
     let json = translate::write_response(protocol, &r, created, &mut loss);
@@ -145,12 +142,15 @@ pub(super) async fn handle(
 }
 
 /// Streams the reply event by event in the protocol's own stream format (chunked), with the
-/// steered gap between text deltas.
+/// steered gap between text deltas. A steered break cuts it after `break_after` text deltas:
+/// with the protocol's own error event (then a clean end), with bytes that are no frame of the
+/// protocol, or with a TCP reset.
 pub(super) async fn stream_reply(
     stream: &mut TcpStream,
     mut w: busbar_codec::stream::StreamWriter,
     r: &busbar_codec::ir::Response,
     steer: Steer,
+    protocol: Protocol,
 ) -> bool {
     use busbar_codec::stream::{Event, events_of};
     let mut out = format!(
@@ -158,23 +158,90 @@ pub(super) async fn stream_reply(
         w.content_type()
     )
     .into_bytes();
+    let chunk = |out: &mut Vec<u8>, body: &[u8]| {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    };
+    let mut texts = 0;
     for e in events_of(r) {
         let mut body = Vec::new();
         w.event(&e, &mut body);
         if !body.is_empty() {
-            out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"\r\n");
+            chunk(&mut out, &body);
             if !write(stream, std::mem::take(&mut out)).await {
                 return false;
             }
         }
-        if !steer.gap.is_zero() && matches!(e, Event::Text { .. }) {
-            monoio::time::sleep(steer.gap).await;
+        if matches!(e, Event::Text { .. }) {
+            texts += 1;
+            if !steer.gap.is_zero() {
+                monoio::time::sleep(steer.gap).await;
+            }
+            if let Some(brk) = steer.brk.filter(|_| texts == steer.break_after) {
+                return break_stream(stream, w, brk, protocol).await;
+            }
         }
     }
     out.extend_from_slice(b"0\r\n\r\n");
     write(stream, out).await
+}
+
+/// Ends a stream the way `brk` says.
+async fn break_stream(
+    stream: &mut TcpStream,
+    mut w: busbar_codec::stream::StreamWriter,
+    brk: Break,
+    protocol: Protocol,
+) -> bool {
+    let mut body = Vec::new();
+    match brk {
+        Break::Error => {
+            // What each provider calls a failure in mid-stream.
+            let code = match protocol {
+                Protocol::Anthropic => "overloaded_error",
+                Protocol::Bedrock => "modelStreamErrorException",
+                Protocol::Gemini => "UNAVAILABLE",
+                _ => "server_error",
+            };
+            w.event(
+                &busbar_codec::stream::Event::Error {
+                    code: Some(code.into()),
+                    message: "mock: the stream broke as requested".into(),
+                },
+                &mut body,
+            );
+        }
+        Break::Garbage => match protocol {
+            // A prelude whose CRC cannot match.
+            Protocol::Bedrock => body.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, 0, 1, 2, 3, 4]),
+            _ => body.extend_from_slice(b"data: {\"choices\": [{\"delta\": garbage\n\n"),
+        },
+        Break::Reset => {
+            // SO_LINGER 0: closing sends a RST, not a FIN.
+            let _ = reset_on_close(stream);
+            return false;
+        }
+    }
+    let mut out = format!("{:x}\r\n", body.len()).into_bytes();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\r\n");
+    if brk == Break::Error {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    let _ = write(stream, out).await;
+    // Garbage: the connection closes with the body unfinished.
+    brk == Break::Error
+}
+
+/// Makes the socket's close a TCP reset.
+#[allow(unsafe_code)]
+fn reset_on_close(stream: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the fd belongs to `stream`, which is borrowed for longer than this BorrowedFd
+    // lives (it is dropped at the end of this function).
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO))
 }
 
 /// Checks a SigV4 `authorization` by signing the same request again, at the time it names,

@@ -223,6 +223,12 @@ impl Writer {
         }
     }
 
+    /// A writer continuing a JSON array another writer opened.
+    pub fn resumed(mut self) -> Self {
+        self.first = false;
+        self
+    }
+
     fn emit(&mut self, out: &mut Vec<u8>, parts: Vec<Value>, last: bool) {
         let mut cand = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
         let mut v = json!({"candidates": [], "modelVersion": self.model, "responseId": self.id});

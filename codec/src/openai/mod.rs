@@ -16,7 +16,7 @@ pub use models::{ModelEntry, list_body, models_body};
 pub(crate) use request::{data_url, split_data_url};
 pub use request::{parse_request, write_request};
 pub use response::{parse_response, write_response};
-pub use scan::{RequestError, RequestHead, scan_request, splice_model};
+pub use scan::{RequestError, RequestHead, ask_for_usage, scan_request, splice_model};
 
 use crate::ir::LossReport;
 use serde_json::{Value, json};

@@ -20,6 +20,8 @@ pub struct RequestHead {
     pub stream: bool,
     /// Whether the client asked for the final usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// Byte range of the `stream_options` value in the body, if it is there.
+    pub stream_options_span: Option<Range<usize>>,
     /// `max_completion_tokens`, or the older `max_tokens`, if given.
     pub max_output_tokens: Option<u64>,
 }
@@ -60,12 +62,17 @@ struct Head<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    // Present even as `null` (so its place in the body is known).
+    #[serde(default, borrow, deserialize_with = "present")]
+    stream_options: Option<&'a RawValue>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -83,14 +90,24 @@ pub fn scan_request(body: &[u8]) -> Result<RequestHead, RequestError> {
     let model: String = serde_json::from_str(text).map_err(|_| RequestError::ModelNotString)?;
     // The raw value is a sub-slice of `body`; its offset is a plain address difference.
     let start = text.as_ptr() as usize - body.as_ptr() as usize;
+    let options = head.stream_options.map(RawValue::get);
+    let include_usage = match options {
+        Some(o) => {
+            serde_json::from_str::<Option<StreamOptions>>(o)
+                .map_err(|e| RequestError::Json(format!("stream_options: {e}")))?
+                .and_then(|o| o.include_usage)
+        }
+        None => None,
+    };
     Ok(RequestHead {
         model,
         model_span: start..start + text.len(),
         stream: head.stream.unwrap_or(false),
-        include_usage: head
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: include_usage.unwrap_or(false),
+        stream_options_span: options.map(|o| {
+            let at = o.as_ptr() as usize - body.as_ptr() as usize;
+            at..at + o.len()
+        }),
         max_output_tokens: head.max_completion_tokens.or(head.max_tokens),
     })
 }
@@ -104,6 +121,35 @@ pub fn splice_model(body: &[u8], span: Range<usize>, name: &str) -> Vec<u8> {
     out.extend_from_slice(quoted.as_bytes());
     out.extend_from_slice(&body[span.end..]);
     out
+}
+
+/// `body` (a streamed request that did not ask for usage) asking for the final usage chunk:
+/// `stream_options.include_usage` set, every other byte as it was.
+pub fn ask_for_usage(body: &[u8], head: &RequestHead) -> Vec<u8> {
+    match &head.stream_options_span {
+        Some(span) => {
+            // The client's own options, kept, with `include_usage` turned on.
+            let mut o: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body[span.clone()]).unwrap_or_default();
+            o.insert("include_usage".into(), serde_json::Value::Bool(true));
+            let v = serde_json::Value::Object(o).to_string();
+            let mut out = Vec::with_capacity(body.len() + v.len());
+            out.extend_from_slice(&body[..span.start]);
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(&body[span.end..]);
+            out
+        }
+        None => {
+            // The body is an object with a `model` in it: after its `{` another member follows.
+            let at = body.iter().position(|b| *b == b'{').map_or(0, |i| i + 1);
+            let field = br#""stream_options":{"include_usage":true},"#;
+            let mut out = Vec::with_capacity(body.len() + field.len());
+            out.extend_from_slice(&body[..at]);
+            out.extend_from_slice(field);
+            out.extend_from_slice(&body[at..]);
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +166,34 @@ mod tests {
         assert!(head.stream);
         assert!(head.include_usage);
         assert_eq!(head.max_output_tokens, Some(50));
+    }
+
+    #[test]
+    fn asks_for_usage_keeping_the_rest() {
+        let body = br#" {"model":"m","stream":true,"messages":[]}"#;
+        let head = scan_request(body).unwrap();
+        assert!(!head.include_usage && head.stream_options_span.is_none());
+        let out = ask_for_usage(body, &head);
+        assert_eq!(
+            out,
+            br#" {"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#
+        );
+        assert!(scan_request(&out).unwrap().include_usage);
+
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"include_obfuscation":false}}"#;
+        let head = scan_request(body).unwrap();
+        assert!(!head.include_usage);
+        let out = ask_for_usage(body, &head);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "include_obfuscation": false})
+        );
+        for body in [&br#"{"model":"m","stream_options":null}"#[..], br#"{"model":"m","stream_options":{}}"#] {
+            let out = ask_for_usage(body, &scan_request(body).unwrap());
+            assert!(scan_request(&out).unwrap().include_usage, "{}", String::from_utf8_lossy(&out));
+        }
+        assert!(scan_request(br#"{"model":"m","stream_options":7}"#).is_err());
     }
 
     #[test]

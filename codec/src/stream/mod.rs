@@ -98,7 +98,7 @@ pub enum Event {
 }
 
 use crate::Protocol;
-use crate::frame::{FrameError, eventstream, sse};
+use crate::frame::{FrameError, eventstream, jsonarray, sse};
 
 /// Largest single upstream event a transcoder accepts.
 pub const MAX_EVENT: usize = 4 * 1024 * 1024;
@@ -116,123 +116,260 @@ enum Parser {
 enum Framer {
     Sse(sse::Decoder),
     EventStream(eventstream::Decoder),
+    JsonArray(jsonarray::Decoder),
 }
 
-/// Upstream stream bytes of one protocol -> client stream bytes of another, one event at a
-/// time. Memory: the framer's current event and the events of one upstream event.
-pub struct Transcoder {
-    decoder: Framer,
+/// One protocol's stream read into IR events: its framer and its parser.
+struct Reader {
+    framer: Framer,
     parser: Parser,
-    writer: StreamWriter,
-    events: Vec<Event>,
-    ended: bool,
 }
 
-impl Transcoder {
-    /// A transcoder from `upstream` to `client`, or `None` for a pair not streamed yet.
-    /// `created` dates OpenAI chunks; `include_usage` is whether an OpenAI client asked for the
-    /// usage chunk.
-    pub fn new(
-        upstream: Protocol,
-        client: Protocol,
-        created: u64,
-        include_usage: bool,
-    ) -> Option<Self> {
-        let parser = match upstream {
+impl Reader {
+    fn new(protocol: Protocol, json_array: bool) -> Self {
+        let parser = match protocol {
             Protocol::OpenAiChat => Parser::OpenAi(Default::default()),
             Protocol::Anthropic => Parser::Anthropic(Default::default()),
-            // Busbar asks Gemini for SSE (`alt=sse`).
             Protocol::Gemini => Parser::Gemini(Default::default()),
             Protocol::Bedrock => Parser::Bedrock(Default::default()),
             Protocol::Cohere => Parser::Cohere(Default::default()),
             Protocol::OpenAiResponses => Parser::Responses(Default::default()),
         };
-        let framer = match upstream {
+        let framer = match protocol {
             Protocol::Bedrock => Framer::EventStream(eventstream::Decoder::new(MAX_EVENT)),
+            Protocol::Gemini if json_array => Framer::JsonArray(jsonarray::Decoder::new(MAX_EVENT)),
             _ => Framer::Sse(sse::Decoder::new(MAX_EVENT)),
         };
-        let writer = StreamWriter::new(client, created, include_usage)?;
-        Some(Self {
-            decoder: framer,
-            parser,
-            writer,
-            events: Vec::new(),
-            ended: false,
-        })
+        Self { framer, parser }
     }
 
-    fn write_events(&mut self, out: &mut Vec<u8>) {
-        for e in self.events.drain(..) {
-            if e == Event::End {
-                if self.ended {
-                    continue;
+    /// Frames `input`; for every whole upstream event, its IR events go to `events` and
+    /// `frame` is called with the event's SSE form (when it has one) and how many IR events it
+    /// gave.
+    fn feed(
+        &mut self,
+        input: &[u8],
+        events: &mut Vec<Event>,
+        mut frame: impl FnMut(Option<&sse::Event>, &[Event]),
+    ) -> Result<(), FrameError> {
+        let Self { framer, parser } = self;
+        match framer {
+            Framer::Sse(d) => d.feed(input, |e| {
+                let before = events.len();
+                match parser {
+                    Parser::OpenAi(p) => p.event(&e, events),
+                    Parser::Anthropic(p) => p.event(&e, events),
+                    Parser::Gemini(p) => p.event(&e, events),
+                    Parser::Cohere(p) => p.event(&e, events),
+                    Parser::Responses(p) => p.event(&e, events),
+                    Parser::Bedrock(_) => {}
                 }
-                self.ended = true;
+                frame(Some(&e), &events[before..]);
+            }),
+            Framer::EventStream(d) => d.feed(input, |m| {
+                if let Parser::Bedrock(p) = parser {
+                    let before = events.len();
+                    p.message(&m, events);
+                    frame(None, &events[before..]);
+                }
+            }),
+            Framer::JsonArray(d) => d.feed(input, |chunk| {
+                if let Parser::Gemini(p) = parser {
+                    let before = events.len();
+                    p.chunk(chunk, events);
+                    frame(None, &events[before..]);
+                }
+            }),
+        }
+    }
+
+    /// The upstream ended: whatever the parser still held.
+    fn finish(&mut self, events: &mut Vec<Event>) {
+        if let Framer::Sse(d) = &mut self.framer {
+            d.finish();
+        }
+        if let Parser::Bedrock(p) = &mut self.parser {
+            p.finish(events);
+        }
+    }
+}
+
+/// What the client gets.
+enum Output {
+    /// Another protocol: every IR event written in the client's.
+    Write(StreamWriter),
+    /// The same protocol: the provider's bytes as they are. `writer` writes only an error event
+    /// of busbar's own (a stream cut short). With `hide_usage`, an OpenAI usage chunk the client
+    /// did not ask for is left out (the events are written back in OpenAI's own framing).
+    Pass {
+        writer: StreamWriter,
+        hide_usage: bool,
+    },
+}
+
+/// A provider's stream on its way to a client, one event at a time: transcoded to another
+/// protocol, or passed through untouched with the events read on the side. Either way the
+/// final usage, the stream's completion and a provider error are known to the gateway.
+/// Memory: the framer's current event and the IR events of one upstream event.
+pub struct Transcoder {
+    reader: Reader,
+    output: Output,
+    events: Vec<Event>,
+    ended: bool,
+    error: Option<(Option<String>, String)>,
+    committed: bool,
+    usage: Option<Usage>,
+}
+
+impl Transcoder {
+    /// A transcoder from `upstream` to `client`. `created` dates OpenAI chunks;
+    /// `include_usage` is whether an OpenAI client asked for the usage chunk.
+    pub fn new(upstream: Protocol, client: Protocol, created: u64, include_usage: bool) -> Self {
+        Self::with(
+            Reader::new(upstream, false),
+            Output::Write(StreamWriter::new(client, created, include_usage)),
+        )
+    }
+
+    /// A same-protocol stream passed through byte for byte, read on the side. `json_array`: a
+    /// Gemini stream without `alt=sse`. `hide_usage`: an OpenAI Chat upstream was asked for
+    /// usage on the client's behalf, and the client did not ask for it.
+    pub fn passthrough(protocol: Protocol, json_array: bool, hide_usage: bool) -> Self {
+        let mut writer = StreamWriter::new(protocol, 0, false);
+        if json_array {
+            writer = writer.gemini_json_array().resumed();
+        }
+        Self::with(
+            Reader::new(protocol, json_array),
+            Output::Pass {
+                writer,
+                hide_usage: hide_usage && protocol == Protocol::OpenAiChat,
+            },
+        )
+    }
+
+    fn with(reader: Reader, output: Output) -> Self {
+        Self {
+            reader,
+            output,
+            events: Vec::new(),
+            ended: false,
+            error: None,
+            committed: false,
+            usage: None,
+        }
+    }
+
+    /// Notes what the events mean for the gateway; `write`: whether they go to the writer.
+    fn take_events(&mut self, out: &mut Vec<u8>) {
+        for e in self.events.drain(..) {
+            if self.ended || self.error.is_some() {
+                // Nothing after the end or a failure reaches the client.
+                continue;
             }
-            self.writer.event(&e, out);
+            match &e {
+                Event::End => {
+                    self.ended = true;
+                    self.committed = true;
+                }
+                Event::Usage(u) => self.usage = Some(u.clone()),
+                Event::Error { code, message } => {
+                    self.error = Some((code.clone(), message.clone()));
+                }
+                Event::Start { .. } => {}
+                _ => self.committed = true,
+            }
+            if let Output::Write(w) = &mut self.output {
+                w.event(&e, out);
+            }
         }
     }
 
     /// Feeds upstream bytes; appends whatever client bytes they complete to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let Self {
-            decoder,
-            parser,
-            events,
-            ..
-        } = self;
-        match decoder {
-            Framer::Sse(d) => d.feed(input, |e| match parser {
-                Parser::OpenAi(p) => p.event(&e, events),
-                Parser::Anthropic(p) => p.event(&e, events),
-                Parser::Gemini(p) => p.event(&e, events),
-                Parser::Cohere(p) => p.event(&e, events),
-                Parser::Responses(p) => p.event(&e, events),
-                Parser::Bedrock(_) => {}
-            })?,
-            Framer::EventStream(d) => d.feed(input, |m| {
-                if let Parser::Bedrock(p) = parser {
-                    p.message(&m, events);
-                }
-            })?,
+        let hide = matches!(
+            self.output,
+            Output::Pass {
+                hide_usage: true,
+                ..
+            }
+        );
+        if let Output::Pass { .. } = self.output {
+            if !hide {
+                out.extend_from_slice(input);
+            }
         }
-        self.write_events(out);
+        let Self { reader, events, .. } = self;
+        reader.feed(input, events, |sse, got| {
+            if let (true, Some(e)) = (hide, sse) {
+                // The usage chunk (`choices: []`) reads as usage alone.
+                if !(got.len() == 1 && matches!(got[0], Event::Usage(_))) {
+                    sse::encode(out, e.event.as_deref(), &e.data);
+                }
+            }
+        })?;
+        self.take_events(out);
         Ok(())
     }
 
-    /// The upstream stream ended: a stream that never said it was complete ends with an error
-    /// event in the client's protocol, never as if it were whole.
+    /// The upstream stream ended (or failed): a stream that never said it was complete ends
+    /// with an error event in the client's protocol, never as if it were whole.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if let Framer::Sse(d) = &mut self.decoder {
-            d.finish();
+        self.reader.finish(&mut self.events);
+        self.take_events(out);
+        if self.ended || self.error.is_some() {
+            return;
         }
-        if let Parser::Bedrock(p) = &mut self.parser {
-            p.finish(&mut self.events);
-            self.write_events(out);
+        let e = Event::Error {
+            code: Some("stream_interrupted".into()),
+            message: "the provider's stream ended before it was complete".into(),
+        };
+        match &mut self.output {
+            Output::Write(w) | Output::Pass { writer: w, .. } => w.event(&e, out),
         }
-        if !self.ended {
-            self.events.push(Event::Error {
-                code: Some("stream_interrupted".into()),
-                message: "the provider's stream ended before it was complete".into(),
-            });
+        if let Event::Error { code, message } = e {
+            self.error = Some((code, message));
         }
-        self.write_events(out);
     }
 
     /// For a Gemini client that did not ask for `alt=sse`: write the streamed JSON array.
     pub fn gemini_json_array(mut self) -> Self {
-        self.writer = self.writer.gemini_json_array();
+        if let Output::Write(w) = self.output {
+            self.output = Output::Write(w.gemini_json_array());
+        }
         self
     }
 
     /// The client stream's content type.
     pub fn content_type(&self) -> &'static str {
-        self.writer.content_type()
+        match &self.output {
+            Output::Write(w) | Output::Pass { writer: w, .. } => w.content_type(),
+        }
     }
 
     /// Whether the upstream stream said it was complete.
     pub fn is_complete(&self) -> bool {
         self.ended
+    }
+
+    /// Whether the stream has carried something a client must see (content, a stop, the end):
+    /// before that, a failed upstream can still be replaced by another without the client
+    /// knowing.
+    pub fn is_committed(&self) -> bool {
+        self.committed
+    }
+
+    /// The provider's error (or busbar's, for a stream cut short), if the stream failed: its
+    /// code and message.
+    pub fn error(&self) -> Option<(Option<&str>, &str)> {
+        self.error
+            .as_ref()
+            .map(|(c, m)| (c.as_deref(), m.as_str()))
+    }
+
+    /// The final usage as the stream reported it (cumulative: the last report).
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
     }
 }
 
@@ -325,20 +462,29 @@ pub enum StreamWriter {
 }
 
 impl StreamWriter {
-    /// A writer for `client`, or `None` when that protocol cannot be streamed yet.
-    pub fn new(client: Protocol, created: u64, include_usage: bool) -> Option<Self> {
+    /// A writer for `client`. `created` dates OpenAI chunks; `include_usage` is whether an
+    /// OpenAI client asked for the usage chunk.
+    pub fn new(client: Protocol, created: u64, include_usage: bool) -> Self {
         match client {
-            Protocol::OpenAiChat => Some(Self::OpenAi(crate::openai::stream::Writer::new(
-                created,
-                include_usage,
-            ))),
-            Protocol::Anthropic => Some(Self::Anthropic(Default::default())),
-            Protocol::Gemini => Some(Self::Gemini(crate::gemini::stream::Writer::new(true))),
-            Protocol::Bedrock => Some(Self::Bedrock(Default::default())),
-            Protocol::Cohere => Some(Self::Cohere(Default::default())),
-            Protocol::OpenAiResponses => Some(Self::Responses(
-                crate::responses::stream::Writer::new(created),
-            )),
+            Protocol::OpenAiChat => {
+                Self::OpenAi(crate::openai::stream::Writer::new(created, include_usage))
+            }
+            Protocol::Anthropic => Self::Anthropic(Default::default()),
+            Protocol::Gemini => Self::Gemini(crate::gemini::stream::Writer::new(true)),
+            Protocol::Bedrock => Self::Bedrock(Default::default()),
+            Protocol::Cohere => Self::Cohere(Default::default()),
+            Protocol::OpenAiResponses => {
+                Self::Responses(crate::responses::stream::Writer::new(created))
+            }
+        }
+    }
+
+    /// A writer that continues a stream someone else began (only an error event is written
+    /// after it): a Gemini JSON array is already open.
+    pub fn resumed(self) -> Self {
+        match self {
+            Self::Gemini(w) => Self::Gemini(w.resumed()),
+            other => other,
         }
     }
 

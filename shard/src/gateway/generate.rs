@@ -5,16 +5,20 @@
 //!   each candidate:
 //!     built-in mock ............ answered in-process
 //!     same protocol ............ passthrough: client bytes up (model spliced), provider bytes back
+//!                                 (a stream read on the side for its usage and its end)
 //!     other protocol ........... translate: request IR -> egress bytes; whole response read,
-//!                                 response IR -> caller's bytes; losses in x-busbar-dropped
+//!                                 response IR -> caller's bytes; losses in x-busbar-dropped;
+//!                                 a stream goes through the pair's transcoder
 //!   provider error status ....... its message, re-rendered in the caller's error shape
 //! ```
 //!
-//! Candidates are tried in order while nothing has been sent (connect failures, missing
-//! credentials, a strict refusal); once a provider may have received the request, its outcome
-//! is the answer.
+//! Candidates are tried in order while the client has seen nothing: a member that cannot be
+//! reached, lacks credentials, refuses a strict translation, answers busy / rate limited /
+//! broken (408, 429, 5xx), or whose stream fails before its first content event is replaced by
+//! the next one. The last member's outcome is the answer.
 
 use super::ingress::Ingress;
+use super::transcode::Streamed;
 use super::{egress, mock, relay, transcode};
 use crate::io::write_all;
 use crate::server::respond::{ApiError, response};
@@ -23,7 +27,7 @@ use crate::upstream::UpstreamError;
 use busbar_codec::errors::{ErrorKind, read_provider_error};
 use busbar_codec::http1::RequestHead;
 use busbar_codec::ir::{LossReport, Request, caller_id};
-use busbar_codec::openai::{scan_request, splice_model};
+use busbar_codec::openai::{ask_for_usage, scan_request, splice_model};
 use busbar_codec::stream::{StreamWriter, Transcoder, events_of};
 use busbar_codec::{Protocol, translate};
 use busbar_core::config::{Endpoint, Model};
@@ -35,6 +39,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest provider response read whole for translation.
 const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+/// Largest provider error body read.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// `max_tokens` for a protocol that requires it when neither the client nor the model's config
 /// gives one.
 const FALLBACK_MAX_TOKENS: u64 = 4096;
@@ -45,6 +51,8 @@ struct Ask {
     /// Where `model` sits in the body, when it is there (to splice on passthrough).
     span: Option<std::ops::Range<usize>>,
     stream: bool,
+    /// An OpenAI client asked for the usage chunk.
+    include_usage: bool,
 }
 
 fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
@@ -64,6 +72,7 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
                 model: model.clone(),
                 span: None,
                 stream: ingress.path_stream,
+                include_usage: false,
             })
         }
         None => {
@@ -72,6 +81,7 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
                 model: s.model,
                 span: Some(s.model_span),
                 stream: s.stream,
+                include_usage: s.include_usage,
             })
         }
     }
@@ -156,7 +166,11 @@ async fn run(
     // The request in IR form, parsed once, when some candidate needs a translation.
     let mut ir: Option<Request> = None;
     let mut last: Option<ApiError> = None;
-    for m in candidates {
+    let count = candidates.len();
+    for (n, m) in candidates.into_iter().enumerate() {
+        // Whether another member could still take the request if this one fails before the
+        // client has seen a byte.
+        let more = n + 1 < count;
         let model = &config.models[m];
         let provider = &config.providers[model.provider];
         let same = provider.protocol == p_in;
@@ -173,8 +187,22 @@ async fn run(
         }
         let query = head.target.split_once('?').map(|(_, q)| q);
         let mock_endpoint = matches!(provider.endpoint, Endpoint::Mock(_));
+        let down = |stream| transcode::Downstream {
+            stream,
+            minor: head.minor_version,
+            keep_alive,
+        };
         if same && !mock_endpoint {
-            let body = splice(body, &ask, model);
+            let mut body = splice(body, &ask, model);
+            // OpenAI streams usage only when asked: busbar always asks, to know what a stream
+            // cost, and hides the extra chunk from a client that did not ask.
+            let hide_usage = p_in == Protocol::OpenAiChat && ask.stream && !ask.include_usage;
+            if hide_usage {
+                let spliced = scan_request(&body).map(|h| ask_for_usage(&body, &h));
+                if let Ok(b) = spliced {
+                    body = Cow::Owned(b);
+                }
+            }
             let path = egress::path(provider, &model.upstream, ask.stream, query);
             let forward = egress::Forward {
                 headers: &head.headers,
@@ -184,30 +212,44 @@ async fn run(
                 Ok(r) => r,
                 Err(e) => return Outcome::Error(e),
             };
-            match shard.upstream.exchange(model.provider, request).await {
-                Ok(resp) => {
-                    return Outcome::Written(
-                        relay::relay(
-                            shard,
-                            stream,
-                            model.provider,
-                            resp,
-                            head.minor_version,
-                            keep_alive,
-                        )
-                        .await,
-                    );
-                }
+            let resp = match shard.upstream.exchange(model.provider, request).await {
+                Ok(resp) => resp,
                 Err(e) => {
                     tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
-                    let sent = e.request_sent();
                     last = Some(upstream_error(&e));
-                    if sent {
-                        break;
-                    }
                     continue;
                 }
+            };
+            let status = resp.head.status;
+            if more && retry_elsewhere(status) {
+                last = Some(refused(shard, model.provider, resp).await);
+                continue;
             }
+            if ask.stream && (200..300).contains(&status) {
+                let t = Transcoder::passthrough(
+                    p_in,
+                    p_in == Protocol::Gemini && !gemini_sse(head),
+                    hide_usage,
+                );
+                match transcode::stream(shard, down(stream), model.provider, resp, t, &[]).await {
+                    Streamed::Done(keep) => return Outcome::Written(keep),
+                    Streamed::Failed(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            }
+            return Outcome::Written(
+                relay::relay(
+                    shard,
+                    stream,
+                    model.provider,
+                    resp,
+                    head.minor_version,
+                    keep_alive,
+                )
+                .await,
+            );
         }
 
         // Translation (or the in-process mock for a non-OpenAI client).
@@ -231,25 +273,6 @@ async fn run(
         req.model = model.upstream.clone();
         let mut loss = LossReport::default();
         let created = now_secs();
-        // Streaming across protocols: only where a transcoder exists for this pair.
-        let streamable = |upstream: Protocol| {
-            if Transcoder::new(upstream, p_in, created, req.stream_usage).is_some() {
-                Ok(())
-            } else {
-                Err(ApiError::new(
-                    400,
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "stream: `{}` is served by a {} provider, and streaming from {} to {} clients is not available yet; send the request without streaming",
-                        ask.model,
-                        upstream.as_str(),
-                        upstream.as_str(),
-                        p_in.as_str()
-                    ),
-                )
-                .param("stream"))
-            }
-        };
         if mock_endpoint {
             let tokens = match &provider.endpoint {
                 Endpoint::Mock(s) => s.tokens,
@@ -258,25 +281,10 @@ async fn run(
             let mut r = busbar_codec::mock::reply(&req, tokens);
             r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
             if ask.stream {
-                let w = StreamWriter::new(p_in, created, req.stream_usage).map(|w| {
-                    if p_in == Protocol::Gemini && !gemini_sse(head) {
-                        w.gemini_json_array()
-                    } else {
-                        w
-                    }
-                });
-                let Some(mut w) = w else {
-                    return Outcome::Error(streamable(provider.protocol).err().unwrap_or_else(
-                        || {
-                            ApiError::new(
-                                400,
-                                ErrorKind::InvalidRequest,
-                                "stream: not available for this protocol yet",
-                            )
-                            .param("stream")
-                        },
-                    ));
-                };
+                let mut w = StreamWriter::new(p_in, created, req.stream_usage);
+                if p_in == Protocol::Gemini && !gemini_sse(head) {
+                    w = w.gemini_json_array();
+                }
                 let mut bytes = Vec::new();
                 for e in events_of(&r) {
                     w.event(&e, &mut bytes);
@@ -285,24 +293,18 @@ async fn run(
             }
             return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
         }
-        let transcoder = if ask.stream {
-            if let Err(e) = streamable(provider.protocol) {
-                return Outcome::Error(e);
-            }
+        let transcoder = ask.stream.then(|| {
             // The provider streams too, with its usage at the end (OpenAI sends it only when
             // asked; the client's own choice is kept by the transcoder's writer).
             req.stream = true;
             req.stream_usage = true;
-            Transcoder::new(provider.protocol, p_in, created, ir_req.stream_usage).map(|t| {
-                if p_in == Protocol::Gemini && !gemini_sse(head) {
-                    t.gemini_json_array()
-                } else {
-                    t
-                }
-            })
-        } else {
-            None
-        };
+            let t = Transcoder::new(provider.protocol, p_in, created, ir_req.stream_usage);
+            if p_in == Protocol::Gemini && !gemini_sse(head) {
+                t.gemini_json_array()
+            } else {
+                t
+            }
+        });
         let egress_body = translate::write_request(
             provider.protocol,
             &req,
@@ -342,35 +344,29 @@ async fn run(
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
-                let sent = e.request_sent();
                 last = Some(upstream_error(&e));
-                if sent {
-                    break;
-                }
                 continue;
             }
         };
+        if !(200..300).contains(&resp.head.status) {
+            let e = refused(shard, model.provider, resp).await;
+            if more && retry_elsewhere(e.status) {
+                last = Some(e);
+                continue;
+            }
+            return Outcome::Error(e);
+        }
         if let Some(t) = transcoder {
-            if (200..300).contains(&resp.head.status) {
-                let mut extra: Vec<(&str, String)> = Vec::new();
-                if !loss.is_empty() {
-                    extra.push(("x-busbar-dropped", dropped_header(&loss)));
+            let mut extra: Vec<(&str, String)> = Vec::new();
+            if !loss.is_empty() {
+                extra.push(("x-busbar-dropped", dropped_header(&loss)));
+            }
+            match transcode::stream(shard, down(stream), model.provider, resp, t, &extra).await {
+                Streamed::Done(keep) => return Outcome::Written(keep),
+                Streamed::Failed(e) => {
+                    last = Some(e);
+                    continue;
                 }
-                return Outcome::Written(
-                    transcode::stream(
-                        shard,
-                        transcode::Downstream {
-                            stream,
-                            minor: head.minor_version,
-                            keep_alive,
-                        },
-                        model.provider,
-                        resp,
-                        t,
-                        &extra,
-                    )
-                    .await,
-                );
             }
         }
         let (rhead, rbody) = match shard
@@ -379,32 +375,15 @@ async fn run(
             .await
         {
             Ok(x) => x,
-            Err(e) => return Outcome::Error(ApiError::new(502, ErrorKind::Upstream, e)),
+            Err(e) => {
+                last = Some(ApiError::new(502, ErrorKind::Upstream, e));
+                continue;
+            }
         };
-        if !(200..300).contains(&rhead.status) {
-            let amzn = rhead
-                .header("x-amzn-errortype")
-                .and_then(|v| std::str::from_utf8(v).ok());
-            let pe = read_provider_error(amzn, &rbody);
-            let mut e = ApiError::new(
-                rhead.status,
-                ErrorKind::from_status(rhead.status),
-                pe.message,
-            );
-            for name in ["retry-after", "retry-after-ms"] {
-                if let Some(v) = rhead.header(name).and_then(|v| std::str::from_utf8(v).ok()) {
-                    e = e.header(name, v.trim().to_string());
-                }
-            }
-            if let Some(code) = pe.code {
-                e = e.header("x-busbar-upstream-error", header_safe(&code, 200));
-            }
-            return Outcome::Error(e);
-        }
         let mut r = match translate::parse_response(provider.protocol, &rbody) {
             Ok(r) => r,
             Err(e) => {
-                return Outcome::Error(ApiError::new(
+                last = Some(ApiError::new(
                     502,
                     ErrorKind::Upstream,
                     format!(
@@ -413,6 +392,7 @@ async fn run(
                         provider.protocol.as_str()
                     ),
                 ));
+                continue;
             }
         };
         if r.id.is_empty() {
@@ -433,6 +413,41 @@ async fn run(
             "no provider could take the request",
         )
     }))
+}
+
+/// Whether a provider's refusal may go better on another member: it was busy, rate limited or
+/// broken, not refusing the request itself. (The full classification, with breakers, is the
+/// failover work in `core`.)
+fn retry_elsewhere(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// A provider's error response, read whole (it is small), re-rendered as the caller's error:
+/// its status, message and `Retry-After` kept, its error type in `x-busbar-upstream-error`.
+async fn refused(shard: &Shard, provider: usize, resp: crate::upstream::Response) -> ApiError {
+    let status = resp.head.status;
+    let (rhead, rbody) = match shard
+        .upstream
+        .read_to_end(provider, resp, MAX_ERROR_BODY)
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => return ApiError::new(502, ErrorKind::Upstream, e),
+    };
+    let amzn = rhead
+        .header("x-amzn-errortype")
+        .and_then(|v| std::str::from_utf8(v).ok());
+    let pe = read_provider_error(amzn, &rbody);
+    let mut e = ApiError::new(status, ErrorKind::from_status(status), pe.message);
+    for name in ["retry-after", "retry-after-ms"] {
+        if let Some(v) = rhead.header(name).and_then(|v| std::str::from_utf8(v).ok()) {
+            e = e.header(name, v.trim().to_string());
+        }
+    }
+    if let Some(code) = pe.code {
+        e = e.header("x-busbar-upstream-error", header_safe(&code, 200));
+    }
+    e
 }
 
 /// The caller's response: the IR written in its protocol, with the losses of both directions.
@@ -489,7 +504,7 @@ fn dropped_header(loss: &LossReport) -> String {
 
 /// A provider-chosen string made safe for a header value: visible ASCII and spaces only (no CR
 /// or LF can split the response), at most `max` bytes.
-fn header_safe(s: &str, max: usize) -> String {
+pub(super) fn header_safe(s: &str, max: usize) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(max)

@@ -63,14 +63,6 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Whether the request may have reached the provider (then it must not be resent elsewhere
-    /// blindly: it may already be generating, and billing).
-    pub(crate) fn request_sent(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::HeadTimeout(..) | UpstreamError::Closed(_) | UpstreamError::BadHead(..)
-        )
-    }
 
     /// Whether this is a timeout (504) rather than a failure (502).
     pub(crate) fn is_timeout(&self) -> bool {
