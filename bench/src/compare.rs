@@ -8,6 +8,12 @@
 //!              CPU per request = proxy's utime+stime over the through loads / requests served
 //! ```
 //! Starts alternate between proxies so that machine noise falls on both alike.
+//!
+//! With `--provider` other than `openai`, busbar's provider speaks that protocol: the client
+//! still sends OpenAI Chat, busbar translates (and transcodes the stream), and the direct
+//! baseline is the same request in the provider's own protocol, sent straight to the mock, so
+//! "added" is what the translation costs over a native call. Time to first byte is what a
+//! streaming client waits for its first event (busbar sends its head with the first content).
 
 use crate::load::{self, LoadReport, LoadSpec, Target};
 use crate::procfs;
@@ -33,6 +39,8 @@ pub(crate) struct CompareSpec {
     pub(crate) json: Option<PathBuf>,
     /// Extra arguments for busbar (e.g. `--driver epoll`).
     pub(crate) busbar_args: Vec<String>,
+    /// The protocol busbar's provider speaks (the client always speaks OpenAI Chat).
+    pub(crate) provider: busbar_codec::Protocol,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,6 +61,9 @@ impl Proxy {
 /// One fresh start's numbers.
 #[derive(Default, Clone)]
 struct RunResult {
+    added_ttfb_p50: f64,
+    added_ttfb_p99: f64,
+    through_ttfb_p50: f64,
     added_p50: f64,
     added_p99: f64,
     added_p999: f64,
@@ -69,6 +80,9 @@ struct RunResult {
 type Metric = (&'static str, fn(&RunResult) -> f64);
 
 const METRICS: &[Metric] = &[
+    ("added TTFB p50 (us), c=1", |r| r.added_ttfb_p50),
+    ("added TTFB p99 (us), c=1", |r| r.added_ttfb_p99),
+    ("through TTFB p50 (us), c=1", |r| r.through_ttfb_p50),
     ("added latency p50 (us), c=1", |r| r.added_p50),
     ("added latency p99 (us), c=1", |r| r.added_p99),
     ("added latency p99.9 (us), c=1", |r| r.added_p999),
@@ -158,8 +172,15 @@ fn start_proxy(proxy: Proxy, spec: &CompareSpec, mock_port: u16) -> Result<Runni
             std::fs::write(
                 &cfg,
                 format!(
-                    "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.mock]\nprotocol = \"openai\"\nbase_url = \"http://127.0.0.1:{mock_port}/v1\"\n\
-                     [models.mock-model]\nprovider = \"mock\"\nupstream = \"mock-model\"\n"
+                    "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.mock]\nprotocol = \"{}\"\nbase_url = \"http://127.0.0.1:{mock_port}{}\"\n{}\
+                     [models.mock-model]\nprovider = \"mock\"\nupstream = \"mock-model\"\n",
+                    spec.provider.as_str(),
+                    base_path(spec.provider),
+                    if spec.provider == busbar_codec::Protocol::Bedrock {
+                        "auth = \"none\"\n"
+                    } else {
+                        ""
+                    },
                 ),
             )
             .map_err(|e| e.to_string())?;
@@ -224,8 +245,50 @@ fn start_proxy(proxy: Proxy, spec: &CompareSpec, mock_port: u16) -> Result<Runni
     }
 }
 
-fn load_at(spec: &CompareSpec, port: u16, concurrency: usize) -> Result<LoadReport, String> {
-    let target = Target::parse(&format!("http://127.0.0.1:{port}/v1/chat/completions"))?;
+/// Where busbar's provider lives on the mock, by protocol.
+fn base_path(p: busbar_codec::Protocol) -> &'static str {
+    use busbar_codec::Protocol::*;
+    match p {
+        OpenAiChat | OpenAiResponses | Anthropic => "/v1",
+        Gemini => "/v1beta",
+        Cohere => "/v2",
+        Bedrock => "",
+    }
+}
+
+/// A request, where it goes.
+#[derive(Clone)]
+struct Call {
+    path: String,
+    body: String,
+}
+
+/// The client's OpenAI request, as the provider's protocol asks it of the mock directly.
+fn native(spec: &CompareSpec) -> Result<Call, String> {
+    use busbar_codec::Protocol::*;
+    let ir = busbar_codec::openai::parse_request(spec.body.as_bytes())
+        .map_err(|e| format!("--body: {e}"))?;
+    let mut loss = busbar_codec::ir::LossReport::default();
+    let body = busbar_codec::translate::write_request(spec.provider, &ir, 4096, &mut loss);
+    let m = &ir.model;
+    let path = match (spec.provider, ir.stream) {
+        (OpenAiChat, _) => "/v1/chat/completions".to_string(),
+        (OpenAiResponses, _) => "/v1/responses".into(),
+        (Anthropic, _) => "/v1/messages".into(),
+        (Gemini, true) => format!("/v1beta/models/{m}:streamGenerateContent?alt=sse"),
+        (Gemini, false) => format!("/v1beta/models/{m}:generateContent"),
+        (Cohere, _) => "/v2/chat".into(),
+        (Bedrock, true) => format!("/model/{m}/converse-stream"),
+        (Bedrock, false) => format!("/model/{m}/converse"),
+    };
+    Ok(Call {
+        path,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn load_at(spec: &CompareSpec, port: u16, call: &Call, concurrency: usize) -> Result<LoadReport, String> {
+    let target = Target::parse(&format!("http://127.0.0.1:{port}{}", call.path))?;
     load::run(
         LoadSpec {
             target,
@@ -233,7 +296,7 @@ fn load_at(spec: &CompareSpec, port: u16, concurrency: usize) -> Result<LoadRepo
             rate: None,
             warmup: spec.warmup,
             duration: spec.duration,
-            body: spec.body.clone().into_bytes(),
+            body: call.body.clone().into_bytes(),
             headers: Vec::new(),
         },
         Some(spec.load_cpu),
@@ -242,6 +305,10 @@ fn load_at(spec: &CompareSpec, port: u16, concurrency: usize) -> Result<LoadRepo
 
 fn q(r: &LoadReport, quantile: f64) -> f64 {
     r.latency_us.value_at_quantile(quantile) as f64
+}
+
+fn first_byte(r: &LoadReport, quantile: f64) -> f64 {
+    r.ttfb_us.value_at_quantile(quantile) as f64
 }
 
 fn one_run(
@@ -254,16 +321,24 @@ fn one_run(
     // A moment to settle before the idle reading (not a synchronisation: readiness was awaited).
     std::thread::sleep(Duration::from_millis(300));
     let idle = p.mem_kib("VmRSS");
-    let direct1 = load_at(spec, mock_port, 1)?;
+    let direct = native(spec)?;
+    let through = Call {
+        path: "/v1/chat/completions".into(),
+        body: spec.body.clone(),
+    };
+    let direct1 = load_at(spec, mock_port, &direct, 1)?;
     let cpu_before = p.cpu_ticks();
-    let through1 = load_at(spec, p.port, 1)?;
-    let through64 = load_at(spec, p.port, 64)?;
+    let through1 = load_at(spec, p.port, &through, 1)?;
+    let through64 = load_at(spec, p.port, &through, 64)?;
     let cpu_after = p.cpu_ticks();
-    let direct64 = load_at(spec, mock_port, 64)?;
+    let direct64 = load_at(spec, mock_port, &direct, 64)?;
     let peak = p.mem_kib("VmHWM");
     terminate(&mut p.child);
     let served = (through1.completed + through64.completed).max(1) as f64;
     Ok(RunResult {
+        added_ttfb_p50: first_byte(&through1, 0.5) - first_byte(&direct1, 0.5),
+        added_ttfb_p99: first_byte(&through1, 0.99) - first_byte(&direct1, 0.99),
+        through_ttfb_p50: first_byte(&through1, 0.5),
         added_p50: q(&through1, 0.5) - q(&direct1, 0.5),
         added_p99: q(&through1, 0.99) - q(&direct1, 0.99),
         added_p999: q(&through1, 0.999) - q(&direct1, 0.999),
@@ -294,6 +369,9 @@ pub(crate) fn run(spec: CompareSpec) -> Result<(), String> {
     let tps = procfs::ticks_per_second();
 
     let mut proxies = vec![Proxy::Busbar];
+    if spec.nginx && spec.provider != busbar_codec::Protocol::OpenAiChat {
+        return Err("--nginx compares a same-protocol proxy: use it with --provider openai".into());
+    }
     if spec.nginx {
         proxies.push(Proxy::Nginx);
     }
@@ -320,8 +398,14 @@ pub(crate) fn run(spec: CompareSpec) -> Result<(), String> {
         })
         .collect();
     println!(
-        "busbar-bench compare: {} fresh starts each, medians; proxy on cpu {}, mock and load on cpu {}; {:?} per load after {:?} warm-up; busbar args {:?}",
-        spec.runs, spec.proxy_cpu, spec.load_cpu, spec.duration, spec.warmup, spec.busbar_args
+        "busbar-bench compare: {} fresh starts each, medians; proxy on cpu {}, mock and load on cpu {}; {:?} per load after {:?} warm-up; busbar args {:?}; client openai -> provider {}",
+        spec.runs,
+        spec.proxy_cpu,
+        spec.load_cpu,
+        spec.duration,
+        spec.warmup,
+        spec.busbar_args,
+        spec.provider.as_str()
     );
     let mut header = format!("{:<32}", "metric");
     for p in &proxies {

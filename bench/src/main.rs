@@ -22,6 +22,8 @@ use std::time::Duration;
 const DEFAULT_BODY: &str =
     r#"{"model":"mock-model","messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
 
+const STREAM_BODY: &str = r#"{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"hello"}],"max_tokens":16}"#;
+
 #[derive(Parser)]
 #[command(
     name = "busbar-bench",
@@ -121,6 +123,13 @@ enum Cmd {
         /// An extra argument for busbar (repeatable), e.g. `--busbar-arg=--driver --busbar-arg=epoll`.
         #[arg(long = "busbar-arg", allow_hyphen_values = true)]
         busbar_args: Vec<String>,
+        /// The protocol of busbar's provider (openai, responses, anthropic, gemini, cohere,
+        /// bedrock): other than openai, busbar translates the client's OpenAI requests.
+        #[arg(long, default_value = "openai")]
+        provider: String,
+        /// Stream (`"stream": true` in the default body).
+        #[arg(long)]
+        stream: bool,
     },
 }
 
@@ -201,7 +210,17 @@ fn main() -> ExitCode {
             body,
             json,
             busbar_args,
-        } => compare::run(compare::CompareSpec {
+            provider,
+            stream,
+        } => (|| {
+            let provider = busbar_codec::Protocol::from_name(&provider)
+                .ok_or_else(|| format!("--provider: unknown protocol `{provider}`"))?;
+            let body = if stream && body == DEFAULT_BODY {
+                STREAM_BODY.to_string()
+            } else {
+                body
+            };
+            compare::run(compare::CompareSpec {
             busbar,
             runs: runs.max(1),
             proxy_cpu: busbar_cpu,
@@ -212,7 +231,9 @@ fn main() -> ExitCode {
             body,
             json,
             busbar_args,
-        }),
+            provider,
+            })
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

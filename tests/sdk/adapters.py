@@ -377,3 +377,82 @@ def _bedrock_stream_tool(self, model):
 
 Bedrock.stream_text = _bedrock_stream_text
 Bedrock.stream_tool = _bedrock_stream_tool
+
+
+# A stream that breaks mid-way: (the text that came before, the error as the SDK surfaced it).
+# Each SDK's own way: OpenAI, Anthropic, Gemini and boto3 raise from the stream iterator; the
+# Responses API reports `response.failed` (or `error`) as a typed event; Cohere ends with
+# `message-end`, `finish_reason: ERROR` and the error text.
+
+def _openai_stream_broken(self, model, prompt):
+    text = ""
+    try:
+        for chunk in self.c.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}], stream=True):
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+    except openai.APIError as e:
+        return text, e.message
+    return text, None
+
+
+def _responses_stream_broken(self, model, prompt):
+    text = ""
+    with self.c.responses.stream(model=model, input=prompt) as s:
+        for ev in s:
+            if ev.type == "response.output_text.delta":
+                text += ev.delta
+            if ev.type == "response.failed":
+                return text, ev.response.error.message
+            if ev.type == "error":
+                return text, ev.message
+    return text, None
+
+
+def _anthropic_stream_broken(self, model, prompt):
+    text = ""
+    try:
+        with self.c.messages.stream(model=model, max_tokens=256, messages=[{"role": "user", "content": prompt}]) as s:
+            for t in s.text_stream:
+                text += t
+    except anthropic.APIError as e:
+        return text, e.message
+    return text, None
+
+
+def _gemini_stream_broken(self, model, prompt):
+    text = ""
+    try:
+        for c in self.c.models.generate_content_stream(model=model, contents=prompt):
+            text += c.text or ""
+    except genai.errors.APIError as e:
+        return text, e.message
+    return text, None
+
+
+def _cohere_stream_broken(self, model, prompt):
+    text = ""
+    for ev in self.c.chat_stream(model=model, messages=[{"role": "user", "content": prompt}], request_options=NO_RETRY):
+        if ev.type == "content-delta":
+            text += ev.delta.message.content.text or ""
+        if ev.type == "message-end" and ev.delta.finish_reason == "ERROR":
+            return text, ev.delta.error
+    return text, None
+
+
+def _bedrock_stream_broken(self, model, prompt):
+    text = ""
+    try:
+        for ev in self.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": prompt}]}])["stream"]:
+            if "contentBlockDelta" in ev:
+                text += ev["contentBlockDelta"]["delta"].get("text", "")
+    except botocore.exceptions.EventStreamError as e:
+        return text, e.response["Error"]["Message"]
+    return text, None
+
+
+OpenAIChat.stream_broken = _openai_stream_broken
+OpenAIResponses.stream_broken = _responses_stream_broken
+Anthropic.stream_broken = _anthropic_stream_broken
+Gemini.stream_broken = _gemini_stream_broken
+Cohere.stream_broken = _cohere_stream_broken
+Bedrock.stream_broken = _bedrock_stream_broken

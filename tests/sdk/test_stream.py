@@ -177,3 +177,26 @@ def test_stream_pair(sdk, egress, matrix):
     assert text.startswith("alpha beta gamma"), text
     assert out_tokens > 0
     assert client.stream_tool(f"via-{egress}") == ("get_weather", {"city": "mock"})
+
+
+# What reaches the client when the provider's stream breaks after some text: the provider's own
+# error event (translated), or busbar's when the provider sent garbage or reset the connection.
+BREAK_MESSAGE = {
+    "error": "mock: the stream broke as requested",
+    "garbage": "unreadable stream",
+    "reset": "ended before it was complete",
+}
+
+
+@pytest.mark.parametrize("how", list(BREAK_MESSAGE))
+@pytest.mark.parametrize("egress", EGRESS)
+@pytest.mark.parametrize("sdk", adapters.ALL, ids=lambda a: a.name)
+def test_stream_broken_mid_way_raises_the_sdks_error(sdk, egress, how, matrix):
+    """All 36 pairs: a stream that breaks after its first words ends with an error the SDK
+    surfaces in its own way, after the words that did come; never as a whole answer."""
+    client = sdk(matrix.url, CLIENT_KEY)
+    text, err = client.stream_broken(f"via-{egress}", f"alpha beta gamma delta mock-break={how}")
+    assert err is not None, f"no error surfaced; text {text!r}"
+    assert BREAK_MESSAGE[how] in err or (how == "garbage" and "ended before" in err), err
+    assert text.startswith("alpha"), text
+    assert "delta" not in text, text

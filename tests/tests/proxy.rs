@@ -117,21 +117,15 @@ fn chunked_sse_passes_through_byte_for_byte_and_as_it_arrives() {
         let (gate_tx, gate_rx) = channel();
         let gate = Mutex::new(Some(gate_rx));
         let events = [
-            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n",
-            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
-            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\ndata: [DONE]\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\ndata: [DONE]\n\n",
         ];
         let mut parts = vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()];
         parts[0]
             .extend_from_slice(format!("{:x}\r\n{}\r\n", events[0].len(), events[0]).as_bytes());
         parts.push(format!("{:x}\r\n{}\r\n", events[1].len(), events[1]).into_bytes());
         parts.push(format!("{:x}\r\n{}\r\n0\r\n\r\n", events[2].len(), events[2]).into_bytes());
-        let upstream_raw: Vec<u8> = parts.concat();
-        let head_len = upstream_raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap()
-            + 4;
         let parts_for_script = parts.clone();
         let p = Scripted::start(move |_| {
             Action::Gated(
@@ -144,15 +138,15 @@ fn chunked_sse_passes_through_byte_for_byte_and_as_it_arrives() {
         let mut c = Client::connect(b.addr);
         let body = r#"{"model":"gpt-test","stream":true,"messages":[]}"#;
         c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{k}: {v}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
-        // The first event arrives while the provider has not sent the second: nothing is held back.
-        let first = c.read_at_least(1);
-        let mut seen = first;
-        while !String::from_utf8_lossy(&seen).contains("\"role\"") {
+        // The first content arrives while the provider has not sent the rest: nothing is held
+        // back once the stream has content.
+        let mut seen = c.read_at_least(1);
+        while !String::from_utf8_lossy(&seen).contains("Hel") {
             seen = c.read_at_least(seen.len() + 1);
         }
-        assert!(!String::from_utf8_lossy(&seen).contains("Hel"));
+        assert!(!String::from_utf8_lossy(&seen).contains("lo\""));
         gate_tx.send(()).unwrap();
-        while !String::from_utf8_lossy(&seen).contains("Hel") {
+        while !String::from_utf8_lossy(&seen).contains("lo\"") {
             seen = c.read_at_least(seen.len() + 1);
         }
         assert!(!String::from_utf8_lossy(&seen).contains("[DONE]"));
@@ -160,14 +154,35 @@ fn chunked_sse_passes_through_byte_for_byte_and_as_it_arrives() {
         let r = c.read_response();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("transfer-encoding"), Some("chunked"));
-        assert_eq!(
-            r.raw_body,
-            &upstream_raw[head_len..],
-            "chunked body relayed byte for byte"
-        );
-        assert_eq!(r.text(), events.concat());
+        // busbar asked for the usage the client did not ask for, and hid it: every other byte
+        // is the provider's.
+        let sent: serde_json::Value = serde_json::from_slice(&p.next_request().body).unwrap();
+        assert_eq!(sent["stream_options"], serde_json::json!({"include_usage": true}));
+        assert_eq!(sent["messages"], serde_json::json!([]));
+        let all = events.concat();
+        let usage_chunk = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n";
+        assert_eq!(r.text(), all.replace(usage_chunk, ""));
         b.stop();
     }
+}
+
+#[test]
+fn a_client_that_asks_for_usage_gets_the_providers_stream_untouched() {
+    let events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n: keep-alive comment\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{events}",
+        events.len()
+    );
+    let p = Scripted::start(move |_| Action::Reply(reply.clone().into_bytes()));
+    let b = start(&p.addr.to_string(), "", "epoll");
+    let (k, v) = auth();
+    let body = r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    let r = Client::connect(b.addr).post_json("/v1/chat/completions", body, &[(k, &v)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), events);
+    let sent = p.next_request().body;
+    assert_eq!(sent, body.replace("gpt-test", "mock-model").as_bytes());
+    b.stop();
 }
 
 #[test]
@@ -381,5 +396,108 @@ fn provider_without_its_key_is_503_naming_the_variable() {
     assert_eq!(r.status, 503);
     assert!(r.text().contains("PROXY_TEST_PROVIDER_KEY"), "{}", r.text());
     assert_eq!(p.connections(), 0);
+    b.stop();
+}
+
+fn sse_reply(events: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n0\r\n\r\n",
+        events.len()
+    )
+    .into_bytes()
+}
+
+const GOOD_STREAM: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"fine\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+
+#[test]
+fn a_stream_that_fails_before_its_first_event_is_replaced_by_the_next_member() {
+    // Four ways to fail before any content: an error event first, a 200 whose body ends at
+    // once, a 503, and (across protocols) an Anthropic stream that is overloaded after
+    // message_start.
+    let failing: Vec<(&str, Action)> = vec![
+        (
+            "openai",
+            Action::Reply(sse_reply(
+                "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n",
+            )),
+        ),
+        (
+            "openai",
+            Action::Stream(
+                vec![b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n".to_vec()],
+                true,
+            ),
+        ),
+        (
+            "openai",
+            Action::Reply(json_response(
+                503,
+                r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            )),
+        ),
+        (
+            "anthropic",
+            Action::Reply(sse_reply(
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\nevent: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+            )),
+        ),
+    ];
+    for (protocol, action) in failing {
+        let action = std::sync::Mutex::new(Some(action));
+        let bad = Scripted::start(move |_| {
+            action
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or(Action::Reply(sse_reply(GOOD_STREAM)))
+        });
+        let good = Scripted::start(|_| Action::Reply(sse_reply(GOOD_STREAM)));
+        let extra = format!(
+            r#"
+[providers.bad]
+protocol = "{protocol}"
+base_url = "http://{}/v1"
+api_key_env = "PROXY_TEST_PROVIDER_KEY"
+[models.bad-model]
+provider = "bad"
+[pools.steady]
+members = [{{ model = "bad-model", weight = 1000 }}, {{ model = "gpt-test", weight = 1 }}]
+"#,
+            bad.addr
+        );
+        let b = start(&good.addr.to_string(), &extra, "epoll");
+        let (k, v) = auth();
+        let r = Client::connect(b.addr).post_json(
+            "/v1/chat/completions",
+            r#"{"model":"steady","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            &[(k, &v)],
+        );
+        assert_eq!(r.status, 200, "{protocol}: {}", r.text());
+        assert_eq!(r.text(), GOOD_STREAM, "{protocol}: only the good member's stream");
+        assert!(bad.try_next().is_some(), "{protocol}: the first member was tried");
+        assert!(good.try_next().is_some(), "{protocol}: then the next");
+        b.stop();
+    }
+}
+
+#[test]
+fn a_lone_provider_that_fails_before_its_stream_begins_is_an_error_response() {
+    let p = Scripted::start(|_| {
+        Action::Reply(sse_reply(
+            "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n",
+        ))
+    });
+    let b = start(&p.addr.to_string(), "", "epoll");
+    let (k, v) = auth();
+    let r = Client::connect(b.addr).post_json(
+        "/v1/chat/completions",
+        r#"{"model":"gpt-test","stream":true,"messages":[]}"#,
+        &[(k, &v)],
+    );
+    // Nothing was streamed yet, so the client gets a plain error it can retry on.
+    assert_eq!(r.status, 502, "{}", r.text());
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("The server had an error"), "{msg}");
+    assert_eq!(r.header("x-busbar-upstream-error"), Some("server_error"));
     b.stop();
 }

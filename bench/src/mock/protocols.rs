@@ -142,7 +142,8 @@ pub(super) async fn handle(
 }
 
 /// Streams the reply event by event in the protocol's own stream format (chunked), with the
-/// steered gap between text deltas. A steered break cuts it after `break_after` text deltas:
+/// steered gap between text deltas. A steered break cuts it after `break_after` text deltas
+/// (0: before the first block):
 /// with the protocol's own error event (then a clean end), with bytes that are no frame of the
 /// protocol, or with a TCP reset.
 pub(super) async fn stream_reply(
@@ -165,6 +166,10 @@ pub(super) async fn stream_reply(
     };
     let mut texts = 0;
     for e in events_of(r) {
+        if let (Some(brk), 0, Event::BlockStart { .. }) = (steer.brk, steer.break_after, &e) {
+            // Broken before any content.
+            return break_stream(stream, w, brk, protocol).await;
+        }
         let mut body = Vec::new();
         w.event(&e, &mut body);
         if !body.is_empty() {

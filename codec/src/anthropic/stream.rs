@@ -50,7 +50,7 @@ impl Parser {
     pub fn event(&mut self, e: &sse::Event, out: &mut Vec<Event>) {
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
             out.push(Event::Error {
-                code: None,
+                code: Some(crate::stream::MALFORMED.into()),
                 message: format!("unreadable stream event: {}", e.data),
             });
             return;

@@ -66,7 +66,7 @@ impl Parser {
     pub fn event(&mut self, e: &sse::Event, out: &mut Vec<Event>) {
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
             out.push(Event::Error {
-                code: None,
+                code: Some(crate::stream::MALFORMED.into()),
                 message: format!("unreadable stream event: {}", e.data),
             });
             return;
@@ -167,6 +167,17 @@ impl Parser {
                 if let Some(index) = self.index(true, wire) {
                     out.push(Event::BlockStop { index });
                 }
+            }
+            "message-end" if v["delta"]["finish_reason"] == "ERROR" => {
+                // A generation that failed in mid-stream.
+                let e = &v["delta"]["error"];
+                out.push(Event::Error {
+                    code: Some("ERROR".into()),
+                    message: e
+                        .as_str()
+                        .unwrap_or("the generation failed in mid-stream")
+                        .to_string(),
+                });
             }
             "message-end" => {
                 let d = &v["delta"];

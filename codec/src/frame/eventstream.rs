@@ -78,6 +78,18 @@ impl Decoder {
 
     /// Feeds bytes; calls `out` with every message they complete.
     pub fn feed(&mut self, input: &[u8], mut out: impl FnMut(Message)) -> Result<(), FrameError> {
+        self.feed_at(input, |_, m| out(m))
+    }
+
+    /// As `feed`, with where in `input` each message ended (the offset just past its last
+    /// byte).
+    pub fn feed_at(
+        &mut self,
+        input: &[u8],
+        mut out: impl FnMut(usize, Message),
+    ) -> Result<(), FrameError> {
+        // Bytes held from earlier reads: a message that completes now ends in `input`.
+        let held = self.buf.len();
         self.buf.extend_from_slice(input);
         let mut start = 0;
         while self.buf.len() - start >= PRELUDE {
@@ -106,10 +118,13 @@ impl Decoder {
                 return Err(FrameError::Malformed("headers overrun the message".into()));
             }
             let headers = parse_headers(&msg[PRELUDE..PRELUDE + headers_len])?;
-            out(Message {
-                headers,
-                payload: msg[PRELUDE + headers_len..total - 4].to_vec(),
-            });
+            out(
+                (start + total).saturating_sub(held),
+                Message {
+                    headers,
+                    payload: msg[PRELUDE + headers_len..total - 4].to_vec(),
+                },
+            );
             start += total;
         }
         self.buf.drain(..start);

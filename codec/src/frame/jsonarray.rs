@@ -53,10 +53,19 @@ impl Decoder {
 
     /// Feeds bytes; calls `out` with the bytes of every element they complete.
     pub fn feed(&mut self, input: &[u8], mut out: impl FnMut(&[u8])) -> Result<(), FrameError> {
+        self.feed_at(input, |_, e| out(e))
+    }
+
+    /// As `feed`, with where in `input` each element ended (the offset just past its `}`).
+    pub fn feed_at(
+        &mut self,
+        input: &[u8],
+        mut out: impl FnMut(usize, &[u8]),
+    ) -> Result<(), FrameError> {
         let bad = |c: u8, what: &str| {
             FrameError::Malformed(format!("unexpected {:?} {what}", char::from(c)))
         };
-        for &c in input {
+        for (i, &c) in input.iter().enumerate() {
             match &mut self.state {
                 State::Start => match c {
                     b'[' => {
@@ -105,7 +114,7 @@ impl Decoder {
                         b'}' | b']' => {
                             *depth -= 1;
                             if *depth == 0 {
-                                out(&self.element);
+                                out(i + 1, &self.element);
                                 self.element.clear();
                                 self.state = State::Between {
                                     need_element: false,

@@ -51,12 +51,22 @@ impl Decoder {
 
     /// Feeds bytes; calls `out` with every event they complete.
     pub fn feed(&mut self, input: &[u8], mut out: impl FnMut(Event)) -> Result<(), FrameError> {
-        for &b in input {
+        self.feed_at(input, |_, e| out(e))
+    }
+
+    /// As `feed`, with where in `input` each event ended (the offset just past the byte that
+    /// completed it): what a relay of the raw bytes needs to release them event by event.
+    pub fn feed_at(
+        &mut self,
+        input: &[u8],
+        mut out: impl FnMut(usize, Event),
+    ) -> Result<(), FrameError> {
+        for (i, &b) in input.iter().enumerate() {
             match b {
                 b'\n' if self.after_cr => self.after_cr = false,
                 b'\r' | b'\n' => {
                     self.after_cr = b == b'\r';
-                    self.end_line(&mut out);
+                    self.end_line(&mut |e| out(i + 1, e));
                 }
                 _ => {
                     self.after_cr = false;

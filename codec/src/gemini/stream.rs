@@ -71,7 +71,7 @@ impl Parser {
     pub fn chunk(&mut self, data: &[u8], out: &mut Vec<Event>) {
         let Ok(v) = serde_json::from_slice::<Value>(data) else {
             out.push(Event::Error {
-                code: None,
+                code: Some(crate::stream::MALFORMED.into()),
                 message: format!("unreadable stream chunk: {}", String::from_utf8_lossy(data)),
             });
             return;
@@ -190,6 +190,17 @@ impl Parser {
                 self.ended = true;
                 out.push(Event::End);
             }
+        }
+    }
+
+    /// The HTTP body ended on its own framing. A Gemini stream has no closing event of its
+    /// own (its last chunk carries a `finishReason`): a body that ends cleanly after some
+    /// chunks is a whole stream.
+    pub fn end_of_body(&mut self, out: &mut Vec<Event>) {
+        if self.started && !self.ended {
+            self.close(out);
+            self.ended = true;
+            out.push(Event::End);
         }
     }
 }

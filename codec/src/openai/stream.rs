@@ -54,7 +54,7 @@ impl Parser {
         }
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
             out.push(Event::Error {
-                code: None,
+                code: Some(crate::stream::MALFORMED.into()),
                 message: format!("unreadable stream chunk: {}", e.data),
             });
             return;

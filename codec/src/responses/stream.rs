@@ -50,7 +50,7 @@ impl Parser {
     pub fn event(&mut self, e: &sse::Event, out: &mut Vec<Event>) {
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
             out.push(Event::Error {
-                code: None,
+                code: Some(crate::stream::MALFORMED.into()),
                 message: format!("unreadable stream event: {}", e.data),
             });
             return;
@@ -383,10 +383,17 @@ impl Writer {
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {
-                self.emit(
-                    out,
-                    json!({"type": "error", "code": code, "message": message, "param": null}),
-                );
+                if self.started {
+                    // A response under way fails as a whole: `response.failed`, its error set.
+                    let mut r = self.response("failed");
+                    r["error"] = json!({"code": code.as_deref().unwrap_or("server_error"), "message": message});
+                    self.emit(out, json!({"type": "response.failed", "response": r}));
+                } else {
+                    self.emit(
+                        out,
+                        json!({"type": "error", "code": code, "message": message, "param": null}),
+                    );
+                }
             }
             Event::End => {
                 for index in self.open.iter().map(|i| i.index).collect::<Vec<_>>() {

@@ -100,6 +100,9 @@ pub enum Event {
 use crate::Protocol;
 use crate::frame::{FrameError, eventstream, jsonarray, sse};
 
+/// The error code of an upstream event no parser could read.
+pub const MALFORMED: &str = "malformed_stream";
+
 /// Largest single upstream event a transcoder accepts.
 pub const MAX_EVENT: usize = 4 * 1024 * 1024;
 
@@ -144,17 +147,17 @@ impl Reader {
     }
 
     /// Frames `input`; for every whole upstream event, its IR events go to `events` and
-    /// `frame` is called with the event's SSE form (when it has one) and how many IR events it
-    /// gave.
+    /// `frame` is called with where in `input` the event ended, its SSE form (when it has one)
+    /// and the IR events it gave.
     fn feed(
         &mut self,
         input: &[u8],
         events: &mut Vec<Event>,
-        mut frame: impl FnMut(Option<&sse::Event>, &[Event]),
+        mut frame: impl FnMut(usize, Option<&sse::Event>, &[Event]),
     ) -> Result<(), FrameError> {
         let Self { framer, parser } = self;
         match framer {
-            Framer::Sse(d) => d.feed(input, |e| {
+            Framer::Sse(d) => d.feed_at(input, |end, e| {
                 let before = events.len();
                 match parser {
                     Parser::OpenAi(p) => p.event(&e, events),
@@ -164,22 +167,29 @@ impl Reader {
                     Parser::Responses(p) => p.event(&e, events),
                     Parser::Bedrock(_) => {}
                 }
-                frame(Some(&e), &events[before..]);
+                frame(end, Some(&e), &events[before..]);
             }),
-            Framer::EventStream(d) => d.feed(input, |m| {
+            Framer::EventStream(d) => d.feed_at(input, |end, m| {
                 if let Parser::Bedrock(p) = parser {
                     let before = events.len();
                     p.message(&m, events);
-                    frame(None, &events[before..]);
+                    frame(end, None, &events[before..]);
                 }
             }),
-            Framer::JsonArray(d) => d.feed(input, |chunk| {
+            Framer::JsonArray(d) => d.feed_at(input, |end, chunk| {
                 if let Parser::Gemini(p) = parser {
                     let before = events.len();
                     p.chunk(chunk, events);
-                    frame(None, &events[before..]);
+                    frame(end, None, &events[before..]);
                 }
             }),
+        }
+    }
+
+    /// The upstream body ended on its own framing (not cut off).
+    fn end_of_body(&mut self, events: &mut Vec<Event>) {
+        if let Parser::Gemini(p) = &mut self.parser {
+            p.end_of_body(events);
         }
     }
 
@@ -198,13 +208,22 @@ impl Reader {
 enum Output {
     /// Another protocol: every IR event written in the client's.
     Write(StreamWriter),
-    /// The same protocol: the provider's bytes as they are. `writer` writes only an error event
-    /// of busbar's own (a stream cut short). With `hide_usage`, an OpenAI usage chunk the client
-    /// did not ask for is left out (the events are written back in OpenAI's own framing).
+    /// The same protocol: the provider's bytes as they are, released one whole, readable event
+    /// at a time (`held`: the bytes of the event still arriving), so a malformed event never
+    /// reaches the client. `writer` writes only an error event of busbar's own. With
+    /// `hide_usage`, an OpenAI usage chunk the client did not ask for is left out (the events
+    /// are then written back in OpenAI's own framing).
     Pass {
         writer: StreamWriter,
+        held: Vec<u8>,
         hide_usage: bool,
     },
+}
+
+/// Whether an upstream event was unreadable (the parsers' own error, not the provider's).
+fn malformed(got: &[Event]) -> bool {
+    got.iter()
+        .any(|e| matches!(e, Event::Error { code: Some(c), .. } if c == MALFORMED))
 }
 
 /// A provider's stream on its way to a client, one event at a time: transcoded to another
@@ -243,6 +262,7 @@ impl Transcoder {
             Reader::new(protocol, json_array),
             Output::Pass {
                 writer,
+                held: Vec::new(),
                 hide_usage: hide_usage && protocol == Protocol::OpenAiChat,
             },
         )
@@ -260,7 +280,8 @@ impl Transcoder {
         }
     }
 
-    /// Notes what the events mean for the gateway; `write`: whether they go to the writer.
+    /// Notes what the events mean for the gateway, and writes them for the client (in
+    /// passthrough, only an unreadable event's error: the provider's own bytes are the rest).
     fn take_events(&mut self, out: &mut Vec<u8>) {
         for e in self.events.drain(..) {
             if self.ended || self.error.is_some() {
@@ -279,37 +300,72 @@ impl Transcoder {
                 Event::Start { .. } => {}
                 _ => self.committed = true,
             }
-            if let Output::Write(w) = &mut self.output {
-                w.event(&e, out);
+            match &mut self.output {
+                Output::Write(w) => w.event(&e, out),
+                Output::Pass { writer, .. } if malformed(std::slice::from_ref(&e)) => {
+                    writer.event(&e, out);
+                }
+                Output::Pass { .. } => {}
             }
         }
     }
 
     /// Feeds upstream bytes; appends whatever client bytes they complete to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let hide = matches!(
-            self.output,
+        let failed = self.error.is_some();
+        let Self {
+            reader,
+            events,
+            output,
+            ..
+        } = self;
+        match output {
+            Output::Write(_) => reader.feed(input, events, |_, _, _| {})?,
             Output::Pass {
-                hide_usage: true,
+                held,
+                hide_usage: false,
                 ..
+            } => {
+                // Released: `input` up to the end of the last whole, readable event.
+                let mut released = 0;
+                let mut bad = failed;
+                let res = reader.feed(input, events, |end, _, got| {
+                    bad |= malformed(got);
+                    if !bad {
+                        out.append(held);
+                        out.extend_from_slice(&input[released..end]);
+                        released = end;
+                    }
+                });
+                if !bad {
+                    held.extend_from_slice(&input[released..]);
+                }
+                res?;
             }
-        );
-        if let Output::Pass { .. } = self.output {
-            if !hide {
-                out.extend_from_slice(input);
+            Output::Pass {
+                hide_usage: true, ..
+            } => {
+                let mut bad = failed;
+                reader.feed(input, events, |_, sse, got| {
+                    bad |= malformed(got);
+                    // The usage chunk (`choices: []`) reads as usage alone.
+                    let usage_only = got.len() == 1 && matches!(got[0], Event::Usage(_));
+                    if let (false, false, Some(e)) = (bad, usage_only, sse) {
+                        sse::encode(out, e.event.as_deref(), &e.data);
+                    }
+                })?;
             }
         }
-        let Self { reader, events, .. } = self;
-        reader.feed(input, events, |sse, got| {
-            if let (true, Some(e)) = (hide, sse) {
-                // The usage chunk (`choices: []`) reads as usage alone.
-                if !(got.len() == 1 && matches!(got[0], Event::Usage(_))) {
-                    sse::encode(out, e.event.as_deref(), &e.data);
-                }
-            }
-        })?;
         self.take_events(out);
         Ok(())
+    }
+
+    /// The upstream body ended on its own framing (a chunked body's last chunk, all of a
+    /// Content-Length): for a protocol whose stream has no closing event (Gemini), that is
+    /// what completes it. Call before `finish`.
+    pub fn end_of_body(&mut self, out: &mut Vec<u8>) {
+        self.reader.end_of_body(&mut self.events);
+        self.take_events(out);
     }
 
     /// The upstream stream ended (or failed): a stream that never said it was complete ends
@@ -317,6 +373,14 @@ impl Transcoder {
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         self.reader.finish(&mut self.events);
         self.take_events(out);
+        if let Output::Pass { held, .. } = &mut self.output {
+            // What followed the last event (a line end, the array's `]`) is the provider's
+            // too, once the stream is whole; a partial event never goes out.
+            if self.ended && self.error.is_none() {
+                out.append(held);
+            }
+            held.clear();
+        }
         if self.ended || self.error.is_some() {
             return;
         }

@@ -130,6 +130,7 @@ pub(super) async fn stream(
     let mut data = Vec::new();
     let mut events = Vec::new();
     let mut input = buffered;
+    let mut cut = false;
     loop {
         events.clear();
         let done = match body.step(&input, &mut data) {
@@ -138,13 +139,18 @@ pub(super) async fn stream(
                     // An upstream event over the limit or malformed framing: end the stream
                     // with an error event rather than relay garbage.
                     body.clean = false;
+                    cut = true;
                     true
                 } else {
+                    if done && !cut {
+                        t.end_of_body(&mut events);
+                    }
                     done
                 }
             }
             Err(()) => {
                 body.clean = false;
+                cut = true;
                 true
             }
         };
@@ -166,10 +172,10 @@ pub(super) async fn stream(
         } else {
             chunk(&mut out, &events, http11);
         }
+        if committed && done && http11 {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
         if committed && !out.is_empty() {
-            if done && http11 {
-                out.extend_from_slice(b"0\r\n\r\n");
-            }
             let (res, o) = write_all(client, std::mem::take(&mut out)).await;
             if res.is_err() {
                 return Streamed::Done(false);
@@ -187,6 +193,8 @@ pub(super) async fn stream(
             // The provider went away (or ended a close-delimited body): finish the stream,
             // with an error event if it was not complete.
             body.clean = false;
+            // A close-delimited body ends this way; any other is cut off.
+            cut = !matches!(body.framing, BodyFraming::Close);
             input.clear();
             body.framing = BodyFraming::Empty;
         }
