@@ -225,8 +225,7 @@ fn benches(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("{}->{}", from.as_str(), to.as_str()), |b| {
             b.iter(|| {
-                let mut t =
-                    busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true);
+                let mut t = busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true);
                 let mut out = Vec::with_capacity(body.len());
                 for read in black_box(&body).chunks(16 * 1024) {
                     t.feed(read, &mut out).unwrap();

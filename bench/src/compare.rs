@@ -12,8 +12,8 @@
 //! With `--provider` other than `openai`, busbar's provider speaks that protocol: the client
 //! still sends OpenAI Chat, busbar translates (and transcodes the stream), and the direct
 //! baseline is the same request in the provider's own protocol, sent straight to the mock, so
-//! "added" is what the translation costs over a native call. Time to first byte is what a
-//! streaming client waits for its first event (busbar sends its head with the first content).
+//! "added" is what the translation costs over a native call. Time to first token (TTFT) is what
+//! a streaming client waits for its first text delta.
 
 use crate::load::{self, LoadReport, LoadSpec, Target};
 use crate::procfs;
@@ -61,9 +61,10 @@ impl Proxy {
 /// One fresh start's numbers.
 #[derive(Default, Clone)]
 struct RunResult {
-    added_ttfb_p50: f64,
-    added_ttfb_p99: f64,
-    through_ttfb_p50: f64,
+    added_ttft_p50: f64,
+    added_ttft_p99: f64,
+    through_ttft_p50: f64,
+    direct_ttft_p50: f64,
     added_p50: f64,
     added_p99: f64,
     added_p999: f64,
@@ -80,9 +81,10 @@ struct RunResult {
 type Metric = (&'static str, fn(&RunResult) -> f64);
 
 const METRICS: &[Metric] = &[
-    ("added TTFB p50 (us), c=1", |r| r.added_ttfb_p50),
-    ("added TTFB p99 (us), c=1", |r| r.added_ttfb_p99),
-    ("through TTFB p50 (us), c=1", |r| r.through_ttfb_p50),
+    ("added TTFT p50 (us), c=1", |r| r.added_ttft_p50),
+    ("added TTFT p99 (us), c=1", |r| r.added_ttft_p99),
+    ("through TTFT p50 (us), c=1", |r| r.through_ttft_p50),
+    ("direct TTFT p50 (us), c=1", |r| r.direct_ttft_p50),
     ("added latency p50 (us), c=1", |r| r.added_p50),
     ("added latency p99 (us), c=1", |r| r.added_p99),
     ("added latency p99.9 (us), c=1", |r| r.added_p999),
@@ -287,7 +289,12 @@ fn native(spec: &CompareSpec) -> Result<Call, String> {
     })
 }
 
-fn load_at(spec: &CompareSpec, port: u16, call: &Call, concurrency: usize) -> Result<LoadReport, String> {
+fn load_at(
+    spec: &CompareSpec,
+    port: u16,
+    call: &Call,
+    concurrency: usize,
+) -> Result<LoadReport, String> {
     let target = Target::parse(&format!("http://127.0.0.1:{port}{}", call.path))?;
     load::run(
         LoadSpec {
@@ -307,8 +314,8 @@ fn q(r: &LoadReport, quantile: f64) -> f64 {
     r.latency_us.value_at_quantile(quantile) as f64
 }
 
-fn first_byte(r: &LoadReport, quantile: f64) -> f64 {
-    r.ttfb_us.value_at_quantile(quantile) as f64
+fn first_token(r: &LoadReport, quantile: f64) -> f64 {
+    r.ttft_us.value_at_quantile(quantile) as f64
 }
 
 fn one_run(
@@ -336,9 +343,10 @@ fn one_run(
     terminate(&mut p.child);
     let served = (through1.completed + through64.completed).max(1) as f64;
     Ok(RunResult {
-        added_ttfb_p50: first_byte(&through1, 0.5) - first_byte(&direct1, 0.5),
-        added_ttfb_p99: first_byte(&through1, 0.99) - first_byte(&direct1, 0.99),
-        through_ttfb_p50: first_byte(&through1, 0.5),
+        added_ttft_p50: first_token(&through1, 0.5) - first_token(&direct1, 0.5),
+        added_ttft_p99: first_token(&through1, 0.99) - first_token(&direct1, 0.99),
+        through_ttft_p50: first_token(&through1, 0.5),
+        direct_ttft_p50: first_token(&direct1, 0.5),
         added_p50: q(&through1, 0.5) - q(&direct1, 0.5),
         added_p99: q(&through1, 0.99) - q(&direct1, 0.99),
         added_p999: q(&through1, 0.999) - q(&direct1, 0.999),

@@ -70,6 +70,8 @@ pub(crate) struct LoadReport {
     pub(crate) seconds: f64,
     pub(crate) latency_us: Histogram<u64>,
     pub(crate) ttfb_us: Histogram<u64>,
+    /// Time to the first generated text (see `wire::ResponseSummary::first_token`).
+    pub(crate) ttft_us: Histogram<u64>,
 }
 
 impl LoadReport {
@@ -83,7 +85,7 @@ impl LoadReport {
                    "p999": h.value_at_quantile(0.999), "max": h.max(), "mean": h.mean()})
         };
         json!({"requests": self.requests, "errors": self.errors, "seconds": self.seconds, "rps": self.rps(),
-               "latency_us": q(&self.latency_us), "ttfb_us": q(&self.ttfb_us)})
+               "latency_us": q(&self.latency_us), "ttfb_us": q(&self.ttfb_us), "ttft_us": q(&self.ttft_us)})
     }
 
     pub(crate) fn table(&self) -> String {
@@ -91,6 +93,7 @@ impl LoadReport {
         let t = &self.ttfb_us;
         format!(
             "requests {}  errors {}  rps {:.0}\n\
+             {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n\
              {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n\
              {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n\
              {:<8} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
@@ -115,6 +118,12 @@ impl LoadReport {
             t.value_at_quantile(0.99),
             t.value_at_quantile(0.999),
             t.max(),
+            "ttft",
+            self.ttft_us.value_at_quantile(0.5),
+            self.ttft_us.value_at_quantile(0.9),
+            self.ttft_us.value_at_quantile(0.99),
+            self.ttft_us.value_at_quantile(0.999),
+            self.ttft_us.max(),
         )
     }
 }
@@ -152,6 +161,7 @@ struct Shared {
     errors: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
     ttfb: RefCell<Histogram<u64>>,
+    ttft: RefCell<Histogram<u64>>,
 }
 
 fn request_bytes(spec: &LoadSpec) -> Vec<u8> {
@@ -184,6 +194,7 @@ async fn drive(spec: LoadSpec) -> LoadReport {
         errors: Cell::new(0),
         latency: RefCell::new(histogram()),
         ttfb: RefCell::new(histogram()),
+        ttft: RefCell::new(histogram()),
         spec,
     });
     let workers: Vec<_> = (0..shared.spec.concurrency.max(1))
@@ -200,6 +211,7 @@ async fn drive(spec: LoadSpec) -> LoadReport {
         seconds,
         latency_us: shared.latency.borrow().clone(),
         ttfb_us: shared.ttfb.borrow().clone(),
+        ttft_us: shared.ttft.borrow().clone(),
     }
 }
 
@@ -270,6 +282,7 @@ async fn worker(s: Rc<Shared>) {
                         };
                         let _ = s.latency.borrow_mut().record(us(done));
                         let _ = s.ttfb.borrow_mut().record(us(r.first_byte));
+                        let _ = s.ttft.borrow_mut().record(us(r.first_token));
                     } else {
                         s.errors.set(s.errors.get() + 1);
                     }

@@ -221,17 +221,17 @@ fn main() -> ExitCode {
                 body
             };
             compare::run(compare::CompareSpec {
-            busbar,
-            runs: runs.max(1),
-            proxy_cpu: busbar_cpu,
-            load_cpu,
-            warmup,
-            duration,
-            nginx,
-            body,
-            json,
-            busbar_args,
-            provider,
+                busbar,
+                runs: runs.max(1),
+                proxy_cpu: busbar_cpu,
+                load_cpu,
+                warmup,
+                duration,
+                nginx,
+                body,
+                json,
+                busbar_args,
+                provider,
             })
         })(),
     };

@@ -79,8 +79,22 @@ pub(crate) struct ResponseSummary {
     pub(crate) status: u16,
     /// When the first body byte arrived (or the head, for a body-less response).
     pub(crate) first_byte: Instant,
+    /// When the first generated text arrived: the first body bytes holding a non-empty
+    /// `"content"`, `"text"` or `"delta"` string (any of the six protocols' text deltas), or the
+    /// whole body of a response that is not chunked.
+    pub(crate) first_token: Instant,
     /// Whether the connection can carry another request.
     pub(crate) keep_alive: bool,
+}
+
+/// Whether a piece of a streamed body holds generated text (a text delta of any protocol).
+fn has_token(data: &[u8]) -> bool {
+    [&b"\"content\":\""[..], b"\"text\":\"", b"\"delta\":\""]
+        .iter()
+        .any(|m| {
+            memchr::memmem::find_iter(data, m)
+                .any(|at| data.get(at + m.len()).is_some_and(|c| *c != b'"'))
+        })
 }
 
 /// Reads one whole response, discarding the body.
@@ -100,6 +114,7 @@ pub(crate) async fn read_response(
     };
     buf.drain(..head.head_len);
     let mut first_byte = None;
+    let mut first_token = None;
     if !buf.is_empty() {
         first_byte = Some(Instant::now());
     }
@@ -118,7 +133,11 @@ pub(crate) async fn read_response(
             let mut d = ChunkedDecoder::new();
             loop {
                 let used = d
-                    .feed(buf, |_| {})
+                    .feed(buf, |data| {
+                        if first_token.is_none() && has_token(data) {
+                            first_token = Some(Instant::now());
+                        }
+                    })
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                 buf.drain(..used);
                 if d.is_done() {
@@ -137,9 +156,11 @@ pub(crate) async fn read_response(
             }
         }
     }
+    let now = Instant::now();
     Ok(ResponseSummary {
         status: head.status,
-        first_byte: first_byte.unwrap_or_else(Instant::now),
+        first_token: first_token.unwrap_or(now),
+        first_byte: first_byte.unwrap_or(now),
         keep_alive: head.keep_alive,
     })
 }

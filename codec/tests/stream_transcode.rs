@@ -328,8 +328,8 @@ fn openai_stream_to_a_gemini_client_as_sse_and_as_a_json_array() {
     assert_eq!(last["candidates"][0]["finishReason"], "STOP");
     assert_eq!(last["usageMetadata"]["promptTokenCount"], 82);
 
-    let mut t = Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, false)
-        .gemini_json_array();
+    let mut t =
+        Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, false).gemini_json_array();
     let mut out = Vec::new();
     t.feed(&src, &mut out).unwrap();
     t.finish(&mut out);
@@ -546,9 +546,13 @@ fn pass(p: Protocol, json_array: bool, hide_usage: bool, parts: &[&[u8]]) -> (Ve
 fn same_protocol_streams_pass_through_byte_for_byte_with_usage_read_on_the_side() {
     let mut streams = upstream_streams();
     // Gemini without `alt=sse`: the streamed JSON array.
-    let mut t = Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, true).gemini_json_array();
+    let mut t =
+        Transcoder::new(Protocol::OpenAiChat, Protocol::Gemini, 1, true).gemini_json_array();
     let mut json_array = Vec::new();
-    let (_, openai) = streams.iter().find(|(p, _)| *p == Protocol::OpenAiChat).unwrap();
+    let (_, openai) = streams
+        .iter()
+        .find(|(p, _)| *p == Protocol::OpenAiChat)
+        .unwrap();
     t.feed(openai, &mut json_array).unwrap();
     t.finish(&mut json_array);
     assert!(json_array.starts_with(b"[") && json_array.ends_with(b"]"));
@@ -573,7 +577,10 @@ fn same_protocol_streams_pass_through_byte_for_byte_with_usage_read_on_the_side(
         assert!(same > 0 && same < half.len(), "{p:?}");
         assert!(!t.is_complete() && t.error().is_some(), "{p:?}");
         let tail = String::from_utf8_lossy(&out[same..]).to_string();
-        assert!(tail.contains("ended before it was complete"), "{p:?}: {tail}");
+        assert!(
+            tail.contains("ended before it was complete"),
+            "{p:?}: {tail}"
+        );
         // The same cut, fed a byte at a time, releases exactly the same.
         let bytes_one: Vec<&[u8]> = half.chunks(1).collect();
         assert_eq!(pass(p, is_array, false, &bytes_one).0, out, "{p:?}");
@@ -606,7 +613,13 @@ fn an_openai_usage_chunk_the_client_did_not_ask_for_is_hidden() {
     assert!(t.is_complete());
     for i in 0..=bytes.len() {
         assert_eq!(
-            pass(Protocol::OpenAiChat, false, true, &[&bytes[..i], &bytes[i..]]).0,
+            pass(
+                Protocol::OpenAiChat,
+                false,
+                true,
+                &[&bytes[..i], &bytes[i..]]
+            )
+            .0,
             out,
             "cut at {i}"
         );
@@ -641,7 +654,86 @@ fn a_provider_error_mid_stream_becomes_the_clients_error_and_ends_the_stream() {
     let start = &text[..text.find("event: content_block_start").unwrap()];
     let mut t = Transcoder::new(Protocol::Anthropic, Protocol::Gemini, 1, true);
     let mut out = Vec::new();
-    t.feed(format!("{start}{error}").as_bytes(), &mut out).unwrap();
+    t.feed(format!("{start}{error}").as_bytes(), &mut out)
+        .unwrap();
     assert!(!t.is_committed());
     assert_eq!(t.error().map(|e| e.1), Some("Overloaded"));
+}
+
+#[test]
+fn citations_stream_in_their_own_protocol_and_as_web_annotations_to_responses() {
+    use busbar_codec::ir::{Block, Citation, Response};
+    use busbar_codec::stream::{StreamWriter, events_of};
+    let url = "https://example.com/paris";
+    let cases = [
+        (
+            Protocol::Anthropic,
+            json!({"type": "web_search_result_location", "url": url, "title": "Paris", "encrypted_index": "EqQB", "cited_text": "Paris is sunny."}),
+        ),
+        (
+            Protocol::Gemini,
+            json!({"startIndex": 0, "endIndex": 14, "uri": url, "title": "Paris"}),
+        ),
+        (
+            Protocol::Bedrock,
+            json!({"title": "Paris", "sourceContent": [{"text": "Paris is sunny."}], "location": {"web": {"url": url, "domain": "example.com"}}}),
+        ),
+        (
+            Protocol::Cohere,
+            json!({"start": 0, "end": 14, "text": "Paris is sunny", "sources": [{"type": "document", "id": "doc_0", "document": {"title": "Paris"}}], "type": "TEXT_CONTENT"}),
+        ),
+    ];
+    for (p, raw) in cases {
+        let r = Response {
+            id: "r1".into(),
+            model: "m".into(),
+            content: vec![Block::Text {
+                text: "Paris is sunny.".into(),
+                citations: vec![Citation {
+                    protocol: p,
+                    raw: raw.clone(),
+                    cited_text: None,
+                    source: None,
+                }],
+                cache: None,
+            }],
+            ..Response::default()
+        };
+        let mut w = StreamWriter::new(p, 1, true);
+        let mut upstream = Vec::new();
+        for e in events_of(&r) {
+            w.event(&e, &mut upstream);
+        }
+        // The provider's own citation, read and written back in its own protocol.
+        let own = transcode(p, p, &[&upstream], true);
+        let needle = raw.to_string();
+        let key = &needle[1..needle.len() / 2];
+        assert!(
+            String::from_utf8_lossy(&own).contains(key),
+            "{p:?}: citation lost: {}",
+            String::from_utf8_lossy(&own)
+        );
+        // To a Responses client: a url_citation over the text, where the citation names a page.
+        let ev = events(&transcode(p, Protocol::OpenAiResponses, &[&upstream], true));
+        let added: Vec<&Value> = ev
+            .iter()
+            .filter(|(k, _)| k.as_deref() == Some("response.output_text.annotation.added"))
+            .map(|(_, v)| &v["annotation"])
+            .collect();
+        let done = ev
+            .iter()
+            .find(|(k, _)| k.as_deref() == Some("response.completed"))
+            .map(|(_, v)| v["response"]["output"][0]["content"][0]["annotations"].clone())
+            .unwrap();
+        if p == Protocol::Cohere {
+            // A document citation names no page: nothing a Responses client could follow.
+            assert!(added.is_empty() && done == json!([]), "{p:?}: {added:?}");
+        } else {
+            assert_eq!(added.len(), 1, "{p:?}");
+            assert_eq!(added[0]["type"], "url_citation");
+            assert_eq!(added[0]["url"], url, "{p:?}");
+            assert_eq!(added[0]["end_index"], 15, "{p:?}");
+            assert_eq!(done, json!([added[0]]), "{p:?}");
+        }
+    }
 }

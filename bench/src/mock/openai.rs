@@ -89,8 +89,14 @@ pub(super) async fn handle(
                 created,
                 ir.stream_usage,
             );
-            return super::protocols::stream_reply(stream, w, &r, steer, busbar_codec::Protocol::OpenAiChat)
-                .await;
+            return super::protocols::stream_reply(
+                stream,
+                w,
+                &r,
+                steer,
+                busbar_codec::Protocol::OpenAiChat,
+            )
+            .await;
         }
     }
     let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();

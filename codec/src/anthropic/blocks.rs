@@ -28,19 +28,20 @@ pub(super) fn cache_json(c: &CacheControl) -> Value {
 fn citations_of(v: &Value) -> Vec<Citation> {
     v.get("citations")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|c| Citation {
-                    protocol: Protocol::Anthropic,
-                    raw: c.clone(),
-                    cited_text: s(c, "cited_text"),
-                    source: s(c, "document_title")
-                        .or_else(|| s(c, "url"))
-                        .or_else(|| s(c, "title")),
-                })
-                .collect()
-        })
+        .map(|a| a.iter().map(citation_of).collect())
         .unwrap_or_default()
+}
+
+/// One Anthropic citation in IR form.
+pub(crate) fn citation_of(c: &Value) -> Citation {
+    Citation {
+        protocol: Protocol::Anthropic,
+        raw: c.clone(),
+        cited_text: s(c, "cited_text"),
+        source: s(c, "document_title")
+            .or_else(|| s(c, "url"))
+            .or_else(|| s(c, "title")),
+    }
 }
 
 fn source_of(src: &Value) -> Option<Media> {

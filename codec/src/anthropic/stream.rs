@@ -117,6 +117,10 @@ impl Parser {
                         index,
                         json: s(d, "partial_json"),
                     }),
+                    "citations_delta" => out.push(Event::Citation {
+                        index,
+                        citation: super::blocks::citation_of(&d["citation"]),
+                    }),
                     _ => {}
                 }
             }
@@ -230,6 +234,17 @@ impl Writer {
                 json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": j}}),
             ),
             Event::BlockStop { index } => self.stop_block(*index, out),
+            // Anthropic's own citations; another protocol's cannot be told as one (they point
+            // at the request's documents by index, or carry encrypted search indices).
+            Event::Citation { index, citation } => {
+                if citation.protocol == crate::Protocol::Anthropic {
+                    emit(
+                        out,
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "citations_delta", "citation": citation.raw}}),
+                    );
+                }
+            }
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {

@@ -398,7 +398,8 @@ pub(super) fn generated_text(content: &Value) -> Option<String> {
     Some(out)
 }
 
-fn citation_of(c: &Value) -> Citation {
+/// One Converse citation in IR form.
+pub(crate) fn citation_of(c: &Value) -> Citation {
     let cited: Vec<&str> = c
         .get("sourceContent")
         .and_then(Value::as_array)

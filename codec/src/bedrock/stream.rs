@@ -107,6 +107,11 @@ impl Parser {
                         index,
                         text: t.to_string(),
                     });
+                } else if let Some(c) = d.get("citation") {
+                    out.push(Event::Citation {
+                        index,
+                        citation: super::blocks::citation_of(c),
+                    });
                 } else if let Some(i) = d["toolUse"].get("input").and_then(Value::as_str) {
                     out.push(Event::ToolArgs {
                         index,
@@ -252,6 +257,13 @@ impl Writer {
             Event::BlockStop { index } => {
                 let v = json!({"contentBlockIndex": index});
                 eventstream::encode_event(out, "contentBlockStop", v.to_string().as_bytes());
+            }
+            // Converse's own citations; another protocol's have no Converse form (as in a whole
+            // response).
+            Event::Citation { index, citation } => {
+                if citation.protocol == crate::Protocol::Bedrock {
+                    Self::delta(out, *index, json!({"citation": citation.raw}));
+                }
             }
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => {

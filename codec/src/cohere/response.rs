@@ -55,15 +55,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
             let mut unplaced = Vec::new();
             for c in cites {
                 let at = c.get("content_index").and_then(Value::as_u64).unwrap_or(0) as usize;
-                let citation = Citation {
-                    protocol: Protocol::Cohere,
-                    cited_text: c.get("text").and_then(Value::as_str).map(str::to_string),
-                    source: c["sources"][0]
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    raw: c,
-                };
+                let citation = citation_of(c);
                 match r.content.get_mut(at) {
                     Some(Block::Text { citations, .. }) => citations.push(citation),
                     _ => unplaced.push(citation.raw),
@@ -270,4 +262,17 @@ pub fn write_response(r: &Response, loss: &mut LossReport) -> Vec<u8> {
         loss.drop_field(f);
     }
     serde_json::to_vec(&Value::Object(o)).expect("a JSON value always serializes")
+}
+
+/// One Cohere citation in IR form.
+pub(crate) fn citation_of(c: Value) -> Citation {
+    Citation {
+        protocol: Protocol::Cohere,
+        cited_text: c.get("text").and_then(Value::as_str).map(str::to_string),
+        source: c["sources"][0]
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        raw: c,
+    }
 }

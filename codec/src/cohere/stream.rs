@@ -168,6 +168,20 @@ impl Parser {
                     out.push(Event::BlockStop { index });
                 }
             }
+            "citation-start" => {
+                let c = &m["citations"];
+                let content = c.get("content_index").and_then(Value::as_u64);
+                let index = match content {
+                    Some(w) => self.index(false, w),
+                    None => self.blocks.iter().rev().find(|b| !b.0).map(|b| b.2),
+                };
+                if let Some(index) = index {
+                    out.push(Event::Citation {
+                        index,
+                        citation: super::response::citation_of(c.clone()),
+                    });
+                }
+            }
             "message-end" if v["delta"]["finish_reason"] == "ERROR" => {
                 // A generation that failed in mid-stream.
                 let e = &v["delta"]["error"];
@@ -215,6 +229,8 @@ pub struct Writer {
     tools: usize,
     usage: Usage,
     stop: Option<StopReason>,
+    /// Citations written so far.
+    citations: usize,
 }
 
 fn emit(out: &mut Vec<u8>, v: Value) {
@@ -305,6 +321,19 @@ impl Writer {
                 None => {}
             },
             Event::Signature { .. } => {}
+            // Cohere's own citations; another protocol's have no Cohere form (as in a whole
+            // response).
+            Event::Citation { citation, .. } => {
+                if citation.protocol == crate::Protocol::Cohere {
+                    let n = self.citations;
+                    self.citations += 1;
+                    emit(
+                        out,
+                        json!({"type": "citation-start", "index": n, "delta": {"message": {"citations": citation.raw}}}),
+                    );
+                    emit(out, json!({"type": "citation-end", "index": n}));
+                }
+            }
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { message, .. } => {

@@ -232,7 +232,8 @@ fn parse_candidate(mut c: Map<String, Value>, r: &mut Response) -> Result<(), St
     Ok(())
 }
 
-fn citation(c: &Value) -> Citation {
+/// One Gemini citation source in IR form.
+pub(crate) fn citation(c: &Value) -> Citation {
     Citation {
         protocol: Protocol::Gemini,
         raw: c.clone(),

@@ -28,6 +28,8 @@ pub struct Parser {
     calls: usize,
     saw_call: bool,
     ended: bool,
+    /// The latest text block (what a chunk's citations are on).
+    last_text: Option<usize>,
 }
 
 impl Parser {
@@ -164,11 +166,25 @@ impl Parser {
                 .filter(|t| !t.is_empty())
             {
                 let index = self.open(thought, out);
+                if !thought {
+                    self.last_text = Some(index);
+                }
                 let text = t.to_string();
                 out.push(if thought {
                     Event::Thinking { index, text }
                 } else {
                     Event::Text { index, text }
+                });
+            }
+        }
+        if let (Some(index), Some(cites)) = (
+            self.last_text,
+            cand["citationMetadata"]["citations"].as_array(),
+        ) {
+            for c in cites {
+                out.push(Event::Citation {
+                    index,
+                    citation: super::response::citation(c),
                 });
             }
         }
@@ -218,6 +234,8 @@ pub struct Writer {
     /// Tool calls' arguments, gathered until their blocks end (Gemini sends calls whole;
     /// parallel calls may interleave their fragments): (index, id, name, arguments).
     calls: Vec<(usize, String, String, String)>,
+    /// Citation sources for the next chunk.
+    citations: Vec<Value>,
 }
 
 impl Writer {
@@ -231,6 +249,7 @@ impl Writer {
             usage: Usage::default(),
             stop: None,
             calls: Vec::new(),
+            citations: Vec::new(),
         }
     }
 
@@ -242,6 +261,9 @@ impl Writer {
 
     fn emit(&mut self, out: &mut Vec<u8>, parts: Vec<Value>, last: bool) {
         let mut cand = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
+        if !self.citations.is_empty() {
+            cand["citationMetadata"] = json!({"citations": std::mem::take(&mut self.citations)});
+        }
         let mut v = json!({"candidates": [], "modelVersion": self.model, "responseId": self.id});
         let u = &self.usage;
         if last {
@@ -323,6 +345,13 @@ impl Writer {
                 }
             }
             Event::BlockStart { .. } => {}
+            // Gemini's own citation sources go with the next chunk; another protocol's have no
+            // Gemini form (as in a whole response).
+            Event::Citation { citation, .. } => {
+                if citation.protocol == crate::Protocol::Gemini {
+                    self.citations.push(citation.raw.clone());
+                }
+            }
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {

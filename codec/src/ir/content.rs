@@ -58,7 +58,7 @@ pub enum Media {
 }
 
 /// A citation attached to text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Citation {
     /// The protocol whose shape `raw` has.
     pub protocol: crate::Protocol,

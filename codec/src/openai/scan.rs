@@ -92,11 +92,9 @@ pub fn scan_request(body: &[u8]) -> Result<RequestHead, RequestError> {
     let start = text.as_ptr() as usize - body.as_ptr() as usize;
     let options = head.stream_options.map(RawValue::get);
     let include_usage = match options {
-        Some(o) => {
-            serde_json::from_str::<Option<StreamOptions>>(o)
-                .map_err(|e| RequestError::Json(format!("stream_options: {e}")))?
-                .and_then(|o| o.include_usage)
-        }
+        Some(o) => serde_json::from_str::<Option<StreamOptions>>(o)
+            .map_err(|e| RequestError::Json(format!("stream_options: {e}")))?
+            .and_then(|o| o.include_usage),
         None => None,
     };
     Ok(RequestHead {
@@ -189,9 +187,16 @@ mod tests {
             v["stream_options"],
             serde_json::json!({"include_usage": true, "include_obfuscation": false})
         );
-        for body in [&br#"{"model":"m","stream_options":null}"#[..], br#"{"model":"m","stream_options":{}}"#] {
+        for body in [
+            &br#"{"model":"m","stream_options":null}"#[..],
+            br#"{"model":"m","stream_options":{}}"#,
+        ] {
             let out = ask_for_usage(body, &scan_request(body).unwrap());
-            assert!(scan_request(&out).unwrap().include_usage, "{}", String::from_utf8_lossy(&out));
+            assert!(
+                scan_request(&out).unwrap().include_usage,
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
         }
         assert!(scan_request(br#"{"model":"m","stream_options":7}"#).is_err());
     }

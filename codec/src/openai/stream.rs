@@ -278,6 +278,8 @@ impl Writer {
             | Event::Thinking { .. }
             | Event::Signature { .. }
             | Event::BlockStop { .. } => {}
+            // A chunk's delta has no field for citations.
+            Event::Citation { .. } => {}
             Event::Usage(u) => self.usage = Some(u.clone()),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {

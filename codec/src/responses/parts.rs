@@ -63,7 +63,8 @@ fn cited(a: &Value, text: &str) -> Option<String> {
     Some(text.chars().skip(start).take(end - start).collect())
 }
 
-fn citation(a: &Value, text: &str) -> Citation {
+/// One Responses annotation in IR form (`text`: the text it annotates, when known).
+pub(crate) fn citation(a: &Value, text: &str) -> Citation {
     let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
     Citation {
         protocol: Protocol::OpenAiResponses,
@@ -231,7 +232,7 @@ fn breakpoint(
 
 /// A citation of another protocol as a Responses annotation over `text`, when it names a web
 /// page (Chat's `url_citation`s exactly; others cover the whole text, as their block does).
-fn annotation(c: &Citation, text: &str) -> Option<Value> {
+pub(crate) fn annotation(c: &Citation, text: &str) -> Option<Value> {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     if c.protocol == Protocol::OpenAiChat {
         let u = c.raw.get("url_citation")?;
@@ -243,11 +244,22 @@ fn annotation(c: &Citation, text: &str) -> Option<Value> {
             "title": s(u, "title").unwrap_or_default(),
         }));
     }
+    let web = |u: &String| u.starts_with("https://") || u.starts_with("http://");
+    // The page: the citation's source, or wherever its protocol keeps the URL (Anthropic
+    // `url`, Gemini `uri`, Converse `location.web.url`).
     let url = c
         .source
         .clone()
-        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-        .or_else(|| s(&c.raw, "url"))?;
+        .filter(web)
+        .or_else(|| s(&c.raw, "url"))
+        .or_else(|| s(&c.raw, "uri"))
+        .or_else(|| {
+            c.raw
+                .pointer("/location/web/url")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(web)?;
     let title = s(&c.raw, "title")
         .or_else(|| s(&c.raw, "document_title"))
         .unwrap_or_else(|| url.clone());

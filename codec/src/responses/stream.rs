@@ -13,6 +13,7 @@
 //! The writer keeps the items it streamed, because `response.completed` carries the whole
 //! response: that one event is the largest it writes.
 
+use crate::Protocol;
 use crate::frame::sse;
 use crate::ir::{StopReason, Usage, caller_id};
 use crate::stream::{BlockStart, Event};
@@ -99,6 +100,14 @@ impl Parser {
                     out.push(Event::Text {
                         index,
                         text: s(&v, "delta"),
+                    });
+                }
+            }
+            "response.output_text.annotation.added" => {
+                if let Some(index) = self.find(oi, ci) {
+                    out.push(Event::Citation {
+                        index,
+                        citation: super::parts::citation(&v["annotation"], ""),
                     });
                 }
             }
@@ -201,6 +210,8 @@ struct Item {
     id: String,
     kind: BlockStart,
     text: String,
+    /// Citations on a text item, written as annotations when its text is whole.
+    citations: Vec<crate::ir::Citation>,
 }
 
 /// Writes IR stream events as a Responses stream.
@@ -324,6 +335,7 @@ impl Writer {
                     id,
                     kind: kind.clone(),
                     text: String::new(),
+                    citations: Vec::new(),
                 });
             }
             Event::Text { index, text }
@@ -356,8 +368,21 @@ impl Writer {
                 let (id, oi, text) = (it.id.clone(), it.output_index, it.text.clone());
                 let item = match &it.kind {
                     BlockStart::Text => {
+                        // Responses' own annotations as they came; another protocol's where
+                        // they name a web page (over the whole text, as their block was).
+                        let annotations: Vec<Value> = it
+                            .citations
+                            .iter()
+                            .filter_map(|c| match c.protocol {
+                                Protocol::OpenAiResponses => Some(c.raw.clone()),
+                                _ => super::parts::annotation(c, &text),
+                            })
+                            .collect();
+                        for (n, a) in annotations.iter().enumerate() {
+                            self.emit(out, json!({"type": "response.output_text.annotation.added", "item_id": id, "output_index": oi, "content_index": 0, "annotation_index": n, "annotation": a}));
+                        }
                         self.emit(out, json!({"type": "response.output_text.done", "item_id": id, "output_index": oi, "content_index": 0, "text": text, "logprobs": []}));
-                        let part = json!({"type": "output_text", "text": text, "annotations": []});
+                        let part = json!({"type": "output_text", "text": text, "annotations": annotations});
                         self.emit(out, json!({"type": "response.content_part.done", "item_id": id, "output_index": oi, "content_index": 0, "part": part}));
                         json!({"type": "message", "id": id, "status": "completed", "role": "assistant", "content": [part]})
                     }
@@ -379,6 +404,11 @@ impl Writer {
                 );
                 // Items complete in output order.
                 self.done.push(item);
+            }
+            Event::Citation { index, citation } => {
+                if let Some(it) = self.open.iter_mut().find(|i| i.index == *index) {
+                    it.citations.push(citation.clone());
+                }
             }
             Event::Usage(u) => self.usage = u.clone(),
             Event::Stop(s) => self.stop = Some(s.clone()),

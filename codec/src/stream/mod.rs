@@ -77,6 +77,14 @@ pub enum Event {
         /// The fragment (not valid JSON by itself).
         json: String,
     },
+    /// A citation on a text block (written where the client's protocol carries it: its own
+    /// citations as they came, another protocol's where the client has a form for them).
+    Citation {
+        /// Block index.
+        index: usize,
+        /// The citation.
+        citation: crate::ir::Citation,
+    },
     /// A block ended.
     BlockStop {
         /// Block index.
@@ -426,9 +434,7 @@ impl Transcoder {
     /// The provider's error (or busbar's, for a stream cut short), if the stream failed: its
     /// code and message.
     pub fn error(&self) -> Option<(Option<&str>, &str)> {
-        self.error
-            .as_ref()
-            .map(|(c, m)| (c.as_deref(), m.as_str()))
+        self.error.as_ref().map(|(c, m)| (c.as_deref(), m.as_str()))
     }
 
     /// The final usage as the stream reported it (cumulative: the last report).
@@ -448,7 +454,24 @@ pub fn events_of(r: &crate::ir::Response) -> Vec<Event> {
     let words = |t: &str| -> Vec<String> { t.split_inclusive(' ').map(str::to_string).collect() };
     for (index, b) in r.content.iter().enumerate() {
         match b {
-            Block::Text { text, .. } | Block::Refusal { text } => {
+            Block::Text {
+                text, citations, ..
+            } => {
+                out.push(Event::BlockStart {
+                    index,
+                    kind: BlockStart::Text,
+                });
+                out.extend(
+                    words(text)
+                        .into_iter()
+                        .map(|text| Event::Text { index, text }),
+                );
+                out.extend(citations.iter().map(|c| Event::Citation {
+                    index,
+                    citation: c.clone(),
+                }));
+            }
+            Block::Refusal { text } => {
                 out.push(Event::BlockStart {
                     index,
                     kind: BlockStart::Text,
