@@ -157,7 +157,10 @@ fn chunked_sse_passes_through_byte_for_byte_and_as_it_arrives() {
         // busbar asked for the usage the client did not ask for, and hid it: every other byte
         // is the provider's.
         let sent: serde_json::Value = serde_json::from_slice(&p.next_request().body).unwrap();
-        assert_eq!(sent["stream_options"], serde_json::json!({"include_usage": true}));
+        assert_eq!(
+            sent["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
         assert_eq!(sent["messages"], serde_json::json!([]));
         let all = events.concat();
         let usage_chunk = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n";
@@ -473,8 +476,15 @@ members = [{{ model = "bad-model", weight = 1000 }}, {{ model = "gpt-test", weig
             &[(k, &v)],
         );
         assert_eq!(r.status, 200, "{protocol}: {}", r.text());
-        assert_eq!(r.text(), GOOD_STREAM, "{protocol}: only the good member's stream");
-        assert!(bad.try_next().is_some(), "{protocol}: the first member was tried");
+        assert_eq!(
+            r.text(),
+            GOOD_STREAM,
+            "{protocol}: only the good member's stream"
+        );
+        assert!(
+            bad.try_next().is_some(),
+            "{protocol}: the first member was tried"
+        );
         assert!(good.try_next().is_some(), "{protocol}: then the next");
         b.stop();
     }

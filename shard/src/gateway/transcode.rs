@@ -263,7 +263,10 @@ fn failed(shard: &Shard, provider: usize, code: Option<&str>, message: &str) -> 
         format!("provider `{name}` failed before its stream began: {message}"),
     );
     if let Some(code) = code {
-        e = e.header("x-busbar-upstream-error", super::generate::header_safe(code, 200));
+        e = e.header(
+            "x-busbar-upstream-error",
+            super::generate::header_safe(code, 200),
+        );
     }
     e
 }

@@ -63,7 +63,6 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamError {
-
     /// Whether this is a timeout (504) rather than a failure (502).
     pub(crate) fn is_timeout(&self) -> bool {
         matches!(
