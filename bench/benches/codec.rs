@@ -179,58 +179,81 @@ fn benches(c: &mut Criterion) {
             openai::splice_model(openai_body, head.model_span, "gpt-4.1-2025-04-14")
         })
     });
-    // Streaming transcoders: a documented provider stream, repeated to ~64 KB of upstream bytes
-    // in 16 KB reads, through the transcoder (MB/s of upstream bytes, one core).
-    let fixture = |p: &str| {
-        std::fs::read(format!(
-            "{}/../codec/tests/fixtures/{p}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
+    // Streaming: one long answer (signed thinking, ~64 KB of text in word-sized deltas, a tool
+    // call, usage), as each provider streams it, fed in 16 KB reads (MB/s of upstream bytes,
+    // one core). Transcoded to another protocol, or passed through and read on the side.
+    let long_answer = {
+        use busbar_codec::ir::{Block, Response, StopReason, Usage};
+        let words = "the quick brown fox jumps over the lazy dog ";
+        Response {
+            id: "resp-bench".into(),
+            model: "m".into(),
+            content: vec![
+                Block::Thinking {
+                    text: words.repeat(40),
+                    signature: Some("c2lnbmF0dXJl".repeat(20)),
+                },
+                Block::Text {
+                    text: words.repeat(64 * 1024 / words.len()),
+                    citations: vec![],
+                    cache: None,
+                },
+                Block::ToolUse {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    input: serde_json::json!({"city": "Paris", "unit": "celsius"}),
+                    thought_signature: None,
+                },
+            ],
+            stop_reason: Some(StopReason::ToolUse),
+            usage: Usage {
+                input: 1200,
+                output: 15000,
+                cache_read: 100,
+                cache_write: 0,
+                reasoning: 400,
+            },
+            ..Response::default()
+        }
     };
-    // Bedrock's event-stream, as busbar itself writes it from the OpenAI fixture.
-    let bedrock_stream = {
-        let mut t = busbar_codec::stream::Transcoder::new(
-            Protocol::OpenAiChat,
-            Protocol::Bedrock,
-            1,
-            false,
-        );
+    let stream_of = |p: Protocol| {
+        let mut w = busbar_codec::stream::StreamWriter::new(p, 1, true);
         let mut out = Vec::new();
-        t.feed(&fixture("openai/stream_tool_calls.sse"), &mut out)
-            .unwrap();
-        t.finish(&mut out);
+        for e in busbar_codec::stream::events_of(&long_answer) {
+            w.event(&e, &mut out);
+        }
         out
     };
     let mut group = c.benchmark_group("stream");
-    for (from, to, one) in [
-        (
-            Protocol::Anthropic,
-            Protocol::OpenAiChat,
-            fixture("anthropic/stream_thinking_tool_use.sse"),
-        ),
-        (
-            Protocol::OpenAiChat,
-            Protocol::Anthropic,
-            fixture("openai/stream_tool_calls.sse"),
-        ),
-        (
-            Protocol::Gemini,
-            Protocol::Anthropic,
-            fixture("gemini/stream_thoughts_call.sse"),
-        ),
-        (Protocol::Bedrock, Protocol::OpenAiChat, bedrock_stream),
+    for (from, to) in [
+        (Protocol::Anthropic, Protocol::OpenAiChat),
+        (Protocol::OpenAiChat, Protocol::Anthropic),
+        (Protocol::Gemini, Protocol::Anthropic),
+        (Protocol::Bedrock, Protocol::OpenAiChat),
+        (Protocol::Anthropic, Protocol::Anthropic),
+        (Protocol::OpenAiChat, Protocol::OpenAiChat),
     ] {
-        let body: Vec<u8> = one.repeat((64 * 1024 / one.len()).max(1));
+        let body = stream_of(from);
+        let same = from == to;
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(format!("{}->{}", from.as_str(), to.as_str()), |b| {
+        let name = if same {
+            format!("{} passthrough (read on the side)", from.as_str())
+        } else {
+            format!("{}->{}", from.as_str(), to.as_str())
+        };
+        group.bench_function(name, |b| {
             b.iter(|| {
-                let mut t = busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true);
-                let mut out = Vec::with_capacity(body.len());
+                let mut t = if same {
+                    busbar_codec::stream::Transcoder::passthrough(from, false, false)
+                } else {
+                    busbar_codec::stream::Transcoder::new(from, to, 1_700_000_000, true)
+                };
+                let mut out = Vec::with_capacity(body.len() * 2);
                 for read in black_box(&body).chunks(16 * 1024) {
                     t.feed(read, &mut out).unwrap();
                 }
                 t.finish(&mut out);
+                assert!(t.is_complete());
                 out
             })
         });
