@@ -220,8 +220,11 @@ impl Writer {
     fn chunk(&self, out: &mut Vec<u8>, choices: Value, usage: Option<Value>) {
         let mut v = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                            "model": self.model, "choices": choices});
-        if let Some(u) = usage {
-            v["usage"] = u;
+        // With `include_usage`, every chunk has a `usage` field: null until the last.
+        match usage {
+            Some(u) => v["usage"] = u,
+            None if self.include_usage => v["usage"] = Value::Null,
+            None => {}
         }
         sse::encode(out, None, &v.to_string());
     }
