@@ -511,3 +511,54 @@ fn a_lone_provider_that_fails_before_its_stream_begins_is_an_error_response() {
     assert_eq!(r.header("x-busbar-upstream-error"), Some("server_error"));
     b.stop();
 }
+
+#[test]
+fn a_stream_that_stalls_after_its_first_content_ends_with_an_error_event() {
+    let (gate_tx, gate_rx) = channel::<()>();
+    let gate = Mutex::new(Some(gate_rx));
+    let first = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+    let parts = vec![
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+            first.len()
+        )
+        .into_bytes(),
+        b"0\r\n\r\n".to_vec(),
+    ];
+    let p = Scripted::start(move |_| {
+        Action::Gated(
+            parts.clone(),
+            gate.lock().unwrap().take().expect("one stream"),
+        )
+    });
+    let config = format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 1
+[upstream]
+body_read_timeout_ms = 300
+[providers.up]
+protocol = "openai"
+base_url = "http://{}/v1"
+[models.gpt-test]
+provider = "up"
+"#,
+        p.addr
+    );
+    let b = Busbar::start(&config, "epoll", &[]);
+    let r = Client::connect(b.addr).post_json(
+        "/v1/chat/completions",
+        r#"{"model":"gpt-test","stream":true,"messages":[]}"#,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.starts_with(first), "{text}");
+    assert!(
+        text.contains("\"error\"") && text.contains("no data from the provider for 300 ms"),
+        "{text}"
+    );
+    assert!(!text.contains("[DONE]"), "{text}");
+    drop(gate_tx);
+    b.stop();
+}

@@ -379,6 +379,12 @@ impl Transcoder {
     /// The upstream stream ended (or failed): a stream that never said it was complete ends
     /// with an error event in the client's protocol, never as if it were whole.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish_because(None, out);
+    }
+
+    /// As `finish`, saying why the upstream ended early (`why`: e.g. a read timeout), in the
+    /// error event a stream that was not complete ends with.
+    pub fn finish_because(&mut self, why: Option<&str>, out: &mut Vec<u8>) {
         self.reader.finish(&mut self.events);
         self.take_events(out);
         if let Output::Pass { held, .. } = &mut self.output {
@@ -392,9 +398,14 @@ impl Transcoder {
         if self.ended || self.error.is_some() {
             return;
         }
+        let mut message = String::from("the provider's stream ended before it was complete");
+        if let Some(why) = why {
+            message.push_str(": ");
+            message.push_str(why);
+        }
         let e = Event::Error {
             code: Some("stream_interrupted".into()),
-            message: "the provider's stream ended before it was complete".into(),
+            message,
         };
         match &mut self.output {
             Output::Write(w) | Output::Pass { writer: w, .. } => w.event(&e, out),

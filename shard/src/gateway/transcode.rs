@@ -131,15 +131,18 @@ pub(super) async fn stream(
     let mut events = Vec::new();
     let mut input = buffered;
     let mut cut = false;
+    // Why the upstream ended early, when it did not just stop.
+    let mut why: Option<String> = None;
     loop {
         events.clear();
         let done = match body.step(&input, &mut data) {
             Ok(done) => {
-                if t.feed(&data, &mut events).is_err() {
+                if let Err(e) = t.feed(&data, &mut events) {
                     // An upstream event over the limit or malformed framing: end the stream
                     // with an error event rather than relay garbage.
                     body.clean = false;
                     cut = true;
+                    why = Some(e.to_string());
                     true
                 } else {
                     if done && !cut {
@@ -151,11 +154,12 @@ pub(super) async fn stream(
             Err(()) => {
                 body.clean = false;
                 cut = true;
+                why = Some("malformed chunked framing".into());
                 true
             }
         };
         if done {
-            t.finish(&mut events);
+            t.finish_because(why.as_deref(), &mut events);
         }
         if !committed {
             if let Some((code, message)) = t.error().filter(|_| !t.is_committed()) {
@@ -192,6 +196,9 @@ pub(super) async fn stream(
         if !matches!(res, Ok(n) if n > 0) {
             // The provider went away (or ended a close-delimited body): finish the stream,
             // with an error event if it was not complete.
+            if let Err(e) = res {
+                why = Some(e.to_string());
+            }
             body.clean = false;
             // A close-delimited body ends this way; any other is cut off.
             cut = !matches!(body.framing, BodyFraming::Close);
