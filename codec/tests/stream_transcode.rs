@@ -751,3 +751,42 @@ fn citations_stream_in_their_own_protocol_and_as_web_annotations_to_responses() 
         }
     }
 }
+
+#[test]
+fn anthropic_thinking_reaches_a_responses_client_as_an_item_it_can_send_back() {
+    use busbar_codec::ir::Block;
+    let src = fixture("anthropic", "stream_thinking_tool_use.sse");
+    let ev = events(&transcode(
+        Protocol::Anthropic,
+        Protocol::OpenAiResponses,
+        &[&src],
+        true,
+    ));
+    let (_, done) = ev
+        .iter()
+        .find(|(k, _)| k.as_deref() == Some("response.completed"))
+        .unwrap();
+    let item = &done["response"]["output"][0];
+    assert_eq!(item["type"], "reasoning");
+    assert!(
+        item["id"].as_str().unwrap().starts_with("rs_busbar_"),
+        "{item}"
+    );
+    assert_eq!(
+        item["encrypted_content"],
+        "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+    );
+    // Read back as a Responses client would send it: the same signed thinking block.
+    let r =
+        busbar_codec::responses::parse_response(done["response"].to_string().as_bytes()).unwrap();
+    match &r.content[0] {
+        Block::Thinking { text, signature } => {
+            assert!(!text.is_empty());
+            assert_eq!(
+                signature.as_deref(),
+                Some("EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -212,6 +212,8 @@ struct Item {
     text: String,
     /// Citations on a text item, written as annotations when its text is whole.
     citations: Vec<crate::ir::Citation>,
+    /// A thinking item's signature (another provider's), sent as its `encrypted_content`.
+    signature: Option<String>,
 }
 
 /// Writes IR stream events as a Responses stream.
@@ -301,10 +303,12 @@ impl Writer {
             Event::Start { id, model } => self.start(id, model, out),
             Event::BlockStart { index, kind } => {
                 let output_index = self.done.len() + self.open.len();
+                // Another provider's thinking is an `rs_busbar_` item: its opaque part rides in
+                // `encrypted_content` and comes back as the same block (see reasoning.rs).
                 let prefix = match kind {
                     BlockStart::Text => "msg",
                     BlockStart::ToolUse { .. } => "fc",
-                    _ => "rs",
+                    _ => "rs_busbar",
                 };
                 let id = format!("{prefix}_{tail}{output_index}");
                 let item = match kind {
@@ -336,6 +340,7 @@ impl Writer {
                     kind: kind.clone(),
                     text: String::new(),
                     citations: Vec::new(),
+                    signature: None,
                 });
             }
             Event::Text { index, text }
@@ -359,7 +364,11 @@ impl Writer {
                 };
                 self.emit(out, v);
             }
-            Event::Signature { .. } => {}
+            Event::Signature { index, signature } => {
+                if let Some(it) = self.open.iter_mut().find(|i| i.index == *index) {
+                    it.signature = Some(signature.clone());
+                }
+            }
             Event::BlockStop { index } => {
                 let Some(at) = self.open.iter().position(|i| i.index == *index) else {
                     return;
@@ -390,7 +399,11 @@ impl Writer {
                         self.emit(out, json!({"type": "response.reasoning_summary_text.done", "item_id": id, "output_index": oi, "summary_index": 0, "text": text}));
                         let part = json!({"type": "summary_text", "text": text});
                         self.emit(out, json!({"type": "response.reasoning_summary_part.done", "item_id": id, "output_index": oi, "summary_index": 0, "part": part}));
-                        json!({"type": "reasoning", "id": id, "summary": [part]})
+                        let mut item = json!({"type": "reasoning", "id": id, "summary": [part]});
+                        if let Some(s) = &it.signature {
+                            item["encrypted_content"] = json!(s);
+                        }
+                        item
                     }
                     BlockStart::ToolUse { id: call, name } => {
                         self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": id, "output_index": oi, "arguments": text}));
