@@ -272,6 +272,40 @@ pub fn stream_transcode(data: &[u8]) {
     }
 }
 
+/// Same-protocol passthrough: the first byte picks the protocol (and the Gemini JSON array or
+/// the hidden OpenAI usage chunk), the rest is the upstream stream. Whole or cut anywhere gives
+/// the same client bytes; without a hidden chunk and without an error, what goes out is a prefix
+/// of what came in (nothing is invented, a malformed event never passes).
+pub fn stream_passthrough(data: &[u8]) {
+    use crate::Protocol;
+    use crate::stream::Transcoder;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let p = Protocol::ALL[pick as usize % 6];
+    let json_array = p == Protocol::Gemini && pick & 0x40 != 0;
+    let hide = p == Protocol::OpenAiChat && pick & 0x80 != 0;
+    let Some((body, a, b)) = cut(rest) else {
+        return;
+    };
+    let run = |parts: &[&[u8]]| {
+        let mut t = Transcoder::passthrough(p, json_array, hide);
+        let mut out = Vec::new();
+        for part in parts {
+            if t.feed(part, &mut out).is_err() {
+                break;
+            }
+        }
+        t.finish(&mut out);
+        (out, t.error().is_none())
+    };
+    let (whole, clean) = run(&[body]);
+    assert_eq!(run(&[a, b]).0, whole);
+    if clean && !hide {
+        assert!(body.starts_with(&whole), "passthrough invented bytes");
+    }
+}
+
 /// A fuzz target: arbitrary bytes in, panics on a broken property.
 pub type Target = fn(&[u8]);
 
@@ -297,4 +331,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_eventstream", frame_eventstream),
     ("frame_jsonarray", frame_jsonarray),
     ("stream_transcode", stream_transcode),
+    ("stream_passthrough", stream_passthrough),
 ];

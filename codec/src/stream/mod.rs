@@ -246,6 +246,9 @@ pub struct Transcoder {
     error: Option<(Option<String>, String)>,
     committed: bool,
     usage: Option<Usage>,
+    /// Passthrough only: an unreadable upstream event or the provider's error event was seen,
+    /// and no more upstream bytes go out.
+    closed: bool,
 }
 
 impl Transcoder {
@@ -285,6 +288,7 @@ impl Transcoder {
             error: None,
             committed: false,
             usage: None,
+            closed: false,
         }
     }
 
@@ -320,48 +324,49 @@ impl Transcoder {
 
     /// Feeds upstream bytes; appends whatever client bytes they complete to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-        let failed = self.error.is_some();
         let Self {
             reader,
             events,
             output,
+            closed,
             ..
         } = self;
         match output {
             Output::Write(_) => reader.feed(input, events, |_, _, _| {})?,
             Output::Pass {
-                held,
-                hide_usage: false,
-                ..
+                held, hide_usage, ..
             } => {
-                // Released: `input` up to the end of the last whole, readable event.
+                // Released: `input` up to the end of the last whole, readable event; nothing
+                // after an unreadable event, nor after the provider's own error event.
+                let hide = *hide_usage;
                 let mut released = 0;
-                let mut bad = failed;
-                let res = reader.feed(input, events, |end, _, got| {
-                    bad |= malformed(got);
-                    if !bad {
+                let res = reader.feed(input, events, |end, sse, got| {
+                    if *closed {
+                        return;
+                    }
+                    if malformed(got) {
+                        *closed = true;
+                        return;
+                    }
+                    if hide {
+                        // The usage chunk (`choices: []`) reads as usage alone.
+                        let usage_only = got.len() == 1 && matches!(got[0], Event::Usage(_));
+                        if let (false, Some(e)) = (usage_only, sse) {
+                            sse::encode(out, e.event.as_deref(), &e.data);
+                        }
+                    } else {
                         out.append(held);
                         out.extend_from_slice(&input[released..end]);
                         released = end;
                     }
+                    *closed |= got.iter().any(|e| matches!(e, Event::Error { .. }));
                 });
-                if !bad {
+                if *closed {
+                    held.clear();
+                } else if !hide {
                     held.extend_from_slice(&input[released..]);
                 }
                 res?;
-            }
-            Output::Pass {
-                hide_usage: true, ..
-            } => {
-                let mut bad = failed;
-                reader.feed(input, events, |_, sse, got| {
-                    bad |= malformed(got);
-                    // The usage chunk (`choices: []`) reads as usage alone.
-                    let usage_only = got.len() == 1 && matches!(got[0], Event::Usage(_));
-                    if let (false, false, Some(e)) = (bad, usage_only, sse) {
-                        sse::encode(out, e.event.as_deref(), &e.data);
-                    }
-                })?;
             }
         }
         self.take_events(out);
