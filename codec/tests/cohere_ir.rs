@@ -293,3 +293,14 @@ fn every_tool_choice_form_round_trips() {
     assert_eq!(out["tool_choice"], "REQUIRED");
     assert_eq!(loss.dropped, ["tool_choice"]);
 }
+
+#[test]
+fn a_reasoning_effort_turns_cohere_thinking_on_and_reports_the_level() {
+    let body =
+        br#"{"model":"m","reasoning_effort":"high","messages":[{"role":"user","content":"hi"}]}"#;
+    let ir = openai::parse_request(body).unwrap();
+    let mut loss = LossReport::default();
+    let out = json_of(&cohere::write_request(&ir, &mut loss));
+    assert_eq!(out["thinking"], json!({"type": "enabled"}));
+    assert_eq!(loss.dropped, vec!["reasoning.effort".to_string()]);
+}

@@ -456,3 +456,71 @@ Anthropic.stream_broken = _anthropic_stream_broken
 Gemini.stream_broken = _gemini_stream_broken
 Cohere.stream_broken = _cohere_stream_broken
 Bedrock.stream_broken = _bedrock_stream_broken
+
+
+# Thinking, streamed: (thinking text, its signature or None, answer text), each SDK asking for
+# reasoning its own way and reading the stream its own way.
+
+def _responses_stream_thinking(self, model):
+    with self.c.responses.stream(model=model, input="alpha beta", reasoning={"effort": "low", "summary": "auto"},
+                                 include=["reasoning.encrypted_content"]) as s:
+        final = s.get_final_response()
+    rs = next(o for o in final.output if o.type == "reasoning")
+    return "".join(p.text for p in rs.summary), rs.encrypted_content, final.output_text
+
+
+def _anthropic_stream_thinking(self, model):
+    with self.c.messages.stream(model=model, max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                                messages=[{"role": "user", "content": "alpha beta"}]) as s:
+        final = s.get_final_message()
+    th = next(b for b in final.content if b.type == "thinking")
+    return th.thinking, th.signature, "".join(b.text for b in final.content if b.type == "text")
+
+
+def _gemini_stream_thinking(self, model):
+    cfg = gtypes.GenerateContentConfig(thinking_config=gtypes.ThinkingConfig(include_thoughts=True, thinking_budget=1024))
+    thinking, text, signature = "", "", None
+    for c in self.c.models.generate_content_stream(model=model, contents="alpha beta", config=cfg):
+        for p in c.candidates[0].content.parts or []:
+            if p.thought_signature:
+                signature = p.thought_signature
+            if p.thought:
+                thinking += p.text or ""
+            else:
+                text += p.text or ""
+    return thinking, signature, text
+
+
+def _cohere_stream_thinking(self, model):
+    thinking, text = "", ""
+    for ev in self.c.chat_stream(model=model, messages=[{"role": "user", "content": "alpha beta"}],
+                                 thinking={"type": "enabled", "token_budget": 1024}, request_options=NO_RETRY):
+        if ev.type in ("content-start", "content-delta"):
+            c = ev.delta.message.content
+            thinking += getattr(c, "thinking", None) or ""
+            text += getattr(c, "text", None) or ""
+    # Cohere's thinking has no signature.
+    return thinking, None, text
+
+
+def _bedrock_stream_thinking(self, model):
+    thinking, text, signature = "", "", None
+    r = self.c.converse_stream(modelId=model, messages=[{"role": "user", "content": [{"text": "alpha beta"}]}],
+                               additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 1024}})
+    for ev in r["stream"]:
+        d = ev.get("contentBlockDelta", {}).get("delta", {})
+        rc = d.get("reasoningContent", {})
+        thinking += rc.get("text", "")
+        signature = rc.get("signature", signature)
+        text += d.get("text", "")
+    return thinking, signature, text
+
+
+OpenAIResponses.stream_thinking = _responses_stream_thinking
+Anthropic.stream_thinking = _anthropic_stream_thinking
+Gemini.stream_thinking = _gemini_stream_thinking
+Cohere.stream_thinking = _cohere_stream_thinking
+Bedrock.stream_thinking = _bedrock_stream_thinking
+# OpenAI Chat Completions has no thinking in its answers, on either side.
+THINKING = [OpenAIResponses, Anthropic, Gemini, Cohere, Bedrock]
+SIGNED = {"responses", "anthropic", "gemini", "bedrock"}

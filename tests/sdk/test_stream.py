@@ -200,3 +200,16 @@ def test_stream_broken_mid_way_raises_the_sdks_error(sdk, egress, how, matrix):
     assert BREAK_MESSAGE[how] in err or (how == "garbage" and "ended before" in err), err
     assert text.startswith("alpha"), text
     assert "delta" not in text, text
+
+
+@pytest.mark.parametrize("egress", [p for p in EGRESS if p != "openai"])
+@pytest.mark.parametrize("sdk", adapters.THINKING, ids=lambda a: a.name)
+def test_stream_thinking_pair(sdk, egress, matrix):
+    """The 25 pairs where both sides have thinking: the client sees the thinking, then the
+    answer, and the signature wherever both protocols carry one."""
+    client = sdk(matrix.url, CLIENT_KEY)
+    thinking, signature, text = client.stream_thinking(f"via-{egress}")
+    assert thinking.startswith("The user said"), thinking
+    assert text.startswith("alpha beta"), text
+    if sdk.name in adapters.SIGNED and egress in adapters.SIGNED:
+        assert signature, f"no signature reached the {sdk.name} client from {egress}"

@@ -387,6 +387,11 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
             (Some(true), None) => {
                 o.insert("thinking".into(), json!({"type": "enabled"}));
             }
+            // An effort asks for reasoning: Cohere's is on or off (the level itself is lost,
+            // and reported below).
+            (None, None) if r.effort.is_some() => {
+                o.insert("thinking".into(), json!({"type": "enabled"}));
+            }
             (None, None) => {}
         }
         if r.effort.is_some() && r.budget_tokens.is_none() {

@@ -135,17 +135,24 @@ impl Parser {
             "response.output_item.done" => {
                 let item = &v["item"];
                 if let Some(index) = self.find(oi, ITEM) {
+                    let id = s(item, "id");
+                    let enc = item.get("encrypted_content").and_then(Value::as_str);
+                    // Another provider's thinking handed to a Responses client earlier (an
+                    // `rs_busbar_` item): its encrypted content is that provider's signature.
+                    let foreign = id.starts_with(super::FOREIGN_REASONING_PREFIX);
                     if item["type"] == "reasoning" {
-                        let id = s(item, "id");
-                        if !id.is_empty() {
-                            out.push(Event::Signature {
-                                index,
-                                signature: id,
-                            });
+                        let signature = if foreign {
+                            enc.map(str::to_string)
+                        } else {
+                            Some(id).filter(|id| !id.is_empty())
+                        };
+                        if let Some(signature) = signature {
+                            out.push(Event::Signature { index, signature });
                         }
                     }
                     out.push(Event::BlockStop { index });
-                    if let Some(enc) = item.get("encrypted_content").and_then(Value::as_str) {
+                    // OpenAI's own encrypted reasoning rides as redacted thinking.
+                    if let Some(enc) = enc.filter(|_| !foreign) {
                         let i = self.next;
                         self.next += 1;
                         out.push(Event::BlockStart {
