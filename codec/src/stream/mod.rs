@@ -470,9 +470,7 @@ pub fn events_of(r: &crate::ir::Response) -> Vec<Event> {
     let words = |t: &str| -> Vec<String> { t.split_inclusive(' ').map(str::to_string).collect() };
     for (index, b) in r.content.iter().enumerate() {
         match b {
-            Block::Text {
-                text, citations, ..
-            } => {
+            Block::Text { text, .. } | Block::Refusal { text } => {
                 out.push(Event::BlockStart {
                     index,
                     kind: BlockStart::Text,
@@ -482,21 +480,12 @@ pub fn events_of(r: &crate::ir::Response) -> Vec<Event> {
                         .into_iter()
                         .map(|text| Event::Text { index, text }),
                 );
-                out.extend(citations.iter().map(|c| Event::Citation {
-                    index,
-                    citation: c.clone(),
-                }));
-            }
-            Block::Refusal { text } => {
-                out.push(Event::BlockStart {
-                    index,
-                    kind: BlockStart::Text,
-                });
-                out.extend(
-                    words(text)
-                        .into_iter()
-                        .map(|text| Event::Text { index, text }),
-                );
+                if let Block::Text { citations, .. } = b {
+                    out.extend(citations.iter().map(|c| Event::Citation {
+                        index,
+                        citation: c.clone(),
+                    }));
+                }
             }
             Block::Thinking { text, signature } => {
                 out.push(Event::BlockStart {
