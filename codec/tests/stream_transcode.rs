@@ -406,7 +406,9 @@ fn bedrock_event_stream_both_ways() {
 fn cohere_stream_both_ways() {
     let src = fixture("anthropic", "stream_thinking_tool_use.sse");
     let co = transcode(Protocol::Anthropic, Protocol::Cohere, &[&src], false);
-    let ev = events(&co);
+    let mut ev = events(&co);
+    // Cohere's stream ends with `data: [DONE]` after message-end.
+    assert_eq!(ev.pop(), Some((None, json!("[DONE]"))));
     let kinds: Vec<&str> = ev.iter().map(|(k, _)| k.as_deref().unwrap()).collect();
     assert_eq!(kinds[0], "message-start");
     assert_eq!(kinds.last(), Some(&"message-end"));

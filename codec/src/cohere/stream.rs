@@ -64,6 +64,10 @@ impl Parser {
 
     /// One SSE event -> IR events.
     pub fn event(&mut self, e: &sse::Event, out: &mut Vec<Event>) {
+        // The stream's terminator (after `message-end`).
+        if e.data == "[DONE]" {
+            return;
+        }
         let Ok(v) = serde_json::from_str::<Value>(&e.data) else {
             out.push(Event::Error {
                 code: Some(crate::stream::MALFORMED.into()),
@@ -343,6 +347,7 @@ impl Writer {
                     out,
                     json!({"type": "message-end", "delta": {"error": message, "finish_reason": "ERROR"}}),
                 );
+                out.extend_from_slice(b"data: [DONE]\n\n");
             }
             Event::End => {
                 let u = &self.usage;
@@ -353,6 +358,8 @@ impl Writer {
                     "billed_units": {"input_tokens": u.input, "output_tokens": u.output},
                     "tokens": {"input_tokens": u.input + u.cache_read, "output_tokens": u.output}}}}),
                 );
+                // Cohere's stream terminator.
+                out.extend_from_slice(b"data: [DONE]\n\n");
             }
         }
     }

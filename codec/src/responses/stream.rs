@@ -169,14 +169,14 @@ impl Parser {
                 let r = &v["response"];
                 let u = &r["usage"];
                 let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
-                let cached = u["input_tokens_details"]["cached_tokens"]
-                    .as_u64()
-                    .unwrap_or(0);
+                let detail = |k: &str| u["input_tokens_details"][k].as_u64().unwrap_or(0);
+                let (cached, written) = (detail("cached_tokens"), detail("cache_write_tokens"));
                 out.push(Event::Usage(Usage {
-                    input: n("input_tokens").saturating_sub(cached),
+                    // `input_tokens` counts cache reads and writes too (as in a whole response).
+                    input: n("input_tokens").saturating_sub(cached + written),
                     output: n("output_tokens"),
                     cache_read: cached,
-                    cache_write: 0,
+                    cache_write: written,
                     reasoning: u["output_tokens_details"]["reasoning_tokens"]
                         .as_u64()
                         .unwrap_or(0),
@@ -270,9 +270,11 @@ impl Writer {
             "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": null,
             "truncation": "disabled", "usage": null, "user": null, "metadata": {}});
         if status != "in_progress" {
-            r["usage"] = json!({"input_tokens": u.input + u.cache_read, "input_tokens_details": {"cached_tokens": u.cache_read},
+            let input = u.input + u.cache_read + u.cache_write;
+            r["usage"] = json!({"input_tokens": input,
+                "input_tokens_details": {"cached_tokens": u.cache_read, "cache_write_tokens": u.cache_write},
                 "output_tokens": u.output, "output_tokens_details": {"reasoning_tokens": u.reasoning},
-                "total_tokens": u.input + u.cache_read + u.output});
+                "total_tokens": input + u.output});
         }
         r
     }
@@ -336,7 +338,7 @@ impl Writer {
                 };
                 self.emit(out, json!({"type": "response.output_item.added", "output_index": output_index, "item": item}));
                 match kind {
-                    BlockStart::Text => self.emit(out, json!({"type": "response.content_part.added", "item_id": id, "output_index": output_index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})),
+                    BlockStart::Text => self.emit(out, json!({"type": "response.content_part.added", "item_id": id, "output_index": output_index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})),
                     BlockStart::Thinking => self.emit(out, json!({"type": "response.reasoning_summary_part.added", "item_id": id, "output_index": output_index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}})),
                     _ => {}
                 }
@@ -398,7 +400,7 @@ impl Writer {
                             self.emit(out, json!({"type": "response.output_text.annotation.added", "item_id": id, "output_index": oi, "content_index": 0, "annotation_index": n, "annotation": a}));
                         }
                         self.emit(out, json!({"type": "response.output_text.done", "item_id": id, "output_index": oi, "content_index": 0, "text": text, "logprobs": []}));
-                        let part = json!({"type": "output_text", "text": text, "annotations": annotations});
+                        let part = json!({"type": "output_text", "text": text, "annotations": annotations, "logprobs": []});
                         self.emit(out, json!({"type": "response.content_part.done", "item_id": id, "output_index": oi, "content_index": 0, "part": part}));
                         json!({"type": "message", "id": id, "status": "completed", "role": "assistant", "content": [part]})
                     }
@@ -413,7 +415,7 @@ impl Writer {
                         item
                     }
                     BlockStart::ToolUse { id: call, name } => {
-                        self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": id, "output_index": oi, "arguments": text}));
+                        self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": id, "output_index": oi, "name": name, "arguments": text}));
                         json!({"type": "function_call", "id": id, "call_id": call, "name": name, "arguments": text, "status": "completed"})
                     }
                     BlockStart::RedactedThinking { .. } => return,
