@@ -575,9 +575,11 @@ fn gemini_request_to_openai_and_anthropic() {
     let mut loss = LossReport::default();
     let out = value(&anthropic::write_request(&ir, 4096, &mut loss));
     assert_eq!(out["system"], "You are a concise travel assistant.");
+    // maxOutputTokens 800 under a 1024 thinking budget: Anthropic wants the budget below
+    // max_tokens, so the answer keeps its 800 on top of it.
     assert_eq!(
         (&out["top_k"], &out["max_tokens"]),
-        (&json!(10), &json!(800))
+        (&json!(10), &json!(1024 + 800))
     );
     assert_eq!(
         out["thinking"],

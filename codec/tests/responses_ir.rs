@@ -784,7 +784,10 @@ fn responses_requests_to_chat_and_anthropic() {
         out["tool_choice"],
         json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": false})
     );
-    assert_eq!(out["max_tokens"], 2048);
+    // max_output_tokens 2048 under the medium effort's 8192 budget: the answer keeps its 2048
+    // on top (Anthropic wants the budget below max_tokens).
+    assert_eq!(out["thinking"]["budget_tokens"], 8192);
+    assert_eq!(out["max_tokens"], 8192 + 2048);
     dropped(
         &loss,
         &[

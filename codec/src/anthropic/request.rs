@@ -311,12 +311,24 @@ pub fn write_request(req: &Request, default_max_tokens: u64, loss: &mut LossRepo
                 }
             }
             (_, Some(b)) => {
+                // Anthropic wants 1024 <= budget_tokens < max_tokens: a budget from another
+                // protocol (or from an effort) is raised to the floor, and a cap it does not fit
+                // under is raised to leave the answer the room the cap gave it.
+                let b = b.max(1024);
+                let cap = o["max_tokens"].as_i64().unwrap_or(i64::MAX);
+                if b >= cap {
+                    o.insert("max_tokens".into(), json!(b.saturating_add(cap)));
+                }
                 o.insert(
                     "thinking".into(),
                     json!({"type": "enabled", "budget_tokens": b}),
                 );
             }
             (Some(true), None) => {
+                let cap = o["max_tokens"].as_u64().unwrap_or(u64::MAX);
+                if cap <= 1024 {
+                    o.insert("max_tokens".into(), json!(1024 + cap));
+                }
                 o.insert(
                     "thinking".into(),
                     json!({"type": "enabled", "budget_tokens": 1024}),

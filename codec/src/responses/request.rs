@@ -470,6 +470,10 @@ fn reasoning_json(req: &Request, o: &mut Map<String, Value>, loss: &mut LossRepo
                         _ => "high",
                     };
                     ro.insert("effort".into(), json!(e));
+                } else if r.enabled == Some(true) {
+                    // Thinking switched on without a size: OpenAI's own default level (left
+                    // out, a model may not reason at all).
+                    ro.insert("effort".into(), json!("medium"));
                 }
             }
         }
