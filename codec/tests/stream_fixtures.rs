@@ -428,6 +428,23 @@ fn every_cut_of_each_fixture_gives_every_client_the_same_complete_stream() {
     }
 }
 
+/// The client saw the stream end as its protocol ends a turn (with tool calls, or not), and
+/// the usage in its protocol's fields.
+fn assert_end(to: Protocol, r: &Seen, tools: bool, usage: &Usage) {
+    let stop = match (to, tools) {
+        (Protocol::OpenAiChat, true) => "tool_calls",
+        (Protocol::OpenAiChat, false) => "stop",
+        (Protocol::OpenAiResponses, _) => "completed",
+        (Protocol::Anthropic | Protocol::Bedrock, true) => "tool_use",
+        (Protocol::Anthropic | Protocol::Bedrock, false) => "end_turn",
+        (Protocol::Gemini, _) => "STOP",
+        (Protocol::Cohere, true) => "TOOL_CALL",
+        (Protocol::Cohere, false) => "COMPLETE",
+    };
+    assert_eq!(r.stop, stop, "{to:?}");
+    assert_eq!(r.usage, expected_usage(to, usage), "{to:?}");
+}
+
 #[test]
 fn cohere_tool_plan_and_parallel_calls_reach_every_client() {
     let src = cohere_calls();
@@ -445,15 +462,7 @@ fn cohere_tool_plan_and_parallel_calls_reach_every_client() {
         assert_calls(to, &r.calls, &PLAN_CALLS);
         // The tool plan has no IR stream form: it reaches no client as text.
         assert_eq!((r.text.as_str(), r.thinking.as_str()), ("", ""), "{to:?}");
-        let stop = match to {
-            Protocol::OpenAiChat => "tool_calls",
-            Protocol::OpenAiResponses => "completed",
-            Protocol::Anthropic | Protocol::Bedrock => "tool_use",
-            Protocol::Gemini => "STOP",
-            Protocol::Cohere => "TOOL_CALL",
-        };
-        assert_eq!(r.stop, stop, "{to:?}");
-        assert_eq!(r.usage, expected_usage(to, &usage), "{to:?}");
+        assert_end(to, &r, true, &usage);
     }
 
     // An Anthropic client: the two calls as tool_use blocks 0 and 1, each stopped once.
@@ -516,15 +525,7 @@ fn cohere_grounded_answer_reaches_every_client_and_its_citations_a_cohere_client
         let r = seen(to, &out);
         assert_eq!(r.text, GROUNDED_TEXT, "{to:?}");
         assert!(r.calls.is_empty() && r.thinking.is_empty(), "{to:?}: {r:?}");
-        let stop = match to {
-            Protocol::OpenAiChat => "stop",
-            Protocol::OpenAiResponses => "completed",
-            Protocol::Anthropic | Protocol::Bedrock => "end_turn",
-            Protocol::Gemini => "STOP",
-            Protocol::Cohere => "COMPLETE",
-        };
-        assert_eq!(r.stop, stop, "{to:?}");
-        assert_eq!(r.usage, expected_usage(to, &usage), "{to:?}");
+        assert_end(to, &r, false, &usage);
     }
     // Re-encoded for a Cohere client, both citations come as the provider wrote them: their
     // character offsets (`°` is one character, two bytes) still point at the cited text.
@@ -571,15 +572,7 @@ fn responses_reasoning_text_and_call_reach_every_client() {
         };
         assert_eq!(r.thinking, thinking, "{to:?}");
         assert_calls(to, &r.calls, &[CALL]);
-        let stop = match to {
-            Protocol::OpenAiChat => "tool_calls",
-            Protocol::OpenAiResponses => "completed",
-            Protocol::Anthropic | Protocol::Bedrock => "tool_use",
-            Protocol::Gemini => "STOP",
-            Protocol::Cohere => "TOOL_CALL",
-        };
-        assert_eq!(r.stop, stop, "{to:?}");
-        assert_eq!(r.usage, expected_usage(to, &usage), "{to:?}");
+        assert_end(to, &r, true, &usage);
         // The reasoning item's id is its signature where the protocol carries one.
         if matches!(to, Protocol::Anthropic | Protocol::Bedrock) {
             assert_eq!(r.signatures, [REASONING_ID], "{to:?}");
