@@ -192,6 +192,7 @@ fn start_proxy(proxy: Proxy, spec: &CompareSpec, mock_port: u16) -> Result<Runni
                 .arg(&spec.busbar)
                 .arg("--config")
                 .arg(&cfg)
+                .args(["--admin-listen", "off"])
                 .args(&spec.busbar_args)
                 .env("BUSBAR_LOG", "warn")
                 .stdout(Stdio::piped())

@@ -4,7 +4,8 @@
 //! ```text
 //!   signal thread ─┐                      ┌─> shard 0: doorbell task drains its channel
 //!   dns thread   ──┼─> Mailbox::send ─────┼─> shard 1
-//!                  └─ (never blocks)      └─> ...
+//!   admin thread ──┤   (never blocks)     └─> ...
+//!   other shards ──┘   (breaker changes)
 //! ```
 //!
 //! A sender never blocks: a full channel is counted and reported, and a doorbell whose socket
@@ -26,6 +27,21 @@ pub(crate) enum ShardMsg {
         provider: usize,
         addrs: Vec<SocketAddr>,
     },
+    /// Another shard's breaker replica for a lane (index into `Config::models`) changed state.
+    Lane {
+        lane: usize,
+        change: busbar_core::breaker::Change,
+    },
+    /// The admin thread asks for this shard's view of its lanes.
+    Stats(crossbeam_channel::Sender<ShardReport>),
+}
+
+/// One shard's answer to [`ShardMsg::Stats`].
+#[derive(Debug, Clone)]
+pub(crate) struct ShardReport {
+    pub(crate) shard: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) lanes: Vec<crate::lanes::LaneSnapshot>,
 }
 
 /// Messages dropped because a shard's channel was full.
@@ -53,6 +69,15 @@ pub(crate) fn mailbox(capacity: usize) -> std::io::Result<(Mailbox, Inbox)> {
 }
 
 impl Mailbox {
+    /// Another sender to the same shard (for the shards, which tell each other of breaker
+    /// changes).
+    pub(crate) fn try_clone(&self) -> std::io::Result<Mailbox> {
+        Ok(Mailbox {
+            tx: self.tx.clone(),
+            bell: self.bell.try_clone()?,
+        })
+    }
+
     /// Queues `msg` and rings the doorbell. Never blocks.
     pub(crate) fn send(&self, msg: ShardMsg) {
         match self.tx.try_send(msg) {

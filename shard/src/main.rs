@@ -1,16 +1,19 @@
 //! `busbar`: the gateway binary.
 //!
 //! ```text
-//!   busbar [--config FILE] [--listen ADDR] [--shards N] [--driver auto|io_uring|epoll]
+//!   busbar [--config FILE] [--listen ADDR] [--admin-listen ADDR|off] [--shards N]
+//!          [--driver auto|io_uring|epoll]
 //!   busbar check FILE
 //! ```
 //!
 //! With no `--config`, busbar runs on the embedded default (the built-in mock model plus every
 //! known provider whose API key is in the environment).
 
+mod admin;
 mod control;
 mod gateway;
 mod io;
+mod lanes;
 mod runtime;
 mod server;
 mod shard;
@@ -34,6 +37,9 @@ struct Cli {
     /// Override the shard count (0 = one per core).
     #[arg(long)]
     shards: Option<usize>,
+    /// Override the admin listen address (e.g. 127.0.0.1:0), or `off`.
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// Override the I/O driver.
     #[arg(long, value_parser = ["auto", "io_uring", "epoll"])]
     driver: Option<String>,
@@ -116,6 +122,31 @@ fn main() -> ExitCode {
     }
     if let Some(s) = cli.shards {
         config.shards = s;
+    }
+    match cli.admin_listen.as_deref() {
+        None => {}
+        Some("off") => config.admin = None,
+        Some(a) => match a.parse() {
+            Ok(addr) => {
+                let token = config.admin.as_ref().and_then(|a| a.token.clone());
+                if token.is_none() && !std::net::SocketAddr::ip(&addr).is_loopback() {
+                    eprintln!(
+                        "error: --admin-listen {a}: not a loopback address, and no admin token is configured (admin.token_env)"
+                    );
+                    return ExitCode::from(2);
+                }
+                config.admin = Some(config::Admin {
+                    listen: addr,
+                    token,
+                });
+            }
+            Err(_) => {
+                eprintln!(
+                    "error: --admin-listen: `{a}` is not an address like 127.0.0.1:8081 (or `off`)"
+                );
+                return ExitCode::from(2);
+            }
+        },
     }
     if let Some(d) = cli.driver.as_deref() {
         config.driver = match d {

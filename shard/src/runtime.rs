@@ -6,6 +6,7 @@
 //!     ├── busbar-shard-0  (pinned, own SO_REUSEPORT listener)  binds first: learns the port
 //!     ├── busbar-shard-1..N                                      bind the same port
 //!     ├── busbar-signals  SIGTERM/SIGINT -> Shutdown to every shard (second signal: exit now)
+//!     ├── busbar-admin    GET /stats, /healthz: asks every shard through its mailbox
 //!     └── busbar-dns      re-resolves provider hosts -> Resolved to every shard
 //! ```
 
@@ -87,9 +88,27 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         inboxes.push(i);
     }
 
+    // The admin listener binds before the shards start, so a taken port fails start-up.
+    let admin = match &config.admin {
+        Some(a) => Some(
+            std::net::TcpListener::bind(a.listen)
+                .map_err(|e| format!("cannot listen on {} (admin): {e}", a.listen))?,
+        ),
+        None => None,
+    };
+    let lanes_shared = crate::lanes::shared(&config);
+
     let mut handles = Vec::with_capacity(count);
     let mut listen = config.listen;
     for (id, inbox) in inboxes.into_iter().enumerate() {
+        // Every other shard's mailbox: breaker changes go to them.
+        let peers = mailboxes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != id)
+            .map(|(_, m)| m.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot create shard mailbox: {e}"))?;
         let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel(1);
         let init = ShardInit {
             id,
@@ -99,6 +118,9 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
             addrs: addrs.clone(),
             inbox,
             bound: bound_tx,
+            shards: count,
+            peers,
+            lanes: Arc::clone(&lanes_shared),
         };
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
@@ -124,6 +146,16 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     start_signal_thread(Arc::clone(&mailboxes))?;
     start_dns_thread(Arc::clone(&config), Arc::clone(&mailboxes));
 
+    if let (Some(l), Some(a)) = (admin, &config.admin) {
+        let at = l.local_addr().unwrap_or(a.listen);
+        crate::admin::start(
+            l,
+            a.token.clone(),
+            Arc::clone(&config),
+            Arc::clone(&mailboxes),
+        )?;
+        println!("busbar: admin on {at} (GET /stats, /healthz)");
+    }
     println!(
         "busbar: listening on {listen} (shards={count}, driver={})",
         driver.as_str()

@@ -31,6 +31,12 @@ pub(crate) struct ShardInit {
     pub(crate) addrs: Vec<Vec<SocketAddr>>,
     pub(crate) inbox: Inbox,
     pub(crate) bound: SyncSender<std::io::Result<SocketAddr>>,
+    /// How many shards there are (lane limits are shared out among them).
+    pub(crate) shards: usize,
+    /// The other shards' mailboxes.
+    pub(crate) peers: Vec<crate::control::Mailbox>,
+    /// What all shards share about lanes (the probe slots).
+    pub(crate) lanes: crate::lanes::Shared,
 }
 
 /// A shard's state, shared by its tasks.
@@ -41,6 +47,8 @@ pub(crate) struct Shard {
     pub(crate) keys: KeyTable,
     pub(crate) rotations: Vec<RefCell<SmoothWeighted>>,
     pub(crate) upstream: Upstream,
+    /// This shard's breaker replicas and bulkheads, one per model.
+    pub(crate) lanes: crate::lanes::Lanes,
     /// Requests between head and end of response.
     pub(crate) in_flight: Cell<usize>,
     /// Open client connections.
@@ -95,6 +103,7 @@ pub(crate) async fn serve(init: ShardInit) {
             })
             .collect(),
         upstream: Upstream::new(&config, init.tls, init.addrs),
+        lanes: crate::lanes::Lanes::new(&config, init.id, init.shards, init.lanes, init.peers),
         config,
         in_flight: Cell::new(0),
         open_conns: Cell::new(0),
@@ -123,6 +132,14 @@ pub(crate) async fn serve(init: ShardInit) {
                     match msg {
                         ShardMsg::Shutdown => stop = true,
                         ShardMsg::Resolved { provider, addrs } => shard.upstream.set_addrs(provider, addrs),
+                        ShardMsg::Lane { lane, change } => shard.lanes.apply(lane, &change),
+                        ShardMsg::Stats(reply) => {
+                            let _ = reply.try_send(crate::control::ShardReport {
+                                shard: shard.id,
+                                in_flight: shard.in_flight.get(),
+                                lanes: shard.lanes.snapshot(),
+                            });
+                        }
                     }
                 }
                 if stop {

@@ -39,6 +39,8 @@ pub struct Busbar {
     child: Option<Child>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin API listens (started on a free port unless the test says otherwise).
+    pub admin: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     _config: tempfile::NamedTempFile,
 }
@@ -65,6 +67,9 @@ impl Busbar {
             cmd.arg("--config").arg(file.path());
         }
         cmd.arg("--driver").arg(driver).args(args);
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
         for var in [
             "OPENAI_API_KEY",
             "ANTHROPIC_API_KEY",
@@ -97,6 +102,7 @@ impl Busbar {
         });
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
+        let mut admin = None;
         let addr = loop {
             line.clear();
             if out.read_line(&mut line).unwrap_or(0) == 0 {
@@ -105,6 +111,10 @@ impl Busbar {
                     "busbar exited before listening ({status:?}); stderr:\n{}",
                     stderr.lock().unwrap()
                 );
+            }
+            if let Some(rest) = line.split("admin on ").nth(1) {
+                let a = rest.split_whitespace().next().unwrap_or_default();
+                admin = a.parse::<SocketAddr>().ok();
             }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let a = rest.split_whitespace().next().unwrap_or_default();
@@ -122,6 +132,7 @@ impl Busbar {
         Busbar {
             child: Some(child),
             addr,
+            admin,
             stderr,
             _config: file,
         }

@@ -536,7 +536,7 @@ fn a_stream_that_stalls_after_its_first_content_ends_with_an_error_event() {
 listen = "127.0.0.1:0"
 shards = 1
 [upstream]
-body_read_timeout_ms = 300
+event_gap_timeout_ms = 300
 [providers.up]
 protocol = "openai"
 base_url = "http://{}/v1"
@@ -555,7 +555,7 @@ provider = "up"
     let text = r.text();
     assert!(text.starts_with(first), "{text}");
     assert!(
-        text.contains("\"error\"") && text.contains("no data from the provider for 300 ms"),
+        text.contains("\"error\"") && text.contains("next event did not arrive within 300 ms"),
         "{text}"
     );
     assert!(!text.contains("[DONE]"), "{text}");

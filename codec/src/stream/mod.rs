@@ -249,6 +249,8 @@ pub struct Transcoder {
     /// Passthrough only: an unreadable upstream event or the provider's error event was seen,
     /// and no more upstream bytes go out.
     closed: bool,
+    /// Whole upstream events read so far (pings included): what a gap deadline watches.
+    upstream_events: u64,
 }
 
 impl Transcoder {
@@ -289,6 +291,7 @@ impl Transcoder {
             committed: false,
             usage: None,
             closed: false,
+            upstream_events: 0,
         }
     }
 
@@ -329,10 +332,11 @@ impl Transcoder {
             events,
             output,
             closed,
+            upstream_events,
             ..
         } = self;
         match output {
-            Output::Write(_) => reader.feed(input, events, |_, _, _| {})?,
+            Output::Write(_) => reader.feed(input, events, |_, _, _| *upstream_events += 1)?,
             Output::Pass {
                 held, hide_usage, ..
             } => {
@@ -341,6 +345,7 @@ impl Transcoder {
                 let hide = *hide_usage;
                 let mut released = 0;
                 let res = reader.feed(input, events, |end, sse, got| {
+                    *upstream_events += 1;
                     if *closed {
                         return;
                     }
@@ -456,6 +461,12 @@ impl Transcoder {
     /// The final usage as the stream reported it (cumulative: the last report).
     pub fn usage(&self) -> Option<&Usage> {
         self.usage.as_ref()
+    }
+
+    /// How many whole upstream events have been read (keep-alive pings included, SSE comments
+    /// not): a stream whose count stops moving is stalled, however many bytes trickle in.
+    pub fn upstream_events(&self) -> u64 {
+        self.upstream_events
     }
 }
 

@@ -10,7 +10,7 @@ mod parse;
 
 pub use default::{DEFAULT_SOURCE_NAME, default_toml};
 pub use model::{
-    Auth, AwsSigning, ClientKey, Config, Driver, Endpoint, Limits, MockSettings, Model, Pool,
-    PoolMember, Protocol, Provider, UpstreamSettings,
+    Admin, Auth, AwsSigning, ClientKey, Config, Driver, Endpoint, LaneLimits, Limits, MockSettings,
+    Model, Pool, PoolMember, Protocol, Provider, UpstreamSettings,
 };
 pub use parse::{ConfigError, parse};

@@ -113,8 +113,13 @@ pub struct UpstreamSettings {
     pub connect_timeout_ms: u64,
     /// Deadline from sending the request to the end of the response head.
     pub response_head_timeout_ms: u64,
-    /// Longest silence allowed between two reads of a response body.
+    /// Longest silence allowed between two reads of a whole (non-streamed) response body.
     pub body_read_timeout_ms: u64,
+    /// Deadline from a stream's response head to its first whole event.
+    pub first_event_timeout_ms: u64,
+    /// Longest time between two whole events of a stream (a drip of bytes that never
+    /// completes an event does not reset it).
+    pub event_gap_timeout_ms: u64,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout_ms: u64,
     /// Most idle connections kept per origin per shard.
@@ -129,6 +134,8 @@ impl Default for UpstreamSettings {
             connect_timeout_ms: 5_000,
             response_head_timeout_ms: 300_000,
             body_read_timeout_ms: 300_000,
+            first_event_timeout_ms: 60_000,
+            event_gap_timeout_ms: 120_000,
             pool_idle_timeout_ms: 60_000,
             max_idle_per_origin: 256,
             extra_ca_files: Vec::new(),
@@ -184,6 +191,8 @@ pub struct Provider {
     pub api_key_env: Option<String>,
     /// The key, when the variable was set.
     pub api_key: Option<String>,
+    /// Classification rules for this provider's errors, tried before the built-in ones.
+    pub faults: Vec<crate::fault::Rule>,
 }
 
 /// A model a client can ask for by name.
@@ -205,6 +214,39 @@ pub struct Model {
     pub output_price: f64,
     /// Refuse (400) a request whose translation to this model's protocol would lose a field.
     pub strict: bool,
+    /// This lane's bulkhead.
+    pub lane: LaneLimits,
+}
+
+/// A lane's bulkhead: how many requests it may have in flight, how many may wait for a slot
+/// and for how long. Counts are for the whole process (each shard gets its share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneLimits {
+    /// Most requests in flight on the lane.
+    pub max_concurrency: usize,
+    /// Most requests waiting for a slot; past it, the lane is busy at once.
+    pub max_queue: usize,
+    /// Longest wait for a slot.
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for LaneLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 1024,
+            max_queue: 1024,
+            queue_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The admin listener (`/stats`, `/healthz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens (loopback by default).
+    pub listen: SocketAddr,
+    /// The bearer token it requires, when set.
+    pub token: Option<String>,
 }
 
 /// One member of a pool.
@@ -225,6 +267,11 @@ pub struct Pool {
     pub members: Vec<PoolMember>,
     /// Refuse (400) a request whose translation to a member's protocol would lose a field.
     pub strict: bool,
+    /// Most members tried for one request.
+    pub max_attempts: usize,
+    /// Time from the request to the first byte of an answer, over every attempt; when it is
+    /// over, no further member is tried.
+    pub failover_deadline_ms: u64,
 }
 
 /// A client key from the static list.
@@ -257,4 +304,8 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// Client keys; empty means no client authentication.
     pub keys: Vec<ClientKey>,
+    /// When lanes trip and how long they stay open.
+    pub breaker: crate::breaker::Settings,
+    /// The admin listener, when there is one.
+    pub admin: Option<Admin>,
 }

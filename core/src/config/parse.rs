@@ -71,6 +71,65 @@ struct RawConfig {
     pools: BTreeMap<String, Spanned<RawPool>>,
     #[serde(default)]
     keys: Vec<Spanned<RawKey>>,
+    #[serde(default)]
+    breaker: RawBreaker,
+    #[serde(default)]
+    lanes: RawLanes,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    consecutive_failures: Option<Spanned<u32>>,
+    error_rate: Option<Spanned<f64>>,
+    window_ms: Option<Spanned<u64>>,
+    min_requests: Option<u32>,
+    cooldown_ms: Option<u64>,
+    max_cooldown_ms: Option<Spanned<u64>>,
+    hard_cooldown_ms: Option<u64>,
+    jitter: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLanes {
+    max_concurrency: Option<Spanned<usize>>,
+    max_queue: Option<usize>,
+    queue_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    token_env: Option<Spanned<String>>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            enabled: true,
+            token_env: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    status: Option<u16>,
+    code: Option<String>,
+    message: Option<String>,
+    class: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -91,6 +150,8 @@ struct RawUpstream {
     connect_timeout_ms: Option<u64>,
     response_head_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
+    first_event_timeout_ms: Option<u64>,
+    event_gap_timeout_ms: Option<u64>,
     pool_idle_timeout_ms: Option<u64>,
     max_idle_per_origin: Option<usize>,
     #[serde(default)]
@@ -111,6 +172,8 @@ struct RawProvider {
     aws_access_key_env: Option<String>,
     aws_secret_key_env: Option<String>,
     aws_session_token_env: Option<String>,
+    #[serde(default)]
+    faults: Vec<Spanned<RawRule>>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +199,9 @@ struct RawModel {
     output_price: Spanned<f64>,
     #[serde(default)]
     strict: bool,
+    max_concurrency: Option<Spanned<usize>>,
+    max_queue: Option<usize>,
+    queue_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +210,8 @@ struct RawPool {
     members: Spanned<Vec<Spanned<RawMember>>>,
     #[serde(default)]
     strict: bool,
+    max_attempts: Option<Spanned<usize>>,
+    failover_deadline_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +305,8 @@ fn validate(
             .response_head_timeout_ms
             .unwrap_or(d.response_head_timeout_ms),
         body_read_timeout_ms: u.body_read_timeout_ms.unwrap_or(d.body_read_timeout_ms),
+        first_event_timeout_ms: u.first_event_timeout_ms.unwrap_or(d.first_event_timeout_ms),
+        event_gap_timeout_ms: u.event_gap_timeout_ms.unwrap_or(d.event_gap_timeout_ms),
         pool_idle_timeout_ms: u.pool_idle_timeout_ms.unwrap_or(d.pool_idle_timeout_ms),
         max_idle_per_origin: u.max_idle_per_origin.unwrap_or(d.max_idle_per_origin),
         extra_ca_files: u.extra_ca_files,
@@ -287,6 +357,7 @@ fn validate(
             .as_deref()
             .and_then(env)
             .filter(|k| !k.is_empty());
+        let faults = fault_rules(name, &p.faults).map_err(|(span, m)| err(span, m))?;
         providers.push(Provider {
             name: name.clone(),
             protocol,
@@ -299,8 +370,20 @@ fn validate(
             query: p.query.as_ref().map(|q| q.get_ref().clone()),
             api_key_env: p.api_key_env.clone(),
             api_key,
+            faults,
         });
     }
+
+    let dl = LaneLimits::default();
+    let lanes = LaneLimits {
+        max_concurrency: positive(&raw.lanes.max_concurrency, "lanes.max_concurrency")
+            .map_err(|(span, m)| err(span, m))?
+            .unwrap_or(dl.max_concurrency),
+        max_queue: raw.lanes.max_queue.unwrap_or(dl.max_queue),
+        queue_timeout_ms: raw.lanes.queue_timeout_ms.unwrap_or(dl.queue_timeout_ms),
+    };
+    let breaker = breaker_settings(&raw.breaker).map_err(|(span, m)| err(span, m))?;
+    let admin = admin_settings(&raw.admin, env).map_err(|(span, m)| err(span, m))?;
 
     let mut models = Vec::with_capacity(raw.models.len());
     for (name, m) in &raw.models {
@@ -339,6 +422,16 @@ fn validate(
             input_price: *m.input_price.get_ref(),
             output_price: *m.output_price.get_ref(),
             strict: m.strict,
+            lane: LaneLimits {
+                max_concurrency: positive(
+                    &m.max_concurrency,
+                    &format!("models.{name}.max_concurrency"),
+                )
+                .map_err(|(span, m)| err(span, m))?
+                .unwrap_or(lanes.max_concurrency),
+                max_queue: m.max_queue.unwrap_or(lanes.max_queue),
+                queue_timeout_ms: m.queue_timeout_ms.unwrap_or(lanes.queue_timeout_ms),
+            },
         });
     }
 
@@ -380,10 +473,18 @@ fn validate(
                 weight: *m.weight.get_ref(),
             });
         }
+        let max_attempts = positive(&p.max_attempts, &format!("pools.{name}.max_attempts"))
+            .map_err(|(span, m)| err(span, m))?
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS)
+            .min(members.len());
         pools.push(Pool {
             name: name.clone(),
             members,
             strict: p.strict,
+            max_attempts,
+            failover_deadline_ms: p
+                .failover_deadline_ms
+                .unwrap_or(DEFAULT_FAILOVER_DEADLINE_MS),
         });
     }
 
@@ -448,7 +549,172 @@ fn validate(
         models,
         pools,
         keys,
+        breaker,
+        admin,
     })
+}
+
+/// Members tried per request unless a pool says otherwise.
+const DEFAULT_MAX_ATTEMPTS: usize = 3;
+/// Time to the first byte over every attempt unless a pool says otherwise.
+const DEFAULT_FAILOVER_DEADLINE_MS: u64 = 120_000;
+/// Where the admin API listens unless the config says otherwise.
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+
+/// A count that must be at least 1, when given.
+fn positive(
+    v: &Option<Spanned<usize>>,
+    what: &str,
+) -> Result<Option<usize>, (Range<usize>, String)> {
+    match v {
+        Some(n) if *n.get_ref() == 0 => Err((n.span(), format!("{what}: must be at least 1"))),
+        Some(n) => Ok(Some(*n.get_ref())),
+        None => Ok(None),
+    }
+}
+
+fn breaker_settings(b: &RawBreaker) -> Result<crate::breaker::Settings, (Range<usize>, String)> {
+    let d = crate::breaker::Settings::default();
+    let ms = std::time::Duration::from_millis;
+    if let Some(n) = b
+        .consecutive_failures
+        .as_ref()
+        .filter(|n| *n.get_ref() == 0)
+    {
+        return Err((
+            n.span(),
+            "breaker.consecutive_failures: must be at least 1".into(),
+        ));
+    }
+    if let Some(r) = b
+        .error_rate
+        .as_ref()
+        .filter(|r| !(*r.get_ref() > 0.0 && *r.get_ref() <= 1.0))
+    {
+        return Err((
+            r.span(),
+            "breaker.error_rate: must be a fraction in (0, 1], e.g. 0.5".into(),
+        ));
+    }
+    if let Some(w) = b.window_ms.as_ref().filter(|w| *w.get_ref() < 10) {
+        return Err((w.span(), "breaker.window_ms: must be at least 10".into()));
+    }
+    if let Some(j) = b
+        .jitter
+        .as_ref()
+        .filter(|j| !(*j.get_ref() >= 0.0 && *j.get_ref() < 1.0))
+    {
+        return Err((
+            j.span(),
+            "breaker.jitter: must be a fraction in [0, 1), e.g. 0.2".into(),
+        ));
+    }
+    let s = crate::breaker::Settings {
+        consecutive_failures: b
+            .consecutive_failures
+            .as_ref()
+            .map_or(d.consecutive_failures, |n| *n.get_ref()),
+        error_rate: b.error_rate.as_ref().map_or(d.error_rate, |r| *r.get_ref()),
+        window: b.window_ms.as_ref().map_or(d.window, |w| ms(*w.get_ref())),
+        min_requests: b.min_requests.unwrap_or(d.min_requests),
+        cooldown: b.cooldown_ms.map_or(d.cooldown, ms),
+        max_cooldown: b
+            .max_cooldown_ms
+            .as_ref()
+            .map_or(d.max_cooldown, |m| ms(*m.get_ref())),
+        hard_cooldown: b.hard_cooldown_ms.map_or(d.hard_cooldown, ms),
+        jitter: b.jitter.as_ref().map_or(d.jitter, |j| *j.get_ref()),
+    };
+    if s.max_cooldown < s.cooldown {
+        let span = b.max_cooldown_ms.as_ref().map_or(0..0, |m| m.span());
+        return Err((
+            span,
+            "breaker.max_cooldown_ms: must not be less than cooldown_ms".into(),
+        ));
+    }
+    Ok(s)
+}
+
+fn admin_settings(
+    a: &RawAdmin,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Admin>, (Range<usize>, String)> {
+    if !a.enabled {
+        return Ok(None);
+    }
+    let listen = match &a.listen {
+        Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
+            (
+                l.span(),
+                format!(
+                    "admin.listen: `{}` is not an address like 127.0.0.1:8081",
+                    l.get_ref()
+                ),
+            )
+        })?,
+        None => DEFAULT_ADMIN_LISTEN
+            .parse()
+            .map_err(|_| (0..0, "admin.listen".to_string()))?,
+    };
+    let token = match &a.token_env {
+        Some(var) => Some(
+            env(var.get_ref())
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    (
+                        var.span(),
+                        format!(
+                            "admin.token_env: environment variable {} is not set",
+                            var.get_ref()
+                        ),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    if token.is_none() && !listen.ip().is_loopback() {
+        let span = a.listen.as_ref().map_or(0..0, |l| l.span());
+        return Err((
+            span,
+            "admin.listen is not a loopback address: set admin.token_env so the admin API needs a token".into(),
+        ));
+    }
+    Ok(Some(Admin { listen, token }))
+}
+
+/// `[[providers.NAME.faults]]`: each rule names a class and at least one condition.
+fn fault_rules(
+    name: &str,
+    raw: &[Spanned<RawRule>],
+) -> Result<Vec<crate::fault::Rule>, (Range<usize>, String)> {
+    raw.iter()
+        .map(|r| {
+            let span = r.span();
+            let r = r.get_ref();
+            let class = crate::fault::Class::from_name(r.class.get_ref()).ok_or_else(|| {
+                (
+                    r.class.span(),
+                    format!(
+                        "providers.{name}.faults: `{}` is not a class (one of {})",
+                        r.class.get_ref(),
+                        crate::fault::Class::ALL.map(crate::fault::Class::as_str).join(", ")
+                    ),
+                )
+            })?;
+            if r.status.is_none() && r.code.is_none() && r.message.is_none() {
+                return Err((
+                    span,
+                    format!("providers.{name}.faults: a rule needs a status, a code or a message to match"),
+                ));
+            }
+            Ok(crate::fault::Rule {
+                status: r.status,
+                code: r.code.clone(),
+                message: r.message.clone(),
+                class,
+            })
+        })
+        .collect()
 }
 
 /// The provider's auth carrier: `auth` when given, else its protocol's usual one; `sigv4` needs a
@@ -747,5 +1013,68 @@ key_env = "APP_KEY"
             "[providers.b]\nprotocol = \"openai\"\nbase_url = \"https://x\"\nauth = \"basic\"\n",
         );
         assert!(e.message.contains("not one of none, bearer"), "{e}");
+    }
+
+    #[test]
+    fn failure_handling_settings_resolve_with_defaults_and_overrides() {
+        let text = "[breaker]\nconsecutive_failures = 3\nerror_rate = 0.25\ncooldown_ms = 500\n\
+             [lanes]\nmax_concurrency = 8\nqueue_timeout_ms = 100\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [providers.m]\nprotocol = \"anthropic\"\nmock = {}\n\
+             [[providers.m.faults]]\nstatus = 400\nmessage = \"too long\"\nclass = \"context_overflow\"\n\
+             [models.a]\nprovider = \"m\"\ncontext_window = 1000\nmax_concurrency = 2\n\
+             [models.b]\nprovider = \"m\"\n\
+             [pools.p]\nmembers = [{ model = \"a\" }, { model = \"b\" }]\nmax_attempts = 5\n";
+        let c = parse(text, &env).unwrap();
+        assert_eq!(c.breaker.consecutive_failures, 3);
+        assert_eq!(c.breaker.error_rate, 0.25);
+        assert_eq!(c.breaker.cooldown, std::time::Duration::from_millis(500));
+        assert_eq!(
+            c.breaker.max_cooldown,
+            crate::breaker::Settings::default().max_cooldown
+        );
+        let a = &c.models[0];
+        assert_eq!((a.lane.max_concurrency, a.lane.queue_timeout_ms), (2, 100));
+        assert_eq!(c.models[1].lane.max_concurrency, 8);
+        assert_eq!(c.models[1].lane.max_queue, LaneLimits::default().max_queue);
+        // More attempts than members: capped at the members.
+        assert_eq!(c.pools[0].max_attempts, 2);
+        assert_eq!(c.admin.as_ref().map(|a| a.listen.port()), Some(0));
+        let rule = &c.providers[0].faults[0];
+        assert_eq!(
+            (rule.status, rule.message.as_deref(), rule.class),
+            (
+                Some(400),
+                Some("too long"),
+                crate::fault::Class::ContextOverflow
+            )
+        );
+        // Defaults: admin on loopback 8081, three attempts.
+        let c = parse("", &env).unwrap();
+        assert_eq!(
+            c.admin.map(|a| a.listen.to_string()),
+            Some("127.0.0.1:8081".into())
+        );
+        assert_eq!(
+            parse("[admin]\nenabled = false\n", &env).unwrap().admin,
+            None
+        );
+
+        let e = err_of("[breaker]\nerror_rate = 1.5\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("fraction"), "{e}");
+        let e = err_of(
+            "[providers.m]\nprotocol = \"openai\"\nmock = {}\n[[providers.m.faults]]\nstatus = 400\nclass = \"meh\"\n",
+        );
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("context_overflow"), "{e}");
+        let e = err_of(
+            "[providers.m]\nprotocol = \"openai\"\nmock = {}\n[[providers.m.faults]]\nclass = \"timeout\"\n",
+        );
+        assert!(e.message.contains("needs a status"), "{e}");
+        let e = err_of("[admin]\nlisten = \"0.0.0.0:9\"\n");
+        assert!(e.message.contains("token"), "{e}");
+        let e = err_of("[lanes]\nmax_concurrency = 0\n");
+        assert!(e.message.contains("at least 1"), "{e}");
     }
 }

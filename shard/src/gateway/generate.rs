@@ -21,6 +21,7 @@ use super::ingress::Ingress;
 use super::transcode::Streamed;
 use super::{egress, mock, relay, transcode};
 use crate::io::write_all;
+use crate::lanes::Refused;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use crate::upstream::UpstreamError;
@@ -31,11 +32,13 @@ use busbar_codec::openai::{ask_for_usage, scan_request, splice_model};
 use busbar_codec::stream::{StreamWriter, Transcoder, events_of};
 use busbar_codec::{Protocol, translate};
 use busbar_core::config::{Endpoint, Model};
+use busbar_core::fault::{Class, Facts, classify, classify_transport, retry_after};
 use busbar_core::route::Target;
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest provider response read whole for translation.
 const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
@@ -129,23 +132,29 @@ async fn run(
     keep_alive: bool,
     ingress: &Ingress,
 ) -> Outcome {
-    let p_in = ingress.protocol;
     let ask = match ask(ingress, body) {
         Ok(a) => a,
         Err(e) => return Outcome::Error(e),
     };
     let config = &shard.config;
-    let (candidates, pool_strict): (Vec<usize>, bool) = match shard.names.resolve(&ask.model) {
-        Some(Target::Model(m)) => (vec![m], false),
+    let started = Instant::now();
+    let plan = match shard.names.resolve(&ask.model) {
+        Some(Target::Model(m)) => Plan {
+            members: vec![m],
+            strict: false,
+            max_attempts: 1,
+            // One model: only its own per-attempt deadlines apply.
+            latest: started + Duration::from_secs(365 * 24 * 3600),
+        },
         Some(Target::Pool(p)) => {
+            let pool = &config.pools[p];
             let order = shard.rotations[p].borrow_mut().order();
-            (
-                order
-                    .into_iter()
-                    .map(|i| config.pools[p].members[i].model)
-                    .collect(),
-                config.pools[p].strict,
-            )
+            Plan {
+                members: order.into_iter().map(|i| pool.members[i].model).collect(),
+                strict: pool.strict,
+                max_attempts: pool.max_attempts.max(1),
+                latest: started + Duration::from_millis(pool.failover_deadline_ms),
+            }
         }
         None => {
             return Outcome::Error(
@@ -163,28 +172,207 @@ async fn run(
         }
     };
 
-    // The request in IR form, parsed once, when some candidate needs a translation.
-    let mut ir: Option<Request> = None;
-    let mut last: Option<ApiError> = None;
-    let count = candidates.len();
-    for (n, m) in candidates.into_iter().enumerate() {
-        // Whether another member could still take the request if this one fails before the
-        // client has seen a byte.
-        let more = n + 1 < count;
+    let mut cx = Attempt {
+        shard,
+        head,
+        body,
+        keep_alive,
+        ingress,
+        ask: &ask,
+        strict: plan.strict,
+        latest: plan.latest,
+        ir: None,
+    };
+    let mut last: Option<Outcome> = None;
+    let mut attempts = 0;
+    let mut tried: Vec<usize> = Vec::with_capacity(plan.members.len());
+    // After a context overflow: only members whose window is larger than this.
+    let mut need_window: Option<u64> = None;
+    for &m in &plan.members {
+        if attempts >= plan.max_attempts {
+            break;
+        }
+        if tried.contains(&m) {
+            continue;
+        }
         let model = &config.models[m];
+        if need_window.is_some_and(|w| model.context_window.is_none_or(|c| c <= w)) {
+            continue;
+        }
+        if attempts > 0 && Instant::now() >= plan.latest {
+            last = Some(Outcome::Error(ApiError::new(
+                504,
+                ErrorKind::Upstream,
+                format!(
+                    "no provider answered within the pool's failover deadline ({attempts} attempts)"
+                ),
+            )));
+            break;
+        }
         let provider = &config.providers[model.provider];
-        let same = provider.protocol == p_in;
         if let Endpoint::Mock(settings) = &provider.endpoint {
-            if p_in == Protocol::OpenAiChat {
+            if ingress.protocol == Protocol::OpenAiChat {
                 let body = splice(body, &ask, model);
                 return Outcome::Written(
                     mock::serve(shard, stream, head, settings, &body, keep_alive).await,
                 );
             }
         } else if let Some(why) = egress::missing_credentials(provider) {
-            last = Some(ApiError::new(503, ErrorKind::Upstream, why));
+            last = Some(Outcome::Error(ApiError::new(503, ErrorKind::Upstream, why)));
             continue;
         }
+        let entry = match shard.lanes.enter(m, Instant::now()) {
+            Ok(e) => e,
+            Err(r) => {
+                last = Some(Outcome::Error(lane_refused(model, r)));
+                continue;
+            }
+        };
+        let permit = match shard.lanes.slot(m, plan.latest).await {
+            Ok(p) => p,
+            Err(r) => {
+                last = Some(Outcome::Error(lane_refused(model, r)));
+                continue;
+            }
+        };
+        tried.push(m);
+        attempts += 1;
+        let probe = entry.probe.is_some();
+        let result = cx.go(stream, m).await;
+        drop(permit);
+        match result {
+            Tried::Done { outcome, failure } => {
+                shard.lanes.record(m, failure, None, probe, &model.name);
+                return outcome;
+            }
+            Tried::Failed {
+                answer,
+                class,
+                retry_after,
+            } => {
+                shard
+                    .lanes
+                    .record(m, Some(class), retry_after, probe, &model.name);
+                tracing::debug!(
+                    shard = shard.id,
+                    lane = %model.name,
+                    class = class.as_str(),
+                    "attempt failed"
+                );
+                match class {
+                    Class::ClientError => return answer,
+                    Class::ContextOverflow => match model.context_window {
+                        Some(w) => need_window = Some(need_window.map_or(w, |n| n.max(w))),
+                        // Nothing is known to be larger than an unknown window.
+                        None => return answer,
+                    },
+                    _ => {}
+                }
+                last = Some(answer);
+            }
+            Tried::Skipped(e) => {
+                // Nothing was sent (a strict translation that would lose fields).
+                attempts -= 1;
+                tried.pop();
+                last = Some(Outcome::Error(e));
+            }
+        }
+        drop(entry);
+    }
+    last.unwrap_or_else(|| {
+        Outcome::Error(ApiError::new(
+            503,
+            ErrorKind::Upstream,
+            "no provider could take the request",
+        ))
+    })
+}
+
+/// Who may answer a request, and within what limits.
+struct Plan {
+    /// Models in the order to try them.
+    members: Vec<usize>,
+    strict: bool,
+    max_attempts: usize,
+    /// No attempt starts, and none waits for its first byte, past this.
+    latest: Instant,
+}
+
+/// How one attempt on one member went.
+enum Tried {
+    /// The client has its answer (written, or ready to write). `failure`: what the lane is
+    /// charged with (a stream that broke after it began, a client error relayed).
+    Done {
+        outcome: Outcome,
+        failure: Option<Class>,
+    },
+    /// The member failed and the client has seen nothing: `answer` is what the client gets if
+    /// no other member does better.
+    Failed {
+        answer: Outcome,
+        class: Class,
+        retry_after: Option<Duration>,
+    },
+    /// The member was not asked (a strict translation would lose fields).
+    Skipped(ApiError),
+}
+
+/// A lane that did not take the request, as the error a client gets if no member does.
+fn lane_refused(model: &Model, r: Refused) -> ApiError {
+    match r {
+        Refused::Open { class, left } => {
+            let why = class.map_or("failures", Class::as_str);
+            let secs = left.as_secs_f64().ceil().max(1.0) as u64;
+            ApiError::new(
+                503,
+                ErrorKind::Overloaded,
+                format!(
+                    "`{}` is unavailable: busbar took it out of service after {why} from its provider and will try it again in about {secs} s",
+                    model.name
+                ),
+            )
+            .code("lane_open")
+            .header("retry-after", secs.to_string())
+        }
+        Refused::Busy => ApiError::new(
+            503,
+            ErrorKind::Overloaded,
+            format!(
+                "`{}` is at its concurrency limit ({} in flight) and no slot freed up in time",
+                model.name, model.lane.max_concurrency
+            ),
+        )
+        .code("lane_busy")
+        .header("retry-after", "1".to_string()),
+    }
+}
+
+/// What every attempt of one request shares.
+struct Attempt<'a> {
+    shard: &'a Rc<Shard>,
+    head: &'a RequestHead,
+    body: &'a [u8],
+    keep_alive: bool,
+    ingress: &'a Ingress,
+    ask: &'a Ask,
+    strict: bool,
+    latest: Instant,
+    /// The request in IR form, parsed once, when some member needs a translation.
+    ir: Option<Request>,
+}
+
+impl Attempt<'_> {
+    /// Sends the request to model `m` and answers the client from it, or says why not.
+    async fn go(&mut self, stream: &mut TcpStream, m: usize) -> Tried {
+        let shard = self.shard;
+        let config = &shard.config;
+        let head = self.head;
+        let ask = self.ask;
+        let keep_alive = self.keep_alive;
+        let p_in = self.ingress.protocol;
+        let model = &config.models[m];
+        let provider = &config.providers[model.provider];
+        let same = provider.protocol == p_in;
         let query = head.target.split_once('?').map(|(_, q)| q);
         let mock_endpoint = matches!(provider.endpoint, Endpoint::Mock(_));
         let down = |stream| transcode::Downstream {
@@ -193,7 +381,7 @@ async fn run(
             keep_alive,
         };
         if same && !mock_endpoint {
-            let mut body = splice(body, &ask, model);
+            let mut body = splice(self.body, ask, model);
             // OpenAI streams usage only when asked: busbar always asks, to know what a stream
             // cost, and hides the extra chunk from a client that did not ask.
             let hide_usage = p_in == Protocol::OpenAiChat && ask.stream && !ask.include_usage;
@@ -210,64 +398,71 @@ async fn run(
             };
             let request = match egress::build(shard, model.provider, &path, Some(forward), &body) {
                 Ok(r) => r,
-                Err(e) => return Outcome::Error(e),
+                Err(e) => return Tried::Skipped(e),
             };
-            let resp = match shard.upstream.exchange(model.provider, request).await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
-                    last = Some(upstream_error(&e));
-                    continue;
-                }
+            let resp = match self.exchange(model.provider, request).await {
+                Ok(r) => r,
+                Err(failed) => return failed,
             };
-            let status = resp.head.status;
-            if more && retry_elsewhere(status) {
-                last = Some(refused(shard, model.provider, resp).await);
-                continue;
+            if !(200..300).contains(&resp.head.status) {
+                return self.refused(model.provider, resp, true).await;
             }
-            if ask.stream && (200..300).contains(&status) {
+            if ask.stream {
                 let t = Transcoder::passthrough(
                     p_in,
                     p_in == Protocol::Gemini && !gemini_sse(head),
                     hide_usage,
                 );
-                match transcode::stream(shard, down(stream), model.provider, resp, t, &[]).await {
-                    Streamed::Done(keep) => return Outcome::Written(keep),
-                    Streamed::Failed(e) => {
-                        last = Some(e);
-                        continue;
-                    }
-                }
-            }
-            return Outcome::Written(
-                relay::relay(
+                let s = transcode::stream(
                     shard,
-                    stream,
+                    down(stream),
                     model.provider,
                     resp,
-                    head.minor_version,
-                    keep_alive,
-                )
-                .await,
-            );
+                    t,
+                    &[],
+                    self.latest,
+                );
+                return streamed(s.await);
+            }
+            let keep = relay::relay(
+                shard,
+                stream,
+                model.provider,
+                resp,
+                head.minor_version,
+                keep_alive,
+            )
+            .await;
+            return Tried::Done {
+                outcome: Outcome::Written(keep),
+                failure: None,
+            };
         }
 
         // Translation (or the in-process mock for a non-OpenAI client).
-        if ir.is_none() {
-            let path_model = ingress.path_model.as_deref().unwrap_or_default();
-            match translate::parse_request(p_in, body, path_model) {
-                Ok(r) => ir = Some(r),
+        if self.ir.is_none() {
+            let path_model = self.ingress.path_model.as_deref().unwrap_or_default();
+            match translate::parse_request(p_in, self.body, path_model) {
+                Ok(r) => self.ir = Some(r),
                 Err(e) => {
-                    return Outcome::Error(ApiError::new(
-                        400,
-                        ErrorKind::InvalidRequest,
-                        e.to_string(),
-                    ));
+                    return Tried::Failed {
+                        answer: Outcome::Error(ApiError::new(
+                            400,
+                            ErrorKind::InvalidRequest,
+                            e.to_string(),
+                        )),
+                        class: Class::ClientError,
+                        retry_after: None,
+                    };
                 }
             }
         }
-        let Some(ir_req) = ir.as_ref() else {
-            continue;
+        let Some(ir_req) = self.ir.as_ref() else {
+            return Tried::Skipped(ApiError::new(
+                500,
+                ErrorKind::Server,
+                "the request was not parsed",
+            ));
         };
         let mut req = ir_req.clone();
         req.model = model.upstream.clone();
@@ -280,7 +475,7 @@ async fn run(
             };
             let mut r = busbar_codec::mock::reply(&req, tokens);
             r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
-            if ask.stream {
+            let outcome = if ask.stream {
                 let mut w = StreamWriter::new(p_in, created, req.stream_usage);
                 if p_in == Protocol::Gemini && !gemini_sse(head) {
                     w = w.gemini_json_array();
@@ -289,9 +484,14 @@ async fn run(
                 for e in events_of(&r) {
                     w.event(&e, &mut bytes);
                 }
-                return Outcome::Bytes(response(200, w.content_type(), &bytes, keep_alive, &[]));
-            }
-            return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
+                Outcome::Bytes(response(200, w.content_type(), &bytes, keep_alive, &[]))
+            } else {
+                Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive))
+            };
+            return Tried::Done {
+                outcome,
+                failure: None,
+            };
         }
         let transcoder = ask.stream.then(|| {
             // The provider streams too, with its usage at the end (OpenAI sends it only when
@@ -311,8 +511,8 @@ async fn run(
             model.max_output_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
             &mut loss,
         );
-        if (model.strict || pool_strict) && !loss.is_empty() {
-            last = Some(
+        if (model.strict || self.strict) && !loss.is_empty() {
+            return Tried::Skipped(
                 ApiError::new(
                     400,
                     ErrorKind::InvalidRequest,
@@ -325,7 +525,6 @@ async fn run(
                 )
                 .code("lossy_translation"),
             );
-            continue;
         }
         // A streamed Gemini upstream is asked for SSE.
         let stream_query =
@@ -338,36 +537,30 @@ async fn run(
         let request = match egress::build(shard, model.provider, &path, Some(forward), &egress_body)
         {
             Ok(r) => r,
-            Err(e) => return Outcome::Error(e),
+            Err(e) => return Tried::Skipped(e),
         };
-        let resp = match shard.upstream.exchange(model.provider, request).await {
+        let resp = match self.exchange(model.provider, request).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(shard = shard.id, provider = %provider.name, "upstream failed: {e}");
-                last = Some(upstream_error(&e));
-                continue;
-            }
+            Err(failed) => return failed,
         };
         if !(200..300).contains(&resp.head.status) {
-            let e = refused(shard, model.provider, resp).await;
-            if more && retry_elsewhere(e.status) {
-                last = Some(e);
-                continue;
-            }
-            return Outcome::Error(e);
+            return self.refused(model.provider, resp, false).await;
         }
         if let Some(t) = transcoder {
             let mut extra: Vec<(&str, String)> = Vec::new();
             if !loss.is_empty() {
                 extra.push(("x-busbar-dropped", dropped_header(&loss)));
             }
-            match transcode::stream(shard, down(stream), model.provider, resp, t, &extra).await {
-                Streamed::Done(keep) => return Outcome::Written(keep),
-                Streamed::Failed(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            }
+            let s = transcode::stream(
+                shard,
+                down(stream),
+                model.provider,
+                resp,
+                t,
+                &extra,
+                self.latest,
+            );
+            return streamed(s.await);
         }
         let (rhead, rbody) = match shard
             .upstream
@@ -376,23 +569,29 @@ async fn run(
         {
             Ok(x) => x,
             Err(e) => {
-                last = Some(ApiError::new(502, ErrorKind::Upstream, e));
-                continue;
+                return Tried::Failed {
+                    answer: Outcome::Error(ApiError::new(502, ErrorKind::Upstream, e)),
+                    class: Class::Network,
+                    retry_after: None,
+                };
             }
         };
         let mut r = match translate::parse_response(provider.protocol, &rbody) {
             Ok(r) => r,
             Err(e) => {
-                last = Some(ApiError::new(
-                    502,
-                    ErrorKind::Upstream,
-                    format!(
-                        "provider `{}` sent a {} response busbar could not read: {e}",
-                        provider.name,
-                        provider.protocol.as_str()
-                    ),
-                ));
-                continue;
+                return Tried::Failed {
+                    answer: Outcome::Error(ApiError::new(
+                        502,
+                        ErrorKind::Upstream,
+                        format!(
+                            "provider `{}` sent a {} response busbar could not read: {e}",
+                            provider.name,
+                            provider.protocol.as_str()
+                        ),
+                    )),
+                    class: Class::ServerError,
+                    retry_after: None,
+                };
             }
         };
         if r.id.is_empty() {
@@ -404,50 +603,115 @@ async fn run(
                     str::to_string,
                 );
         }
-        return Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive));
-    }
-    Outcome::Error(last.unwrap_or_else(|| {
-        ApiError::new(
-            503,
-            ErrorKind::Upstream,
-            "no provider could take the request",
-        )
-    }))
-}
-
-/// Whether a provider's refusal may go better on another member: it was busy, rate limited or
-/// broken, not refusing the request itself. (The full classification, with breakers, is the
-/// failover work in `core`.)
-fn retry_elsewhere(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500..=599)
-}
-
-/// A provider's error response, read whole (it is small), re-rendered as the caller's error:
-/// its status, message and `Retry-After` kept, its error type in `x-busbar-upstream-error`.
-async fn refused(shard: &Shard, provider: usize, resp: crate::upstream::Response) -> ApiError {
-    let status = resp.head.status;
-    let (rhead, rbody) = match shard
-        .upstream
-        .read_to_end(provider, resp, MAX_ERROR_BODY)
-        .await
-    {
-        Ok(x) => x,
-        Err(e) => return ApiError::new(502, ErrorKind::Upstream, e),
-    };
-    let amzn = rhead
-        .header("x-amzn-errortype")
-        .and_then(|v| std::str::from_utf8(v).ok());
-    let pe = read_provider_error(amzn, &rbody);
-    let mut e = ApiError::new(status, ErrorKind::from_status(status), pe.message);
-    for name in ["retry-after", "retry-after-ms"] {
-        if let Some(v) = rhead.header(name).and_then(|v| std::str::from_utf8(v).ok()) {
-            e = e.header(name, v.trim().to_string());
+        Tried::Done {
+            outcome: Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive)),
+            failure: None,
         }
     }
-    if let Some(code) = pe.code {
-        e = e.header("x-busbar-upstream-error", header_safe(&code, 200));
+
+    /// Sends a request and waits for the response head, within the request's deadline.
+    async fn exchange(
+        &self,
+        provider: usize,
+        request: Vec<u8>,
+    ) -> Result<crate::upstream::Response, Tried> {
+        let shard = self.shard;
+        shard
+            .upstream
+            .exchange(provider, request, self.latest)
+            .await
+            .map_err(|e| {
+                let p = &shard.config.providers[provider];
+                tracing::debug!(shard = shard.id, provider = %p.name, "upstream failed: {e}");
+                Tried::Failed {
+                    answer: Outcome::Error(upstream_error(&e)),
+                    class: classify_transport(e.transport()),
+                    retry_after: None,
+                }
+            })
     }
-    e
+
+    /// A provider's refusal (status >= 300), read whole and classified. A same-protocol
+    /// client gets the provider's own response as it was; another gets it in its protocol's
+    /// error shape (status, message and `Retry-After` kept, the provider's error type in
+    /// `x-busbar-upstream-error`).
+    async fn refused(
+        &self,
+        provider: usize,
+        resp: crate::upstream::Response,
+        same_protocol: bool,
+    ) -> Tried {
+        let shard = self.shard;
+        let status = resp.head.status;
+        let (rhead, rbody) = match shard
+            .upstream
+            .read_to_end(provider, resp, MAX_ERROR_BODY)
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                return Tried::Failed {
+                    answer: Outcome::Error(ApiError::new(502, ErrorKind::Upstream, e)),
+                    class: Class::Network,
+                    retry_after: None,
+                };
+            }
+        };
+        let text = |name: &str| rhead.header(name).and_then(|v| std::str::from_utf8(v).ok());
+        let pe = read_provider_error(text("x-amzn-errortype"), &rbody);
+        let p = &shard.config.providers[provider];
+        let class = classify(
+            &Facts {
+                protocol: p.protocol,
+                status: Some(status),
+                code: pe.code.as_deref(),
+                message: &pe.message,
+                body: &rbody,
+            },
+            &p.faults,
+        );
+        let wait = retry_after(&text, &rbody, now_ms());
+        let answer = if same_protocol {
+            Outcome::Bytes(relay::whole(&rhead, &rbody, self.keep_alive))
+        } else {
+            let mut e = ApiError::new(status, ErrorKind::from_status(status), pe.message);
+            for name in ["retry-after", "retry-after-ms"] {
+                if let Some(v) = text(name) {
+                    e = e.header(name, v.trim().to_string());
+                }
+            }
+            if let Some(code) = pe.code {
+                e = e.header("x-busbar-upstream-error", header_safe(&code, 200));
+            }
+            Outcome::Error(e)
+        };
+        Tried::Failed {
+            answer,
+            class,
+            retry_after: wait,
+        }
+    }
+}
+
+/// A stream's outcome as an attempt's.
+fn streamed(s: Streamed) -> Tried {
+    match s {
+        Streamed::Done { keep, failure } => Tried::Done {
+            outcome: Outcome::Written(keep),
+            failure,
+        },
+        Streamed::Failed { error, class } => Tried::Failed {
+            answer: Outcome::Error(error),
+            class,
+            retry_after: None,
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The caller's response: the IR written in its protocol, with the losses of both directions.

@@ -1,7 +1,7 @@
 //! The gateway: what a request means and who answers it.
 //!
 //! ```text
-//!   GET  /healthz                   -> 200 {"status":"ok"}          (no key needed)
+//!   GET  /healthz                   -> 200 {"status":"ok"}, 503 when no lane can serve (no key needed)
 //!   GET  /v1/models, /v1beta/models -> key -> models and pools, in the caller's protocol's shape
 //!   POST a generation route         -> ingress protocol (ingress.rs) -> key in its carrier
 //!                                      -> generate.rs: passthrough | translate | mock
@@ -44,13 +44,7 @@ pub(crate) async fn handle(
         Route::ListModels(p) => authenticate(shard, head, p)
             .map(|_| list_models(shard, p, keep_alive))
             .map_err(|e| e.for_protocol(p)),
-        Route::Health => Ok(response(
-            200,
-            "application/json",
-            br#"{"status":"ok"}"#,
-            keep_alive,
-            &[],
-        )),
+        Route::Health => Ok(health(shard, keep_alive)),
         Route::WrongMethod(p, allow) => Err(ApiError::new(
             405,
             ErrorKind::InvalidRequest,
@@ -117,6 +111,34 @@ fn authenticate(
             "Incorrect API key provided: busbar does not know this key.",
         )
         .code("invalid_api_key")),
+    }
+}
+
+/// 200 while some lane can serve (its provider has credentials and its breaker is not
+/// open); 503 when nothing can.
+fn health(shard: &Shard, keep_alive: bool) -> Vec<u8> {
+    let c = &shard.config;
+    let serving = shard.lanes.any_open_for_traffic(|i| {
+        let p = &c.providers[c.models[i].provider];
+        matches!(p.endpoint, busbar_core::config::Endpoint::Mock(_))
+            || egress::missing_credentials(p).is_none()
+    });
+    if serving {
+        response(
+            200,
+            "application/json",
+            br#"{"status":"ok"}"#,
+            keep_alive,
+            &[],
+        )
+    } else {
+        response(
+            503,
+            "application/json",
+            br#"{"status":"unavailable","message":"no model can serve: every lane is open or lacks its provider's key"}"#,
+            keep_alive,
+            &[],
+        )
     }
 }
 

@@ -250,3 +250,30 @@ pub(super) async fn relay(
     }
     keep_client
 }
+
+/// A provider's response that was read whole (an error, to classify it first), as the client
+/// gets it: the provider's status, headers and body, with a Content-Length.
+pub(super) fn whole(
+    head: &busbar_codec::http1::ResponseHead,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body.len());
+    let reason_phrase = if head.reason.is_empty() {
+        reason(head.status)
+    } else {
+        &head.reason
+    };
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason_phrase}\r\n", head.status).as_bytes());
+    write_forwardable(&mut out, &head.headers, |name| {
+        name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-length")
+    });
+    out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}

@@ -9,7 +9,12 @@
 //!   before the first content event: held (a provider that fails now is replaced, unseen)
 //!   after: one chunk to the client per read
 //!   end of body --> Transcoder::finish (an unfinished stream ends with an error event)
+//!   deadlines: the first whole upstream event within first_event_timeout_ms, then at most
+//!   event_gap_timeout_ms between two (bytes that complete no event do not count)
 //! ```
+//!
+//! How it went is classified for the lane's breaker: a provider's error event by its code and
+//! message, a deadline as a timeout, a cut-off or unreadable body as a network or server error.
 
 use crate::io::write_all;
 use crate::server::respond::ApiError;
@@ -17,8 +22,10 @@ use crate::shard::Shard;
 use crate::upstream::Response;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder};
-use busbar_codec::stream::Transcoder;
+use busbar_codec::stream::{MALFORMED, Transcoder};
+use busbar_core::fault::{Class, Facts, classify};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 
 /// Most client bytes held back while a stream has not committed; past this it commits anyway.
 const MAX_HELD: usize = 1024 * 1024;
@@ -46,11 +53,12 @@ pub(super) struct Downstream<'a> {
 
 /// How a stream went.
 pub(super) enum Streamed {
-    /// It reached the client; whether the client connection can carry another request.
-    Done(bool),
+    /// It reached the client: whether the client connection can carry another request, and
+    /// what went wrong after it began, if anything (the stream ended with an error event).
+    Done { keep: bool, failure: Option<Class> },
     /// The provider failed before the stream committed: the client has seen nothing, and
     /// another provider may answer instead.
-    Failed(ApiError),
+    Failed { error: ApiError, class: Class },
 }
 
 /// The upstream body, de-framed from HTTP, one read at a time.
@@ -93,7 +101,8 @@ impl Body {
     }
 }
 
-/// Streams `resp` (a 2xx) to the client through `t`.
+/// Streams `resp` (a 2xx) to the client through `t`. Until the stream commits, nothing waits
+/// past `latest` (the request's failover deadline).
 pub(super) async fn stream(
     shard: &Shard,
     down: Downstream<'_>,
@@ -101,6 +110,7 @@ pub(super) async fn stream(
     resp: Response,
     mut t: Transcoder,
     extra_headers: &[(&str, String)],
+    latest: Instant,
 ) -> Streamed {
     let Downstream {
         stream: client,
@@ -131,8 +141,13 @@ pub(super) async fn stream(
     let mut events = Vec::new();
     let mut input = buffered;
     let mut cut = false;
-    // Why the upstream ended early, when it did not just stop.
+    // Why the upstream ended early, when it did not just stop, and what kind of failure that is.
     let mut why: Option<String> = None;
+    let mut why_class = Class::Network;
+    let (first_event, gap) = shard.upstream.stream_deadlines();
+    let first_deadline = Instant::now() + first_event;
+    let mut seen = 0;
+    let mut last_event = Instant::now();
     loop {
         events.clear();
         let done = match body.step(&input, &mut data) {
@@ -143,6 +158,7 @@ pub(super) async fn stream(
                     body.clean = false;
                     cut = true;
                     why = Some(e.to_string());
+                    why_class = Class::ServerError;
                     true
                 } else {
                     if done && !cut {
@@ -155,16 +171,25 @@ pub(super) async fn stream(
                 body.clean = false;
                 cut = true;
                 why = Some("malformed chunked framing".into());
+                why_class = Class::ServerError;
                 true
             }
         };
+        if t.upstream_events() > seen {
+            seen = t.upstream_events();
+            last_event = Instant::now();
+        }
         if done {
             t.finish_because(why.as_deref(), &mut events);
         }
         if !committed {
             if let Some((code, message)) = t.error().filter(|_| !t.is_committed()) {
                 // Failed before anything the client must see: nothing is written.
-                return Streamed::Failed(failed(shard, provider, code, message));
+                let class = failure_class(shard, provider, &t, why_class).unwrap_or(why_class);
+                return Streamed::Failed {
+                    error: failed(shard, provider, code, message, class),
+                    class,
+                };
             }
             out.extend_from_slice(&events);
             if t.is_committed() || out.len() > MAX_HELD {
@@ -182,7 +207,10 @@ pub(super) async fn stream(
         if committed && !out.is_empty() {
             let (res, o) = write_all(client, std::mem::take(&mut out)).await;
             if res.is_err() {
-                return Streamed::Done(false);
+                return Streamed::Done {
+                    keep: false,
+                    failure: None,
+                };
             }
             out = o;
             out.clear();
@@ -191,8 +219,42 @@ pub(super) async fn stream(
             break;
         }
         input.clear();
-        let (res, b) = shard.upstream.read_body(&mut upstream, input).await;
-        input = b;
+        let (wait, deadline) = if seen == 0 {
+            ("first event", first_deadline)
+        } else {
+            ("next event", last_event + gap)
+        };
+        let deadline = if committed {
+            deadline
+        } else {
+            deadline.min(latest)
+        };
+        let res = match shard
+            .upstream
+            .read_body_until(&mut upstream, input, deadline)
+            .await
+        {
+            Ok((res, b)) => {
+                input = b;
+                res
+            }
+            Err(b) => {
+                input = b;
+                let waited = deadline.saturating_duration_since(if seen == 0 {
+                    first_deadline - first_event
+                } else {
+                    last_event
+                });
+                why_class = Class::Timeout;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the provider's {wait} did not arrive within {} ms",
+                        waited.as_millis()
+                    ),
+                ))
+            }
+        };
         if !matches!(res, Ok(n) if n > 0) {
             // The provider went away (or ended a close-delimited body): finish the stream,
             // with an error event if it was not complete.
@@ -214,7 +276,10 @@ pub(super) async fn stream(
             all.extend_from_slice(b"0\r\n\r\n");
         }
         if write_all(client, all).await.0.is_err() {
-            return Streamed::Done(false);
+            return Streamed::Done {
+                keep: false,
+                failure: None,
+            };
         }
     }
     if let Some(u) = t.usage() {
@@ -232,7 +297,33 @@ pub(super) async fn stream(
     if body.clean && t.is_complete() {
         shard.upstream.checkin(provider, upstream);
     }
-    Streamed::Done(keep)
+    Streamed::Done {
+        keep,
+        failure: failure_class(shard, provider, &t, why_class),
+    }
+}
+
+/// What kind of failure ended the stream, if it failed: the provider's own error event by
+/// its code and message; busbar's (cut off, unreadable, a deadline) by what happened.
+fn failure_class(shard: &Shard, provider: usize, t: &Transcoder, why: Class) -> Option<Class> {
+    let (code, message) = t.error()?;
+    Some(match code {
+        Some("stream_interrupted") => why,
+        Some(c) if c == MALFORMED => Class::ServerError,
+        _ => {
+            let p = &shard.config.providers[provider];
+            classify(
+                &Facts {
+                    protocol: p.protocol,
+                    status: None,
+                    code,
+                    message,
+                    body: b"",
+                },
+                &p.faults,
+            )
+        }
+    })
 }
 
 /// The client's response head for a stream.
@@ -261,11 +352,17 @@ fn stream_head(
 
 /// A stream that failed before it committed, as the error the client gets if no other
 /// provider answers.
-fn failed(shard: &Shard, provider: usize, code: Option<&str>, message: &str) -> ApiError {
+fn failed(
+    shard: &Shard,
+    provider: usize,
+    code: Option<&str>,
+    message: &str,
+    class: Class,
+) -> ApiError {
     let name = &shard.config.providers[provider].name;
-    tracing::debug!(shard = shard.id, provider = %name, "stream failed before its first event: {message}");
+    tracing::debug!(shard = shard.id, provider = %name, class = class.as_str(), "stream failed before its first event: {message}");
     let mut e = ApiError::new(
-        502,
+        if class == Class::Timeout { 504 } else { 502 },
         ErrorKind::Upstream,
         format!("provider `{name}` failed before its stream began: {message}"),
     );

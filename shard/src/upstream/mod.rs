@@ -21,6 +21,7 @@ use busbar_codec::http1::{
     BodyFraming, ChunkedDecoder, ResponseError, ResponseHead, parse_response_head,
 };
 use busbar_core::config::{Config, Endpoint, UpstreamSettings};
+use busbar_core::fault::Transport;
 use monoio::net::TcpStream;
 use monoio::time::{Instant, timeout, timeout_at};
 use rustls_pki_types::ServerName;
@@ -69,6 +70,20 @@ impl UpstreamError {
             self,
             UpstreamError::ConnectTimeout(..) | UpstreamError::HeadTimeout(..)
         )
+    }
+
+    /// What kind of transport failure it is, for classification.
+    pub(crate) fn transport(&self) -> Transport {
+        match self {
+            UpstreamError::NoAddress(_) => Transport::NoAddress,
+            UpstreamError::Connect(..) => Transport::Connect,
+            UpstreamError::ConnectTimeout(..) => Transport::ConnectTimeout,
+            UpstreamError::Tls(..) => Transport::Tls,
+            UpstreamError::Send(..) => Transport::Send,
+            UpstreamError::HeadTimeout(..) => Transport::HeadTimeout,
+            UpstreamError::Closed(_) => Transport::Closed,
+            UpstreamError::BadHead(..) => Transport::BadHead,
+        }
     }
 }
 
@@ -217,14 +232,19 @@ impl Upstream {
         None
     }
 
-    async fn connect(&self, provider: usize) -> Result<UpstreamStream, UpstreamError> {
+    async fn connect(
+        &self,
+        provider: usize,
+        latest: Instant,
+    ) -> Result<UpstreamStream, UpstreamError> {
         let o = self.origin(provider);
         let addrs = o.addrs.borrow().clone();
         if addrs.is_empty() {
             return Err(UpstreamError::NoAddress(o.label.clone()));
         }
-        let ms = self.settings.connect_timeout_ms;
-        let deadline = Instant::now() + Duration::from_millis(ms);
+        let now = Instant::now();
+        let deadline = (now + Duration::from_millis(self.settings.connect_timeout_ms)).min(latest);
+        let ms = deadline.saturating_duration_since(now).as_millis() as u64;
         // Start at the next address in rotation; on failure try the others.
         let start = o.next_addr.get();
         o.next_addr.set(start.wrapping_add(1));
@@ -254,19 +274,21 @@ impl Upstream {
         Err(last.unwrap_or_else(|| UpstreamError::NoAddress(o.label.clone())))
     }
 
-    /// Sends `request` (head and body, whole) and waits for the response head.
+    /// Sends `request` (head and body, whole) and waits for the response head: within the
+    /// connect and response-head deadlines, and never past `latest` (the request's failover
+    /// deadline).
     pub(crate) async fn exchange(
         &self,
         provider: usize,
         request: Vec<u8>,
+        latest: Instant,
     ) -> Result<Response, UpstreamError> {
         let label = || self.origin(provider).label.clone();
-        let ms = self.settings.response_head_timeout_ms;
         let mut request = request;
         loop {
             let (mut stream, reused) = match self.checkout(provider) {
                 Some(s) => (s, true),
-                None => (self.connect(provider).await?, false),
+                None => (self.connect(provider, latest).await?, false),
             };
             let (res, req_back) = write_all(&mut stream, request).await;
             request = req_back;
@@ -276,7 +298,10 @@ impl Upstream {
                 }
                 return Err(UpstreamError::Send(label(), e));
             }
-            let deadline = Instant::now() + Duration::from_millis(ms);
+            let now = Instant::now();
+            let deadline =
+                (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
+            let ms = deadline.saturating_duration_since(now).as_millis() as u64;
             let mut buf = self.buffers.take();
             loop {
                 let (res, b) =
@@ -311,6 +336,27 @@ impl Upstream {
                 }
             }
         }
+    }
+
+    /// Reads more of a response body, giving up at `deadline`.
+    pub(crate) async fn read_body_until(
+        &self,
+        stream: &mut UpstreamStream,
+        buf: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(std::io::Result<usize>, Vec<u8>), Vec<u8>> {
+        match timeout_at(deadline, read_append(stream, buf, READ_CHUNK)).await {
+            Ok(r) => Ok(r),
+            Err(_) => Err(Vec::with_capacity(READ_CHUNK)),
+        }
+    }
+
+    /// The deadlines of streams: to the first whole event, and between two.
+    pub(crate) fn stream_deadlines(&self) -> (Duration, Duration) {
+        (
+            Duration::from_millis(self.settings.first_event_timeout_ms),
+            Duration::from_millis(self.settings.event_gap_timeout_ms),
+        )
     }
 
     /// Reads more of a response body, with the between-reads deadline.
