@@ -1,7 +1,7 @@
 //! `busbar-bench`: busbar's mock providers, load generator and comparisons.
 //!
 //! ```text
-//!   busbar-bench mock     a mock provider (OpenAI Chat Completions today), JSON and SSE
+//!   busbar-bench mock     a mock provider of six protocols, JSON and streams, with scripted faults
 //!   busbar-bench load     closed- or open-loop load, HDR latency, table or JSON
 //!   busbar-bench compare  direct vs through busbar vs through nginx, fresh starts, medians
 //! ```
@@ -58,6 +58,10 @@ enum Cmd {
         /// Do not record requests (for benchmarks).
         #[arg(long)]
         no_record: bool,
+        /// A fault rule to start with (repeatable), as JSON, e.g.
+        /// `{"model":"m-b","rate":0.5,"status":503}`; see `/_mock/faults`.
+        #[arg(long = "fault")]
+        faults: Vec<String>,
     },
     /// Generate load against a URL.
     Load {
@@ -143,17 +147,25 @@ fn main() -> ExitCode {
             threads,
             cpu,
             no_record,
-        } => mock::run(
-            listen,
-            threads,
-            cpu,
-            mock::MockOptions {
-                ttft: Duration::from_millis(ttft_ms),
-                gap: Duration::from_millis(gap_ms),
-                tokens,
-                record: !no_record,
-            },
-        ),
+            faults,
+        } => (|| {
+            let rules = faults
+                .iter()
+                .map(|f| mock::parse_rule(f).map_err(|e| format!("--fault {f}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            mock::run(
+                listen,
+                threads,
+                cpu,
+                mock::MockOptions {
+                    ttft: Duration::from_millis(ttft_ms),
+                    gap: Duration::from_millis(gap_ms),
+                    tokens,
+                    record: !no_record,
+                },
+                rules,
+            )
+        })(),
         Cmd::Load {
             url,
             concurrency,

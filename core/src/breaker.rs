@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 /// When a lane trips and how long it stays open.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {
+    /// `false`: lanes never open (outcomes are still counted for `/stats`).
+    pub enabled: bool,
     /// Trip after this many failures in a row on one shard.
     pub consecutive_failures: u32,
     /// Trip when failures / requests over the window reach this (0 < rate <= 1).
@@ -51,6 +53,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            enabled: true,
             consecutive_failures: 5,
             error_rate: 0.5,
             window: Duration::from_secs(30),
@@ -270,6 +273,9 @@ impl Breaker {
         retry_after: Option<Duration>,
         probe: bool,
     ) -> Option<Change> {
+        if !self.settings.enabled {
+            return None;
+        }
         // A request that was not the probe and ends while the lane is open started before the
         // trip: it tells nothing new.
         if self.open_until.is_some() && !probe {
@@ -410,6 +416,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
+            enabled: true,
             consecutive_failures: 3,
             error_rate: 0.5,
             window: Duration::from_secs(10),
@@ -659,6 +666,23 @@ mod tests {
         assert_eq!(seq, 2);
         c.apply(&Change::Closed { seq: 1, at: later });
         assert!(matches!(c.admit(later), Admit::No { .. }));
+    }
+
+    #[test]
+    fn a_disabled_breaker_never_opens() {
+        let t0 = Instant::now();
+        let mut s = settings();
+        s.enabled = false;
+        let mut b = Breaker::new(s, 1);
+        for class in Class::ALL {
+            for _ in 0..10 {
+                assert_eq!(
+                    b.record(t0, Some(class), Some(Duration::from_secs(9)), false),
+                    None
+                );
+            }
+        }
+        assert_eq!(b.admit(t0), Admit::Yes);
     }
 
     #[test]

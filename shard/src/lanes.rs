@@ -55,6 +55,7 @@ struct Lane {
     queue_timeout: Duration,
     waiting: Cell<usize>,
     requests: Cell<u64>,
+    /// Outcomes that count against the provider (not client errors or context overflows).
     failures: Cell<u64>,
     by_class: RefCell<[u64; Class::ALL.len()]>,
     recent: RefCell<VecDeque<(Instant, Class)>>,
@@ -219,7 +220,9 @@ impl Lanes {
         let now = Instant::now();
         l.requests.set(l.requests.get() + 1);
         if let Some(class) = outcome {
-            l.failures.set(l.failures.get() + 1);
+            if class.counts_as_failure() || class.is_hard() {
+                l.failures.set(l.failures.get() + 1);
+            }
             if let Some(i) = Class::ALL.iter().position(|c| *c == class) {
                 l.by_class.borrow_mut()[i] += 1;
             }

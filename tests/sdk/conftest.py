@@ -74,6 +74,8 @@ def _closed_port():
 CONFIG = """
 listen = "127.0.0.1:0"
 shards = 2
+[breaker]
+enabled = false
 [upstream]
 connect_timeout_ms = 2000
 [providers.up]
@@ -142,6 +144,10 @@ AWS_SECRET = "mock-secret"
 MATRIX_CONFIG = """
 listen = "127.0.0.1:0"
 shards = 2
+# These tests ask every model for errors on purpose (401, 429 with Retry-After, ...) and check
+# that each reaches the SDK as its own class: no lane may open under them.
+[breaker]
+enabled = false
 [providers.p-openai]
 protocol = "openai"
 base_url = "{mock}/v1"

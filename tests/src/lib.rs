@@ -5,6 +5,7 @@
 //!   Scripted   a scripted provider on a free loopback port: records what it receives and
 //!              answers with raw bytes the test chose (the providers themselves cannot run here)
 //!   Client     a raw HTTP/1.1 client on a std socket, for byte-exact requests
+//!   MockProvider  `busbar-bench mock`, all six protocols, with fault rules set at run time
 //! ```
 //!
 //! No fixed ports: everything binds port 0 and reports the port it got. No sleeps as
@@ -15,5 +16,5 @@ pub mod procs;
 pub mod scripted;
 
 pub use client::{Client, Response};
-pub use procs::{Busbar, DRIVERS, bin_path, run_check};
+pub use procs::{Busbar, DRIVERS, MockProvider, bin_path, run_check};
 pub use scripted::{Action, Received, Scripted, json_response};

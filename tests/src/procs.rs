@@ -201,3 +201,94 @@ pub fn run_check(config: &str) -> (i32, String) {
     );
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// A running `busbar-bench mock`: the mock provider of all six protocols, with its fault
+/// rules (`/_mock/faults`) and its record of what it received (`/_mock/requests`).
+pub struct MockProvider {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl MockProvider {
+    /// Starts the mock with extra arguments and waits for its `listening on` line.
+    pub fn start(args: &[&str]) -> MockProvider {
+        let mut child = Command::new(bin_path("busbar-bench"))
+            .args(["mock", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start busbar-bench mock");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap_or(0) > 0,
+                "the mock exited before listening"
+            );
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.trim().parse::<SocketAddr>().expect("mock address");
+            }
+        };
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        MockProvider { child, addr }
+    }
+
+    /// Replaces the fault rules (a JSON array of rules).
+    pub fn set_faults(&self, rules: serde_json::Value) {
+        let body = serde_json::json!({ "rules": rules }).to_string();
+        let r = crate::Client::connect(self.addr).post_json("/_mock/faults", &body, &[]);
+        assert!(
+            r.status < 300,
+            "mock refused the rules {body}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        let mut c = crate::Client::connect(self.addr);
+        c.send(b"DELETE /_mock/faults HTTP/1.1\r\nHost: mock\r\nContent-Length: 0\r\n\r\n");
+        let r = c.read_response();
+        assert!(r.status < 300, "clearing faults: {}", r.status);
+    }
+
+    /// The requests the mock received, oldest first (method, path, headers, body).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let r = crate::Client::connect(self.addr).get("/_mock/requests", &[]);
+        match r.json() {
+            serde_json::Value::Array(a) => a,
+            other => panic!("mock requests: {other}"),
+        }
+    }
+
+    /// How many received requests named `model` (in the body, or in the path).
+    pub fn count_for(&self, model: &str) -> usize {
+        let quoted = format!("\"model\":\"{model}\"");
+        let spaced = format!("\"model\": \"{model}\"");
+        self.requests()
+            .iter()
+            .filter(|r| {
+                let body = r["body"].as_str().unwrap_or("");
+                let path = r["path"].as_str().unwrap_or("");
+                body.contains(&quoted)
+                    || body.contains(&spaced)
+                    || path.contains(&format!("/{model}:"))
+                    || path.contains(&format!("/model/{model}/"))
+            })
+            .count()
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,58 +1,44 @@
 //! The mock's OpenAI Chat Completions answers: JSON or SSE, from busbar-codec's mock model.
 
-use super::{Steer, hang, respond, write};
-use busbar_codec::http1::RequestHead;
+use super::respond;
+use super::sink::Sink;
+use super::steer::Steer;
 use busbar_codec::mock::{MockReply, MockRequest, OpenAiStream, openai_completion};
 use busbar_codec::openai::{ErrorKind, ModelEntry, error_body, models_body};
-use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// `GET /models`: the one mock model.
+pub(super) async fn models(sink: &mut Sink<'_>) -> bool {
+    let list = models_body(&[ModelEntry {
+        id: "mock-model",
+        owned_by: "busbar-bench",
+        context_window: None,
+        max_output_tokens: None,
+    }]);
+    sink.write(respond(200, "application/json", &list, &[]))
+        .await
+}
+
+/// A Chat Completions answer (errors, hangs and rules were dealt with before: mod.rs).
 pub(super) async fn handle(
-    stream: &mut TcpStream,
-    head: &RequestHead,
+    sink: &mut Sink<'_>,
     body: &[u8],
     steer: Steer,
     seq: &Cell<u64>,
 ) -> bool {
-    if head.path().ends_with("/models") {
-        let list = models_body(&[ModelEntry {
-            id: "mock-model",
-            owned_by: "busbar-bench",
-            context_window: None,
-            max_output_tokens: None,
-        }]);
-        return write(stream, respond(200, "application/json", &list, &[])).await;
-    }
-    if steer.hang {
-        return hang(stream).await;
-    }
     let extra: Vec<(&str, String)> = steer
         .retry_after
         .iter()
         .map(|s| ("retry-after", s.to_string()))
         .collect();
-    if let Some(status) = steer.status.filter(|s| *s >= 300) {
-        let kind = match status {
-            401 => ErrorKind::Authentication,
-            404 => ErrorKind::NotFound,
-            429 => ErrorKind::RateLimit,
-            400..=499 => ErrorKind::InvalidRequest,
-            _ => ErrorKind::Server,
-        };
-        let err = error_body(
-            kind,
-            &format!("mock: status {status} as requested by x-mock-status"),
-            None,
-            None,
-        );
-        return write(stream, respond(status, "application/json", &err, &extra)).await;
-    }
     let req = match MockRequest::from_openai(body) {
         Ok(r) => r,
         Err(e) => {
             let err = error_body(ErrorKind::InvalidRequest, &e.to_string(), None, None);
-            return write(stream, respond(400, "application/json", &err, &[])).await;
+            return sink
+                .write(respond(400, "application/json", &err, &[]))
+                .await;
         }
     };
     let reply = MockReply::plan(&req, steer.tokens);
@@ -76,7 +62,9 @@ pub(super) async fn handle(
             }
             Err(_) => openai_completion(&req, &reply, &id, created),
         };
-        return write(stream, respond(200, "application/json", &json, &extra)).await;
+        return sink
+            .write(respond(200, "application/json", &json, &extra))
+            .await;
     }
     // Tools or thinking: the IR mock's answer, streamed by the codec's writer. Plain chat keeps
     // the token stream the benchmarks measure.
@@ -90,7 +78,7 @@ pub(super) async fn handle(
                 ir.stream_usage,
             );
             return super::protocols::stream_reply(
-                stream,
+                sink,
                 w,
                 &r,
                 steer,
@@ -105,12 +93,12 @@ pub(super) async fn handle(
         out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
         out.extend_from_slice(&event);
         out.extend_from_slice(b"\r\n");
-        if !write(stream, std::mem::take(&mut out)).await {
+        if !sink.write(std::mem::take(&mut out)).await {
             return false;
         }
         if !steer.gap.is_zero() && events.next_is_token() {
             monoio::time::sleep(steer.gap).await;
         }
     }
-    write(stream, b"0\r\n\r\n".to_vec()).await
+    sink.write(b"0\r\n\r\n".to_vec()).await
 }

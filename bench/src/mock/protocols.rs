@@ -1,5 +1,6 @@
 //! The mock's answers in the protocols other than Chat Completions: Responses, Anthropic
-//! Messages, Gemini, Cohere v2 and Bedrock Converse (non-streaming).
+//! Messages, Gemini, Cohere v2 and Bedrock Converse (JSON and streams), and the routing of
+//! paths to protocols.
 //!
 //! ```text
 //!   request bytes --codec parse (the protocol's own)--> IR --mock::reply--> IR
@@ -8,20 +9,23 @@
 //!
 //! The answer is realistic for each protocol because it is written by the same codec that
 //! reads real providers: text, tool calls for offered tools, thinking with a signature when
-//! reasoning is asked for, and usage. Errors come in the protocol's own shape (Bedrock's type in
-//! `x-amzn-ErrorType`). A SigV4-signed request is checked by re-signing it with the secret the
-//! mock knows (`BUSBAR_MOCK_AWS_SECRET`, default `mock-secret`).
+//! reasoning is asked for, and usage. Steered errors are errors.rs's (the providers' own
+//! words); the mock's own refusals here (a bad signature, a body it cannot read) come in the
+//! protocol's shape (Bedrock's type in `x-amzn-ErrorType`). A SigV4-signed request is checked
+//! by re-signing it with the secret the mock knows (`BUSBAR_MOCK_AWS_SECRET`, default
+//! `mock-secret`).
 
-use super::{Break, Steer, hang, respond, write};
+use super::respond;
+use super::sink::Sink;
+use super::steer::{Break, Steer};
 use busbar_codec::Protocol;
 use busbar_codec::errors::{ErrorKind, render};
 use busbar_codec::http1::RequestHead;
 use busbar_codec::ir::LossReport;
 use busbar_codec::ir::caller_id;
 use busbar_codec::translate;
-use monoio::net::TcpStream;
 use std::cell::Cell;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Which protocol a path speaks, and the model in it (Gemini, Bedrock).
 pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
@@ -74,8 +78,9 @@ fn error(p: Protocol, status: u16, message: &str, extra: &[(&str, String)]) -> V
     respond(status, "application/json", &r.body, &headers)
 }
 
+/// An answer in `protocol` (errors, hangs and rules were dealt with before: mod.rs).
 pub(super) async fn handle(
-    stream: &mut TcpStream,
+    sink: &mut Sink<'_>,
     head: &RequestHead,
     body: &[u8],
     steer: Steer,
@@ -83,26 +88,19 @@ pub(super) async fn handle(
     protocol: Protocol,
     path_model: &str,
 ) -> bool {
-    if steer.hang {
-        return hang(stream).await;
-    }
     let extra: Vec<(&str, String)> = steer
         .retry_after
         .iter()
         .map(|s| ("retry-after", s.to_string()))
         .collect();
-    if let Some(status) = steer.status.filter(|s| *s >= 300) {
-        let msg = format!("mock: status {status} as requested");
-        return write(stream, error(protocol, status, &msg, &extra)).await;
-    }
     if protocol == Protocol::Bedrock {
         if let Err(why) = check_sigv4(head, body) {
-            return write(stream, error(protocol, 403, &why, &[])).await;
+            return sink.write(error(protocol, 403, &why, &[])).await;
         }
     }
     let req = match translate::parse_request(protocol, body, path_model) {
         Ok(r) => r,
-        Err(e) => return write(stream, error(protocol, 400, &e.to_string(), &[])).await,
+        Err(e) => return sink.write(error(protocol, 400, &e.to_string(), &[])).await,
     };
     let mut r = busbar_codec::mock::reply(&req, steer.tokens);
     seq.set(seq.get() + 1);
@@ -134,11 +132,12 @@ pub(super) async fn handle(
         } else {
             w
         };
-        return stream_reply(stream, w, &r, steer, protocol).await;
+        return stream_reply(sink, w, &r, steer, protocol).await;
     }
     let mut loss = LossReport::default();
     let json = translate::write_response(protocol, &r, created, &mut loss);
-    write(stream, respond(200, "application/json", &json, &extra)).await
+    sink.write(respond(200, "application/json", &json, &extra))
+        .await
 }
 
 /// Streams the reply event by event in the protocol's own stream format (chunked), with the
@@ -147,7 +146,7 @@ pub(super) async fn handle(
 /// with the protocol's own error event (then a clean end), with bytes that are no frame of the
 /// protocol, or with a TCP reset.
 pub(super) async fn stream_reply(
-    stream: &mut TcpStream,
+    sink: &mut Sink<'_>,
     mut w: busbar_codec::stream::StreamWriter,
     r: &busbar_codec::ir::Response,
     steer: Steer,
@@ -168,13 +167,13 @@ pub(super) async fn stream_reply(
     for e in events_of(r) {
         if let (Some(brk), 0, Event::BlockStart { .. }) = (steer.brk, steer.break_after, &e) {
             // Broken before any content.
-            return break_stream(stream, w, brk, protocol).await;
+            return break_stream(sink, w, brk, protocol).await;
         }
         let mut body = Vec::new();
         w.event(&e, &mut body);
         if !body.is_empty() {
             chunk(&mut out, &body);
-            if !write(stream, std::mem::take(&mut out)).await {
+            if !sink.write(std::mem::take(&mut out)).await {
                 return false;
             }
         }
@@ -184,17 +183,17 @@ pub(super) async fn stream_reply(
                 monoio::time::sleep(steer.gap).await;
             }
             if let Some(brk) = steer.brk.filter(|_| texts == steer.break_after) {
-                return break_stream(stream, w, brk, protocol).await;
+                return break_stream(sink, w, brk, protocol).await;
             }
         }
     }
     out.extend_from_slice(b"0\r\n\r\n");
-    write(stream, out).await
+    sink.write(out).await
 }
 
 /// Ends a stream the way `brk` says.
 async fn break_stream(
-    stream: &mut TcpStream,
+    sink: &mut Sink<'_>,
     mut w: busbar_codec::stream::StreamWriter,
     brk: Break,
     protocol: Protocol,
@@ -224,7 +223,7 @@ async fn break_stream(
         },
         Break::Reset => {
             // SO_LINGER 0: closing sends a RST, not a FIN.
-            let _ = reset_on_close(stream);
+            let _ = sink.reset_on_close();
             return false;
         }
     }
@@ -234,19 +233,9 @@ async fn break_stream(
     if brk == Break::Error {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    let _ = write(stream, out).await;
+    let _ = sink.write(out).await;
     // Garbage: the connection closes with the body unfinished.
     brk == Break::Error
-}
-
-/// Makes the socket's close a TCP reset.
-#[allow(unsafe_code)]
-fn reset_on_close(stream: &TcpStream) -> std::io::Result<()> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
-    // SAFETY: the fd belongs to `stream`, which is borrowed for longer than this BorrowedFd
-    // lives (it is dropped at the end of this function).
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO))
 }
 
 /// Checks a SigV4 `authorization` by signing the same request again, at the time it names,

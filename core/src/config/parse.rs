@@ -82,6 +82,7 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBreaker {
+    enabled: Option<bool>,
     consecutive_failures: Option<Spanned<u32>>,
     error_rate: Option<Spanned<f64>>,
     window_ms: Option<Spanned<u64>>,
@@ -610,6 +611,7 @@ fn breaker_settings(b: &RawBreaker) -> Result<crate::breaker::Settings, (Range<u
         ));
     }
     let s = crate::breaker::Settings {
+        enabled: b.enabled.unwrap_or(d.enabled),
         consecutive_failures: b
             .consecutive_failures
             .as_ref()
