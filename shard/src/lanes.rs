@@ -11,6 +11,11 @@
 //!
 //! Never blocks and never locks: replicas are `RefCell`s on this shard, the probe slot is one
 //! compare-and-swap, a full peer mailbox is counted and skipped.
+//!
+//! Why the probe slot is a shared atomic flag and not a message: a probe owned by one shard
+//! through the channels would wait for traffic to reach that shard, and a shard may see none
+//! for the lane; any shard that has a request when the cooldown ends can claim the flag, and a
+//! claim never blocks. Everything else about a lane crosses shards as messages.
 
 use crate::control::{Mailbox, ShardMsg};
 use busbar_core::breaker::{Admit, Breaker, Change, State};

@@ -380,3 +380,48 @@ fn a_full_lane_fails_over_and_a_lone_full_lane_says_busy() {
     assert_eq!(lane(&b, "m-a")["failures"], 0);
     b.stop();
 }
+
+#[test]
+fn billing_and_network_failures_and_a_stream_broken_after_it_began_are_charged_to_their_lanes() {
+    let mock = MockProvider::start(&["--tokens", "6"]);
+    mock.set_faults(json!([
+        { "model": "c-a", "fault": "billing" },
+        { "model": "m-b", "break": "reset", "break_after": 2 }
+    ]));
+    // A member on a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let cfg = config(&mock, BREAKER).replace(
+        "[pools.three]",
+        &format!(
+            "[providers.gone]\nprotocol = \"openai\"\nbase_url = \"http://{dead}/v1\"\n[models.g-a]\nprovider = \"gone\"\n[pools.gone]\nmembers = [{{ model = \"g-a\", weight = 10 }}, {{ model = \"m-c\" }}]\n[pools.three]"
+        ),
+    );
+    let b = Busbar::start(&cfg, "epoll", &[]);
+
+    // Billing: Anthropic's out-of-credit answer to an OpenAI client; the next member answers,
+    // and the lane is out for the long cooldown.
+    assert_eq!(chat(&b, "cross", "hi").status, 200);
+    let l = lane(&b, "c-a");
+    assert_eq!(l["last_tripped_by"], "billing_failure", "{l}");
+    assert!(l["cooldown_remaining_ms"].as_u64() > Some(250_000), "{l}");
+
+    // Network: nothing listens; the next member answers.
+    assert_eq!(chat(&b, "gone", "hi").status, 200);
+    assert_eq!(lane(&b, "g-a")["errors_by_class"]["network"], 1);
+
+    // A stream reset after two deltas: the client sees the content and then the error event
+    // (too late to fail over), and the lane is charged with a network failure.
+    let body =
+        json!({"model": "m-b", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = Client::connect(b.addr).post_json("/v1/chat/completions", &body.to_string(), &[]);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("\"content\""), "{text}");
+    assert!(text.contains("\"error\""), "{text}");
+    let l = lane(&b, "m-b");
+    assert_eq!(l["errors_by_class"]["network"], 1, "{l}");
+    assert_eq!(l["failures"], 1, "{l}");
+    b.stop();
+}

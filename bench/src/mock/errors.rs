@@ -519,6 +519,39 @@ mod tests {
         }
     }
 
+    /// The gateway's classification (busbar-core, written from the providers' references on
+    /// its own) reads every fault the mock sends as the class its name says, in every protocol.
+    #[test]
+    fn the_gateway_classifies_every_fault_as_its_name_says() {
+        use busbar_core::fault::{Class, Facts, classify};
+        for p in Protocol::ALL {
+            for fault in fault_names(p) {
+                let want = match fault {
+                    "context" => Class::ContextOverflow,
+                    "auth" => Class::AuthFailure,
+                    "billing" => Class::BillingFailure,
+                    "overloaded" | "not_ready" => Class::Overloaded,
+                    "rate" | "quota" => Class::RateLimited,
+                    "timeout" => Class::Timeout,
+                    other => panic!("no expectation for fault `{other}`"),
+                };
+                let a = answer(p, Ask::Fault(fault), false, &fill_at(0, 1));
+                let (code, message) = read(&a);
+                let got = classify(
+                    &Facts {
+                        protocol: p,
+                        status: Some(a.status),
+                        code: code.as_deref(),
+                        message: &message,
+                        body: &a.body,
+                    },
+                    &[],
+                );
+                assert_eq!(got, want, "{} {fault}: {} {message}", p.as_str(), a.status);
+            }
+        }
+    }
+
     #[test]
     fn every_status_entry_reads_back_with_its_status() {
         for p in Protocol::ALL {

@@ -209,6 +209,12 @@ fn anthropic(f: &Facts<'_>, body: Option<&Value>) -> Option<Class> {
         {
             return Some(Class::BillingFailure);
         }
+        // Out of prepaid credit: 400 `invalid_request_error`, "Your credit balance is too low to
+        // access the Anthropic API. Please go to Plans & Billing to upgrade or purchase
+        // credits." (as the API sends it; seen in anthropic-sdk issues).
+        if contains_ci(f.message, "credit balance is too low") {
+            return Some(Class::BillingFailure);
+        }
     }
     lookup(&names, ANTHROPIC)
 }
@@ -373,6 +379,15 @@ fn bedrock(f: &Facts<'_>) -> Option<Class> {
         if contains_ci(f.message, "not authorized to invoke") {
             return Some(Class::AuthFailure);
         }
+    }
+    // Model access refused for the account's payment method: 403 AccessDeniedException
+    // "Model access is denied due to INVALID_PAYMENT_INSTRUMENT:A valid payment instrument must
+    // be provided." (AWS re:Post, Bedrock model access) is billing, not credentials.
+    if named(&names, &["AccessDeniedException"])
+        && (contains_ci(f.message, "INVALID_PAYMENT_INSTRUMENT")
+            || contains_ci(f.message, "payment instrument"))
+    {
+        return Some(Class::BillingFailure);
     }
     lookup(&names, BEDROCK)
 }
@@ -664,6 +679,14 @@ mod tests {
                 Class::BillingFailure,
             ),
             (
+                400,
+                err(
+                    "invalid_request_error",
+                    "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+                ),
+                Class::BillingFailure,
+            ),
+            (
                 401,
                 err("authentication_error", "invalid x-api-key"),
                 Class::AuthFailure,
@@ -938,6 +961,12 @@ mod tests {
                 "AccessDeniedException",
                 "You don't have access to the model with the specified model ID.",
                 Class::AuthFailure,
+            ),
+            (
+                403,
+                "AccessDeniedException",
+                "Model access is denied due to INVALID_PAYMENT_INSTRUMENT:A valid payment instrument must be provided.",
+                Class::BillingFailure,
             ),
             (
                 403,
