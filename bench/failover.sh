@@ -7,8 +7,9 @@
 #   2. outage -> every shard routing around it: a pool under load; at t0 one member starts
 #      failing (503); the time until /stats shows its lane open on every shard, and how long the
 #      trip took to reach the other shard (`last_change_spread_us`).
-#   3. a 429 storm on one lane: the latency of another lane alone, then while a second load
-#      generator sends the first lane nothing but rate-limited requests.
+#   3. a 429 storm on one lane: the latency of another lane alone, while an open-loop load
+#      sends a third lane nothing but rate-limited requests, and while the same load goes to a
+#      healthy lane (the control: what any load of that rate costs on a shared CPU).
 #
 #   bench/failover.sh            (RUNS=3 DURATION=5s by default)
 set -euo pipefail
@@ -63,6 +64,8 @@ provider = "m"
 provider = "m"
 [models.stormy]
 provider = "m"
+[models.calm]
+provider = "m"
 [pools.failover]
 members = [{ model = "bad", weight = 1000 }, { model = "good" }]
 [pools.both]
@@ -111,16 +114,21 @@ wait $lp
 echo "   load during the outage: $(p50 < "$work/load2.json") (p50 us, p99 us, rps), errors: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["errors"])' "$work/load2.json")"
 stop_all
 
-echo "== 3. a 429 storm on one lane (stormy) and the latency of another (good), c=1, $RUNS runs"
+echo "== 3. a 429 storm on one lane (stormy) vs the same load on a healthy lane (calm): latency of a third lane (good), c=1, $RUNS runs"
 start_mock --fault '{"model":"stormy","status":429}'
 start_busbar "$(config '')" 2
+RATE=${RATE:-3000}
+side() { # $1 = model: an open-loop load at $RATE req/s on it, while `good` is measured
+    "$BENCH" load --url "http://$BB/v1/chat/completions" --model "$1" --rate "$RATE" \
+        --duration "$DURATION" --warmup 1s --json > "$work/side.json" &
+    local sp=$!
+    local g; g=$(load good --concurrency 1)
+    wait $sp || true
+    echo "$g   (side load on $1: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["requests"], "ok,", d["errors"], "errors")' "$work/side.json"))"
+}
 for i in $(seq "$RUNS"); do
-    echo "good alone        $(load good --concurrency 1)"
-    "$BENCH" load --url "http://$BB/v1/chat/completions" --model stormy --concurrency 32 \
-        --duration "$DURATION" --warmup 1s --json > "$work/storm.json" &
-    sp=$!
-    echo "good during storm $(load good --concurrency 1)"
-    wait $sp
-    echo "   storm itself: $(p50 < "$work/storm.json")"
+    echo "good alone                 $(load good --concurrency 1)"
+    echo -n "good, 429 storm on stormy  "; side stormy
+    echo -n "good, same load on calm    "; side calm
 done
 stop_all
