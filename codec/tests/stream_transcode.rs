@@ -792,3 +792,26 @@ fn anthropic_thinking_reaches_a_responses_client_as_an_item_it_can_send_back() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A gap deadline watches whole upstream events: bytes that trickle in without completing one
+/// do not move the count, in passthrough and transcoded alike, and pings count.
+#[test]
+fn upstream_events_count_whole_events_only() {
+    let stream = b"event: ping\ndata: {\"type\": \"ping\"}\n\nevent: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"stop_reason\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":0}}}\n\n";
+    let first_end = stream.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    for mut t in [
+        Transcoder::new(Protocol::Anthropic, Protocol::OpenAiChat, 0, false),
+        Transcoder::passthrough(Protocol::Anthropic, false, false),
+    ] {
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for b in stream.iter() {
+            t.feed(std::slice::from_ref(b), &mut out).unwrap();
+            seen.push(t.upstream_events());
+        }
+        assert_eq!(seen[first_end - 2], 0, "no event before its blank line");
+        assert_eq!(seen[first_end - 1], 1, "the ping is whole");
+        assert_eq!(seen[stream.len() - 2], 1, "message_start still arriving");
+        assert_eq!(seen[stream.len() - 1], 2);
+    }
+}
