@@ -425,3 +425,22 @@ fn billing_and_network_failures_and_a_stream_broken_after_it_began_are_charged_t
     assert_eq!(l["failures"], 1, "{l}");
     b.stop();
 }
+
+#[test]
+fn a_providers_own_rule_reclassifies_its_errors() {
+    let mock = MockProvider::start(&[]);
+    // This provider answers 400 with a message that, for it, means a passing fault.
+    mock.set_faults(json!([{ "model": "m-a", "status": 400 }]));
+    let cfg = config(&mock, BREAKER).replace(
+        "[providers.claude]",
+        "[[providers.oai.faults]]\nstatus = 400\nmessage = \"unrecognized request argument\"\nclass = \"server_error\"\n[providers.claude]",
+    );
+    let b = Busbar::start(&cfg, "epoll", &[]);
+    // A 400 would be relayed; under the rule it is a server error, and the next member answers.
+    let r = chat(&b, "two", "hi");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let l = lane(&b, "m-a");
+    assert_eq!(l["errors_by_class"]["server_error"], 1, "{l}");
+    assert_eq!(l["failures"], 1, "{l}");
+    b.stop();
+}
