@@ -366,3 +366,63 @@ pub(crate) struct LaneSnapshot {
     pub(crate) hard_failures: u64,
     pub(crate) probing: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> Config {
+        busbar_core::config::parse(
+            "[breaker]\nconsecutive_failures = 1\ncooldown_ms = 1000\njitter = 0.0\n\
+             [providers.p]\nprotocol = \"openai\"\nmock = {}\n[models.m]\nprovider = \"p\"\n",
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    /// Two shards' lanes over one shared state: a trip applied to both, then one probe for the
+    /// whole process once the cooldown is over; the slot frees when the probe is dropped.
+    #[test]
+    fn one_probe_for_the_whole_process() {
+        let c = config();
+        let shared = shared(&c);
+        let a = Lanes::new(&c, 0, 2, Arc::clone(&shared), Vec::new());
+        let b = Lanes::new(&c, 1, 2, Arc::clone(&shared), Vec::new());
+        a.record(0, Some(Class::ServerError), None, false, "m");
+        // What the mailbox would carry to shard 1.
+        let l = a.lanes[0].breaker.borrow();
+        let until = Instant::now() + l.cooldown_left(std::time::Instant::now());
+        drop(l);
+        assert!(matches!(
+            a.enter(0, Instant::now()),
+            Err(Refused::Open { .. })
+        ));
+        b.lanes[0].breaker.borrow_mut().apply(&Change::Tripped {
+            seq: 1,
+            until: until.into_std(),
+            streak: 1,
+            class: Class::ServerError,
+            at: std::time::Instant::now(),
+        });
+        assert!(matches!(
+            b.enter(0, Instant::now()),
+            Err(Refused::Open { .. })
+        ));
+
+        let later = Instant::now() + Duration::from_secs(5);
+        let probe = a.enter(0, later).expect("shard 0 may probe");
+        assert!(probe.probe.is_some());
+        assert!(
+            matches!(b.enter(0, later), Err(Refused::Open { left, .. }) if left.is_zero()),
+            "shard 1 must not probe while shard 0 does"
+        );
+        assert!(
+            matches!(a.enter(0, later), Err(Refused::Open { .. })),
+            "nor shard 0 twice"
+        );
+        drop(probe);
+        let again = b.enter(0, later).expect("the slot is free again");
+        assert!(again.probe.is_some());
+    }
+}
