@@ -202,9 +202,17 @@ impl Lanes {
             return Err(Refused::Busy);
         }
         let until = deadline.min(Instant::now() + l.queue_timeout);
+        // Counted while waiting, and uncounted however the wait ends (a dropped future too).
+        struct Waiting<'a>(&'a Cell<usize>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get().saturating_sub(1));
+            }
+        }
         l.waiting.set(l.waiting.get() + 1);
+        let guard = Waiting(&l.waiting);
         let got = monoio::time::timeout_at(until, l.permits.acquire()).await;
-        l.waiting.set(l.waiting.get() - 1);
+        drop(guard);
         match got {
             Ok(Ok(p)) => Ok(p),
             _ => Err(Refused::Busy),

@@ -444,3 +444,41 @@ fn a_providers_own_rule_reclassifies_its_errors() {
     assert_eq!(l["failures"], 1, "{l}");
     b.stop();
 }
+
+#[test]
+fn a_probe_that_answers_closes_the_lane_at_its_head_not_at_its_end() {
+    let mock = MockProvider::start(&["--tokens", "10"]);
+    mock.set_faults(json!([{ "model": "m-a", "status": 503 }]));
+    let cfg = config(&mock, BREAKER).replace("shards = 2", "shards = 1");
+    let b = Busbar::start(&cfg, "epoll", &[]);
+    for _ in 0..2 {
+        assert_eq!(chat(&b, "m-a", "x").status, 503);
+    }
+    assert_eq!(lane(&b, "m-a")["state"], "open");
+    // The provider is back, but slow: its stream takes ~2 s (10 tokens, 200 ms apart).
+    mock.set_faults(json!([{ "model": "m-a", "gap_ms": 200 }]));
+    eventually(10, "the cooldown ends", || {
+        lane(&b, "m-a")["state"] == "half_open"
+    });
+    let addr = b.addr;
+    let probe = std::thread::spawn(move || {
+        let body = json!({"model": "m-a", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        Client::connect(addr).post_json("/v1/chat/completions", &body.to_string(), &[])
+    });
+    // The lane closes as soon as the probe's answer begins, while its stream is still going:
+    // other requests need not wait for the whole answer.
+    let mut seen = Value::Null;
+    eventually(10, "the lane closed", || {
+        seen = lane(&b, "m-a");
+        seen["state"] == "closed"
+    });
+    assert_eq!(
+        seen["in_flight"], 1,
+        "closed while the probe still streams: {seen}"
+    );
+    assert_eq!(chat(&b, "m-a", "meanwhile").status, 200);
+    let r = probe.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("[DONE]"));
+    b.stop();
+}

@@ -313,6 +313,36 @@ fn validate(
         extra_ca_files: u.extra_ca_files,
     };
 
+    // Durations are added to the clock: an absurd one ("never" as u64::MAX) would overflow it.
+    for (name, ms) in [
+        ("upstream.connect_timeout_ms", upstream.connect_timeout_ms),
+        (
+            "upstream.response_head_timeout_ms",
+            upstream.response_head_timeout_ms,
+        ),
+        (
+            "upstream.body_read_timeout_ms",
+            upstream.body_read_timeout_ms,
+        ),
+        (
+            "upstream.first_event_timeout_ms",
+            upstream.first_event_timeout_ms,
+        ),
+        (
+            "upstream.event_gap_timeout_ms",
+            upstream.event_gap_timeout_ms,
+        ),
+        (
+            "upstream.pool_idle_timeout_ms",
+            upstream.pool_idle_timeout_ms,
+        ),
+        ("limits.header_timeout_ms", limits.header_timeout_ms),
+        ("limits.body_timeout_ms", limits.body_timeout_ms),
+        ("limits.idle_timeout_ms", limits.idle_timeout_ms),
+        ("limits.shutdown_grace_ms", limits.shutdown_grace_ms),
+    ] {
+        check_ms(name, ms).map_err(|m| error_at(text, None, m))?;
+    }
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, p) in &raw.providers {
         let span = p.span();
@@ -383,7 +413,17 @@ fn validate(
         max_queue: raw.lanes.max_queue.unwrap_or(dl.max_queue),
         queue_timeout_ms: raw.lanes.queue_timeout_ms.unwrap_or(dl.queue_timeout_ms),
     };
+    check_ms("lanes.queue_timeout_ms", lanes.queue_timeout_ms)
+        .map_err(|m| error_at(text, None, m))?;
     let breaker = breaker_settings(&raw.breaker).map_err(|(span, m)| err(span, m))?;
+    for (name, d) in [
+        ("breaker.window_ms", breaker.window),
+        ("breaker.cooldown_ms", breaker.cooldown),
+        ("breaker.max_cooldown_ms", breaker.max_cooldown),
+        ("breaker.hard_cooldown_ms", breaker.hard_cooldown),
+    ] {
+        check_ms(name, d.as_millis() as u64).map_err(|m| error_at(text, None, m))?;
+    }
     let admin = admin_settings(&raw.admin, env).map_err(|(span, m)| err(span, m))?;
 
     let mut models = Vec::with_capacity(raw.models.len());
@@ -431,7 +471,11 @@ fn validate(
                 .map_err(|(span, m)| err(span, m))?
                 .unwrap_or(lanes.max_concurrency),
                 max_queue: m.max_queue.unwrap_or(lanes.max_queue),
-                queue_timeout_ms: m.queue_timeout_ms.unwrap_or(lanes.queue_timeout_ms),
+                queue_timeout_ms: check_ms(
+                    &format!("models.{name}.queue_timeout_ms"),
+                    m.queue_timeout_ms.unwrap_or(lanes.queue_timeout_ms),
+                )
+                .map_err(|m| error_at(text, None, m))?,
             },
         });
     }
@@ -483,9 +527,12 @@ fn validate(
             members,
             strict: p.strict,
             max_attempts,
-            failover_deadline_ms: p
-                .failover_deadline_ms
-                .unwrap_or(DEFAULT_FAILOVER_DEADLINE_MS),
+            failover_deadline_ms: check_ms(
+                &format!("pools.{name}.failover_deadline_ms"),
+                p.failover_deadline_ms
+                    .unwrap_or(DEFAULT_FAILOVER_DEADLINE_MS),
+            )
+            .map_err(|m| error_at(text, None, m))?,
         });
     }
 
@@ -561,6 +608,18 @@ const DEFAULT_MAX_ATTEMPTS: usize = 3;
 const DEFAULT_FAILOVER_DEADLINE_MS: u64 = 120_000;
 /// Where the admin API listens unless the config says otherwise.
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+
+/// Longest duration a setting may have: 30 days.
+const MAX_MS: u64 = 30 * 24 * 3600 * 1000;
+
+fn check_ms(name: &str, ms: u64) -> Result<u64, String> {
+    if ms > MAX_MS {
+        return Err(format!(
+            "{name}: {ms} ms is more than 30 days; give a real duration"
+        ));
+    }
+    Ok(ms)
+}
 
 /// A count that must be at least 1, when given.
 fn positive(
@@ -1078,5 +1137,9 @@ key_env = "APP_KEY"
         assert!(e.message.contains("token"), "{e}");
         let e = err_of("[lanes]\nmax_concurrency = 0\n");
         assert!(e.message.contains("at least 1"), "{e}");
+        let e = err_of("[upstream]\nevent_gap_timeout_ms = 18446744073709551615\n");
+        assert!(e.message.contains("more than 30 days"), "{e}");
+        let e = err_of("[breaker]\nhard_cooldown_ms = 18446744073709551615\n");
+        assert!(e.message.contains("breaker.hard_cooldown_ms"), "{e}");
     }
 }

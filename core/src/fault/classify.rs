@@ -289,6 +289,14 @@ fn gemini(f: &Facts<'_>, body: Option<&Value>) -> Option<Class> {
     if invalid_argument && is_context_overflow(f.message) {
         return Some(Class::ContextOverflow);
     }
+    // A file the request names but the key cannot read is the request's fault, not the key's:
+    // 403 PERMISSION_DENIED "You do not have permission to access the File abc123 or it may
+    // not exist." (Gemini Files API).
+    if named(&names, &["PERMISSION_DENIED"])
+        && contains_ci(f.message, "permission to access the file")
+    {
+        return Some(Class::ClientError);
+    }
     lookup(&names, GEMINI)
 }
 
@@ -789,6 +797,11 @@ mod tests {
                 403,
                 r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.","status":"PERMISSION_DENIED"}}"#,
                 Class::AuthFailure,
+            ),
+            (
+                403,
+                r#"{"error":{"code":403,"message":"You do not have permission to access the File abc123 or it may not exist.","status":"PERMISSION_DENIED"}}"#,
+                Class::ClientError,
             ),
             (
                 404,

@@ -21,7 +21,7 @@ use super::ingress::Ingress;
 use super::transcode::Streamed;
 use super::{egress, mock, relay, transcode};
 use crate::io::write_all;
-use crate::lanes::Refused;
+use crate::lanes::{Probe, Refused};
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use crate::upstream::UpstreamError;
@@ -182,6 +182,8 @@ async fn run(
         strict: plan.strict,
         latest: plan.latest,
         ir: None,
+        probe: None,
+        settled: false,
     };
     let mut last: Option<Outcome> = None;
     let mut attempts = 0;
@@ -237,12 +239,20 @@ async fn run(
         };
         tried.push(m);
         attempts += 1;
-        let probe = entry.probe.is_some();
+        cx.probe = entry.probe;
+        cx.settled = false;
         let result = cx.go(stream, m).await;
         drop(permit);
+        // Still held: the attempt ended before the provider answered 2xx, so its outcome is
+        // the probe's.
+        let held = cx.probe.take();
+        let probe = held.is_some();
         match result {
             Tried::Done { outcome, failure } => {
-                shard.lanes.record(m, failure, None, probe, &model.name);
+                // A probe already settled at its 2xx head counts once.
+                if !(cx.settled && failure.is_none()) {
+                    shard.lanes.record(m, failure, None, probe, &model.name);
+                }
                 return outcome;
             }
             Tried::Failed {
@@ -276,8 +286,13 @@ async fn run(
                 tried.pop();
                 last = Some(Outcome::Error(e));
             }
+            Tried::Refused(e) => {
+                // The request cannot be read: no provider was asked, no lane is charged.
+                return Outcome::Error(e);
+            }
+            Tried::Expired(answer) => return answer,
         }
-        drop(entry);
+        drop(held);
     }
     last.unwrap_or_else(|| {
         Outcome::Error(ApiError::new(
@@ -315,6 +330,11 @@ enum Tried {
     },
     /// The member was not asked (a strict translation would lose fields).
     Skipped(ApiError),
+    /// The request itself cannot be read: the client's answer, and no member is asked.
+    Refused(ApiError),
+    /// The pool's failover deadline ran out during the attempt: not the lane's fault, and no
+    /// further member is tried.
+    Expired(Outcome),
 }
 
 /// A lane that did not take the request, as the error a client gets if no member does.
@@ -359,6 +379,10 @@ struct Attempt<'a> {
     latest: Instant,
     /// The request in IR form, parsed once, when some member needs a translation.
     ir: Option<Request>,
+    /// The lane's half-open probe, when this attempt is it.
+    probe: Option<Probe>,
+    /// The probe was settled (the provider answered 2xx) and released before the body.
+    settled: bool,
 }
 
 impl Attempt<'_> {
@@ -407,6 +431,7 @@ impl Attempt<'_> {
             if !(200..300).contains(&resp.head.status) {
                 return self.refused(model.provider, resp, true).await;
             }
+            self.settle_probe(m);
             if ask.stream {
                 let t = Transcoder::passthrough(
                     p_in,
@@ -445,15 +470,11 @@ impl Attempt<'_> {
             match translate::parse_request(p_in, self.body, path_model) {
                 Ok(r) => self.ir = Some(r),
                 Err(e) => {
-                    return Tried::Failed {
-                        answer: Outcome::Error(ApiError::new(
-                            400,
-                            ErrorKind::InvalidRequest,
-                            e.to_string(),
-                        )),
-                        class: Class::ClientError,
-                        retry_after: None,
-                    };
+                    return Tried::Refused(ApiError::new(
+                        400,
+                        ErrorKind::InvalidRequest,
+                        e.to_string(),
+                    ));
                 }
             }
         }
@@ -546,6 +567,7 @@ impl Attempt<'_> {
         if !(200..300).contains(&resp.head.status) {
             return self.refused(model.provider, resp, false).await;
         }
+        self.settle_probe(m);
         if let Some(t) = transcoder {
             let mut extra: Vec<(&str, String)> = Vec::new();
             if !loss.is_empty() {
@@ -609,6 +631,18 @@ impl Attempt<'_> {
         }
     }
 
+    /// The provider answered 2xx: if this attempt is the lane's probe, the lane is healthy
+    /// again; close it everywhere now and free the probe slot, rather than hold it for as long
+    /// as the body takes (a slow client could hold it for ever).
+    fn settle_probe(&mut self, m: usize) {
+        if let Some(p) = self.probe.take() {
+            let name = &self.shard.config.models[m].name;
+            self.shard.lanes.record(m, None, None, true, name);
+            self.settled = true;
+            drop(p);
+        }
+    }
+
     /// Sends a request and waits for the response head, within the request's deadline.
     async fn exchange(
         &self,
@@ -623,6 +657,14 @@ impl Attempt<'_> {
             .map_err(|e| {
                 let p = &shard.config.providers[provider];
                 tracing::debug!(shard = shard.id, provider = %p.name, "upstream failed: {e}");
+                if e.is_timeout() && Instant::now() >= self.latest {
+                    // The pool's deadline, not the provider's own, ended the attempt.
+                    return Tried::Expired(Outcome::Error(ApiError::new(
+                        504,
+                        ErrorKind::Upstream,
+                        format!("no provider answered within the pool's failover deadline: {e}"),
+                    )));
+                }
                 Tried::Failed {
                     answer: Outcome::Error(upstream_error(&e)),
                     class: classify_transport(e.transport()),
@@ -700,11 +742,15 @@ fn streamed(s: Streamed) -> Tried {
             outcome: Outcome::Written(keep),
             failure,
         },
-        Streamed::Failed { error, class } => Tried::Failed {
+        Streamed::Failed {
+            error,
+            class: Some(class),
+        } => Tried::Failed {
             answer: Outcome::Error(error),
             class,
             retry_after: None,
         },
+        Streamed::Failed { error, class: None } => Tried::Expired(Outcome::Error(error)),
     }
 }
 

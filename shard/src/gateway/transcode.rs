@@ -57,8 +57,12 @@ pub(super) enum Streamed {
     /// what went wrong after it began, if anything (the stream ended with an error event).
     Done { keep: bool, failure: Option<Class> },
     /// The provider failed before the stream committed: the client has seen nothing, and
-    /// another provider may answer instead.
-    Failed { error: ApiError, class: Class },
+    /// another provider may answer instead. `class: None`: the pool's failover deadline ran
+    /// out, which is not the provider's fault.
+    Failed {
+        error: ApiError,
+        class: Option<Class>,
+    },
 }
 
 /// The upstream body, de-framed from HTTP, one read at a time.
@@ -148,6 +152,8 @@ pub(super) async fn stream(
     let first_deadline = Instant::now() + first_event;
     let mut seen = 0;
     let mut last_event = Instant::now();
+    // The pool's failover deadline (not the provider's own) ended the wait.
+    let mut pool_deadline = false;
     loop {
         events.clear();
         let done = match body.step(&input, &mut data) {
@@ -188,7 +194,7 @@ pub(super) async fn stream(
                 let class = failure_class(shard, provider, &t, why_class).unwrap_or(why_class);
                 return Streamed::Failed {
                     error: failed(shard, provider, code, message, class),
-                    class,
+                    class: (!pool_deadline).then_some(class),
                 };
             }
             out.extend_from_slice(&events);
@@ -214,6 +220,10 @@ pub(super) async fn stream(
             }
             out = o;
             out.clear();
+            // Time spent waiting on a slow client is not the provider's silence.
+            if seen > 0 {
+                last_event = last_event.max(Instant::now());
+            }
         }
         if done {
             break;
@@ -240,6 +250,7 @@ pub(super) async fn stream(
             }
             Err(b) => {
                 input = b;
+                pool_deadline = !committed && deadline == latest;
                 let waited = deadline.saturating_duration_since(if seen == 0 {
                     first_deadline - first_event
                 } else {

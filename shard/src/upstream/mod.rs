@@ -55,6 +55,9 @@ pub(crate) enum UpstreamError {
     /// No response head within the deadline.
     #[error("{0} did not answer within {1} ms")]
     HeadTimeout(String, u64),
+    /// The request could not be written within the deadline (the provider does not read).
+    #[error("{0} did not take the request within {1} ms")]
+    SendTimeout(String, u64),
     /// The connection closed or failed before a whole response head arrived.
     #[error("{0} closed the connection before answering")]
     Closed(String),
@@ -68,7 +71,9 @@ impl UpstreamError {
     pub(crate) fn is_timeout(&self) -> bool {
         matches!(
             self,
-            UpstreamError::ConnectTimeout(..) | UpstreamError::HeadTimeout(..)
+            UpstreamError::ConnectTimeout(..)
+                | UpstreamError::HeadTimeout(..)
+                | UpstreamError::SendTimeout(..)
         )
     }
 
@@ -80,7 +85,9 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout(..) => Transport::ConnectTimeout,
             UpstreamError::Tls(..) => Transport::Tls,
             UpstreamError::Send(..) => Transport::Send,
-            UpstreamError::HeadTimeout(..) => Transport::HeadTimeout,
+            UpstreamError::HeadTimeout(..) | UpstreamError::SendTimeout(..) => {
+                Transport::HeadTimeout
+            }
             UpstreamError::Closed(_) => Transport::Closed,
             UpstreamError::BadHead(..) => Transport::BadHead,
         }
@@ -290,7 +297,19 @@ impl Upstream {
                 Some(s) => (s, true),
                 None => (self.connect(provider, latest).await?, false),
             };
-            let (res, req_back) = write_all(&mut stream, request).await;
+            // A provider that accepts the connection but never reads must not hold the
+            // request: the write has the head's deadline too.
+            let now = Instant::now();
+            let send_deadline =
+                (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
+            let (res, req_back) =
+                match timeout_at(send_deadline, write_all(&mut stream, request)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let ms = send_deadline.saturating_duration_since(now).as_millis() as u64;
+                        return Err(UpstreamError::SendTimeout(label(), ms));
+                    }
+                };
             request = req_back;
             if let Err(e) = res {
                 if reused {
