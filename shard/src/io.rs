@@ -31,6 +31,25 @@ pub(crate) async fn write_all<S: AsyncWriteRent>(
     (res.map(|_| ()), buf)
 }
 
+/// As [`write_all`], giving up after `limit` (a client that stops reading must not hold a
+/// stream, its lane slot or its provider connection for ever): a timed-out write is an error.
+pub(crate) async fn write_all_within<S: AsyncWriteRent>(
+    stream: &mut S,
+    limit: std::time::Duration,
+    buf: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
+    match monoio::time::timeout(limit, write_all(stream, buf)).await {
+        Ok(r) => r,
+        Err(_) => (
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            )),
+            Vec::new(),
+        ),
+    }
+}
+
 /// A shard's free list of I/O buffers, so a request does not allocate (and free) its 16 KiB
 /// read buffer and its output buffers every time. Single-threaded by construction (per shard).
 pub(crate) struct BufPool {

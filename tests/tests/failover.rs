@@ -482,3 +482,37 @@ fn a_probe_that_answers_closes_the_lane_at_its_head_not_at_its_end() {
     assert!(r.text().contains("[DONE]"));
     b.stop();
 }
+
+#[test]
+fn a_client_that_stops_reading_does_not_hold_its_lane() {
+    let mock = MockProvider::start(&["--tokens", "400000"]);
+    let cfg =
+        config(&mock, "[limits]\nwrite_timeout_ms = 300\n").replace("shards = 2", "shards = 1");
+    let b = Busbar::start(&cfg, "epoll", &[]);
+    // A long stream to a client that sends its request and then reads nothing.
+    let body = json!({"model": "m-a", "stream": true, "max_tokens": 400000, "messages": [{"role": "user", "content": "go"}]})
+        .to_string();
+    let mut c = Client::connect(b.addr);
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    eventually(10, "the stream is in flight", || {
+        lane(&b, "m-a")["in_flight"] == 1
+    });
+    // Once the socket buffers are full, busbar gives the client write_timeout_ms, then drops
+    // it: the lane's slot comes back although the client is still connected.
+    eventually(20, "the slot is free again", || {
+        lane(&b, "m-a")["in_flight"] == 0
+    });
+    assert_eq!(
+        lane(&b, "m-a")["failures"],
+        0,
+        "a slow client is not the provider's fault"
+    );
+    drop(c);
+    b.stop();
+}

@@ -88,6 +88,9 @@ pub struct Limits {
     pub body_timeout_ms: u64,
     /// How long an idle keep-alive connection is kept open.
     pub idle_timeout_ms: u64,
+    /// Longest a write of a relayed or streamed answer may wait on a client that does not
+    /// read; past it the client connection is closed (and the provider's with it).
+    pub write_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_ms: u64,
 }
@@ -101,6 +104,7 @@ impl Default for Limits {
             header_timeout_ms: 10_000,
             body_timeout_ms: 60_000,
             idle_timeout_ms: 60_000,
+            write_timeout_ms: 60_000,
             shutdown_grace_ms: 30_000,
         }
     }

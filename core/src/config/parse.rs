@@ -142,6 +142,7 @@ struct RawLimits {
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    write_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
 }
 
@@ -289,6 +290,7 @@ fn validate(
         header_timeout_ms: l.header_timeout_ms.unwrap_or(d.header_timeout_ms),
         body_timeout_ms: l.body_timeout_ms.unwrap_or(d.body_timeout_ms),
         idle_timeout_ms: l.idle_timeout_ms.unwrap_or(d.idle_timeout_ms),
+        write_timeout_ms: l.write_timeout_ms.unwrap_or(d.write_timeout_ms),
         shutdown_grace_ms: l.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
     };
     if limits.max_head_bytes < 1024 || limits.max_headers == 0 {
@@ -339,6 +341,7 @@ fn validate(
         ("limits.header_timeout_ms", limits.header_timeout_ms),
         ("limits.body_timeout_ms", limits.body_timeout_ms),
         ("limits.idle_timeout_ms", limits.idle_timeout_ms),
+        ("limits.write_timeout_ms", limits.write_timeout_ms),
         ("limits.shutdown_grace_ms", limits.shutdown_grace_ms),
     ] {
         check_ms(name, ms).map_err(|m| error_at(text, None, m))?;

@@ -11,7 +11,7 @@
 //! The connection goes back to the pool only when its body ended cleanly on its own framing.
 //! If the client goes away mid-body the provider connection is dropped at once.
 
-use crate::io::write_all;
+use crate::io::write_all_within;
 use crate::server::respond::reason;
 use crate::shard::Shard;
 use crate::upstream::Response;
@@ -134,6 +134,7 @@ pub(super) async fn relay(
         buffered,
     } = resp;
     let http11 = client_minor == 1;
+    let limit = std::time::Duration::from_millis(shard.config.limits.write_timeout_ms);
     let mut mode = match head.framing {
         BodyFraming::Empty => Mode::Empty,
         BodyFraming::Length(n) => Mode::Length { remaining: n },
@@ -188,7 +189,7 @@ pub(super) async fn relay(
         return false;
     };
     reusable &= !step.excess;
-    let (res, mut out) = write_all(client, out).await;
+    let (res, mut out) = write_all_within(client, limit, out).await;
     if res.is_err() {
         return false;
     }
@@ -201,7 +202,7 @@ pub(super) async fn relay(
             Ok(0) => {
                 if matches!(mode, Mode::CloseWrap | Mode::CloseRaw) {
                     if matches!(mode, Mode::CloseWrap) {
-                        let _ = write_all(client, b"0\r\n\r\n".to_vec()).await;
+                        let _ = write_all_within(client, limit, b"0\r\n\r\n".to_vec()).await;
                     }
                     return keep_client;
                 }
@@ -222,7 +223,7 @@ pub(super) async fn relay(
             Ok(Some((st, used))) => {
                 step = st;
                 buf.truncate(used);
-                let (res, b) = write_all(client, buf).await;
+                let (res, b) = write_all_within(client, limit, buf).await;
                 buf = b;
                 res
             }
@@ -232,7 +233,7 @@ pub(super) async fn relay(
                     return false;
                 };
                 step = st;
-                let (res, o) = write_all(client, out).await;
+                let (res, o) = write_all_within(client, limit, out).await;
                 out = o;
                 res
             }

@@ -16,7 +16,7 @@
 //! How it went is classified for the lane's breaker: a provider's error event by its code and
 //! message, a deadline as a timeout, a cut-off or unreadable body as a network or server error.
 
-use crate::io::write_all;
+use crate::io::write_all_within;
 use crate::server::respond::ApiError;
 use crate::shard::Shard;
 use crate::upstream::Response;
@@ -128,6 +128,7 @@ pub(super) async fn stream(
     } = resp;
     let http11 = client_minor == 1;
     let keep = keep_alive && http11;
+    let limit = std::time::Duration::from_millis(shard.config.limits.write_timeout_ms);
 
     let mut body = Body {
         framing: head.framing,
@@ -211,7 +212,7 @@ pub(super) async fn stream(
             out.extend_from_slice(b"0\r\n\r\n");
         }
         if committed && !out.is_empty() {
-            let (res, o) = write_all(client, std::mem::take(&mut out)).await;
+            let (res, o) = write_all_within(client, limit, std::mem::take(&mut out)).await;
             if res.is_err() {
                 return Streamed::Done {
                     keep: false,
@@ -286,7 +287,7 @@ pub(super) async fn stream(
         if http11 {
             all.extend_from_slice(b"0\r\n\r\n");
         }
-        if write_all(client, all).await.0.is_err() {
+        if write_all_within(client, limit, all).await.0.is_err() {
             return Streamed::Done {
                 keep: false,
                 failure: None,
