@@ -11,13 +11,18 @@
 //!   invariant           spent + sum of leases <= cap, for every account, at every step
 //! ```
 //!
+//! Keys: what the admin API accepts (`KeySpec`, each refusal naming its field) and what the
+//! ledger stores (`KeyRecord`).
+//!
 //! Money is integer micro-USD ([`Micros`]): a price in USD per million tokens is exactly
 //! micro-USD per token, so costs add up without rounding drift.
 
 mod budget;
 mod cost;
+mod key;
 mod window;
 
 pub use budget::{Account, Lease, Reserved};
 pub use cost::{Micros, Prices, actual_cost, prompt_token_bound, worst_case};
+pub use key::{Caps, FieldError, KeyRecord, KeySpec, Rates};
 pub use window::{Period, Window};
