@@ -143,7 +143,7 @@ fn usd(field: &str, v: &Value) -> Result<Option<Micros>, FieldError> {
     let n = v
         .as_f64()
         .ok_or_else(|| FieldError::new(field, "must be a number of USD, or null"))?;
-    if !(n.is_finite() && n >= 0.0 && n <= 1e12) {
+    if !(n.is_finite() && (0.0..=1e12).contains(&n)) {
         return Err(FieldError::new(field, "must be between 0 and 1e12 USD"));
     }
     Ok(Some((n * 1e6).round() as Micros))
