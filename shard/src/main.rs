@@ -14,6 +14,8 @@ mod control;
 mod gateway;
 mod io;
 mod lanes;
+#[allow(dead_code)] // used by its tests until the ledger thread is wired in
+mod ledger;
 mod runtime;
 mod server;
 mod shard;
