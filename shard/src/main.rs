@@ -4,6 +4,7 @@
 //!   busbar [--config FILE] [--listen ADDR] [--admin-listen ADDR|off] [--shards N]
 //!          [--driver auto|io_uring|epoll]
 //!   busbar check FILE
+//!   busbar bench-ledger [--dir DIR] [--requests N] [--producers P]
 //! ```
 //!
 //! With no `--config`, busbar runs on the embedded default (the built-in mock model plus every
@@ -14,7 +15,7 @@ mod control;
 mod gateway;
 mod io;
 mod lanes;
-#[allow(dead_code)] // used by its tests until the ledger thread is wired in
+#[allow(dead_code)] // the shards' side (settle, leases, keys) is wired in with issue 6
 mod ledger;
 mod runtime;
 mod server;
@@ -54,6 +55,19 @@ enum Command {
         /// The file to check.
         file: std::path::PathBuf,
     },
+    /// Measure how many settled requests per second the ledger commits to a real LMDB file on
+    /// this machine's disk.
+    BenchLedger {
+        /// Directory for the ledger file (default: a fresh temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Settled requests to write.
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+        /// Threads sending them, as shards would.
+        #[arg(long, default_value_t = 2)]
+        producers: usize,
+    },
 }
 
 fn env_lookup(name: &str) -> Option<String> {
@@ -81,6 +95,31 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    if let Some(Command::BenchLedger {
+        dir,
+        requests,
+        producers,
+    }) = &cli.command
+    {
+        let (dir, temporary) = match dir {
+            Some(d) => (d.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("busbar-ledger-bench-{}", std::process::id())),
+                true,
+            ),
+        };
+        let res = ledger::bench(&dir, *requests, *producers);
+        if temporary {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return match res {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(Command::Check { file }) = &cli.command {
         return match load(Some(file)) {
             Ok(c) => {
