@@ -312,6 +312,18 @@ impl Breaker {
         None
     }
 
+    /// Renumbers the trip this replica just made (`change`, from [`record`](Self::record)) with
+    /// `seq`, a number from a counter all replicas of the lane share, so that no two trips
+    /// anywhere carry the same number. Closes are left alone (they name the trip they end).
+    pub fn renumber(&mut self, change: &mut Change, seq: u64) {
+        if let Change::Tripped { seq: s, .. } = change {
+            if seq > *s {
+                *s = seq;
+                self.seq = seq;
+            }
+        }
+    }
+
     /// Applies a change another replica made. Newer trips win; a close ends the trip it names
     /// (and any older one), never a newer one.
     pub fn apply(&mut self, change: &Change) {
@@ -666,6 +678,46 @@ mod tests {
         assert_eq!(seq, 2);
         c.apply(&Change::Closed { seq: 1, at: later });
         assert!(matches!(c.admit(later), Admit::No { .. }));
+    }
+
+    #[test]
+    fn renumbered_trips_are_told_apart_and_closes_end_only_theirs() {
+        let t0 = Instant::now();
+        let mut a = Breaker::new(settings(), 1);
+        let mut b = Breaker::new(settings(), 2);
+        let mut ta = None;
+        for _ in 0..3 {
+            ta = a.record(t0, Some(Class::ServerError), None, false);
+        }
+        let mut ta = ta.expect("a trips");
+        a.renumber(&mut ta, 7);
+        assert!(matches!(ta, Change::Tripped { seq: 7, .. }));
+        // b never heard of it and trips on its own (its local number would also be 1).
+        let mut tb = None;
+        for _ in 0..3 {
+            tb = b.record(t0, Some(Class::Timeout), None, false);
+        }
+        let mut tb = tb.expect("b trips");
+        b.renumber(&mut tb, 8);
+        // a probes and closes its trip 7; b's trip 8 is newer and stays.
+        let later = t0 + Duration::from_secs(2);
+        let close = a.record(later, None, None, true).expect("close");
+        b.apply(&close);
+        assert!(matches!(
+            b.admit(later - Duration::from_millis(1)),
+            Admit::No { .. } | Admit::Probe
+        ));
+        assert_ne!(
+            b.admit(later),
+            Admit::Yes,
+            "a close of trip 7 must not end trip 8"
+        );
+        a.apply(&tb);
+        assert_ne!(
+            a.admit(later),
+            Admit::Yes,
+            "trip 8 reaches a after its own close"
+        );
     }
 
     #[test]

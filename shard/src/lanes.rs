@@ -37,6 +37,9 @@ const RECENT: usize = 16;
 pub(crate) struct LaneShared {
     probing: AtomicBool,
     hard_failures: AtomicU64,
+    /// Trip numbers: taken once per trip (never per request), so no two shards' trips share
+    /// a number and a close can only end the trip it names.
+    trips: AtomicU64,
 }
 
 /// Process-wide lane state, one entry per model.
@@ -250,13 +253,15 @@ impl Lanes {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        let change = l
-            .breaker
-            .borrow_mut()
-            .record(now.into_std(), outcome, retry_after, probe);
-        let Some(change) = change else {
+        let mut b = l.breaker.borrow_mut();
+        let Some(mut change) = b.record(now.into_std(), outcome, retry_after, probe) else {
             return;
         };
+        if matches!(change, Change::Tripped { .. }) {
+            let n = self.shared[lane].trips.fetch_add(1, Ordering::AcqRel) + 1;
+            b.renumber(&mut change, n);
+        }
+        drop(b);
         match change {
             Change::Tripped {
                 until,
