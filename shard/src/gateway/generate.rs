@@ -187,14 +187,14 @@ async fn run(
     };
     let mut last: Option<Outcome> = None;
     let mut attempts = 0;
-    let mut tried: Vec<usize> = Vec::with_capacity(plan.members.len());
     // After a context overflow: only members whose window is larger than this.
     let mut need_window: Option<u64> = None;
-    for &m in &plan.members {
+    for (i, &m) in plan.members.iter().enumerate() {
         if attempts >= plan.max_attempts {
             break;
         }
-        if tried.contains(&m) {
+        // A model listed twice: its first place was tried, or refused for a reason that holds.
+        if plan.members[..i].contains(&m) {
             continue;
         }
         let model = &config.models[m];
@@ -237,7 +237,6 @@ async fn run(
                 continue;
             }
         };
-        tried.push(m);
         attempts += 1;
         cx.probe = entry.probe;
         cx.settled = false;
@@ -283,7 +282,6 @@ async fn run(
             Tried::Skipped(e) => {
                 // Nothing was sent (a strict translation that would lose fields).
                 attempts -= 1;
-                tried.pop();
                 last = Some(Outcome::Error(e));
             }
             Tried::Refused(e) => {
@@ -416,22 +414,10 @@ impl Attempt<'_> {
                 }
             }
             let path = egress::path(provider, &model.upstream, ask.stream, query);
-            let forward = egress::Forward {
-                headers: &head.headers,
-                same_protocol: true,
-            };
-            let request = match egress::build(shard, model.provider, &path, Some(forward), &body) {
-                Ok(r) => r,
-                Err(e) => return Tried::Skipped(e),
-            };
-            let resp = match self.exchange(model.provider, request).await {
+            let resp = match self.send(m, &path, true, &body).await {
                 Ok(r) => r,
                 Err(failed) => return failed,
             };
-            if !(200..300).contains(&resp.head.status) {
-                return self.refused(model.provider, resp, true).await;
-            }
-            self.settle_probe(m);
             if ask.stream {
                 let t = Transcoder::passthrough(
                     p_in,
@@ -551,23 +537,10 @@ impl Attempt<'_> {
         let stream_query =
             (ask.stream && provider.protocol == Protocol::Gemini).then_some("alt=sse");
         let path = egress::path(provider, &model.upstream, ask.stream, stream_query);
-        let forward = egress::Forward {
-            headers: &head.headers,
-            same_protocol: false,
-        };
-        let request = match egress::build(shard, model.provider, &path, Some(forward), &egress_body)
-        {
-            Ok(r) => r,
-            Err(e) => return Tried::Skipped(e),
-        };
-        let resp = match self.exchange(model.provider, request).await {
+        let resp = match self.send(m, &path, false, &egress_body).await {
             Ok(r) => r,
             Err(failed) => return failed,
         };
-        if !(200..300).contains(&resp.head.status) {
-            return self.refused(model.provider, resp, false).await;
-        }
-        self.settle_probe(m);
         if let Some(t) = transcoder {
             let mut extra: Vec<(&str, String)> = Vec::new();
             if !loss.is_empty() {
@@ -643,14 +616,25 @@ impl Attempt<'_> {
         }
     }
 
-    /// Sends a request and waits for the response head, within the request's deadline.
-    async fn exchange(
-        &self,
-        provider: usize,
-        request: Vec<u8>,
+    /// Sends `body` to model `m`'s provider at `path` and waits for the response head, within
+    /// the request's deadline. A refusal (status >= 300) is read and classified; a 2xx settles
+    /// the lane's probe.
+    async fn send(
+        &mut self,
+        m: usize,
+        path: &str,
+        same_protocol: bool,
+        body: &[u8],
     ) -> Result<crate::upstream::Response, Tried> {
         let shard = self.shard;
-        shard
+        let provider = shard.config.models[m].provider;
+        let forward = egress::Forward {
+            headers: &self.head.headers,
+            same_protocol,
+        };
+        let request =
+            egress::build(shard, provider, path, Some(forward), body).map_err(Tried::Skipped)?;
+        let resp = shard
             .upstream
             .exchange(provider, request, self.latest)
             .await
@@ -670,7 +654,12 @@ impl Attempt<'_> {
                     class: classify_transport(e.transport()),
                     retry_after: None,
                 }
-            })
+            })?;
+        if !(200..300).contains(&resp.head.status) {
+            return Err(self.refused(provider, resp, same_protocol).await);
+        }
+        self.settle_probe(m);
+        Ok(resp)
     }
 
     /// A provider's refusal (status >= 300), read whole and classified. A same-protocol

@@ -147,22 +147,7 @@ pub(super) async fn relay(
 
     let mut out = shard.upstream.buffers.take();
     out.reserve(1024 + buffered.len());
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {} {}\r\n",
-            head.status,
-            if head.reason.is_empty() {
-                reason(head.status)
-            } else {
-                &head.reason
-            }
-        )
-        .as_bytes(),
-    );
-    write_forwardable(&mut out, &head.headers, |name| {
-        name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("content-length")
-    });
+    status_and_headers(&mut out, &head);
     match (&mode, head.framing) {
         (Mode::Length { .. }, BodyFraming::Length(n)) => {
             out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
@@ -252,6 +237,21 @@ pub(super) async fn relay(
     keep_client
 }
 
+/// The provider's status line and the headers a client may see, without its framing headers
+/// (the relay writes its own).
+fn status_and_headers(out: &mut Vec<u8>, head: &busbar_codec::http1::ResponseHead) {
+    let phrase = if head.reason.is_empty() {
+        reason(head.status)
+    } else {
+        &head.reason
+    };
+    out.extend_from_slice(format!("HTTP/1.1 {} {phrase}\r\n", head.status).as_bytes());
+    write_forwardable(out, &head.headers, |name| {
+        name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-length")
+    });
+}
+
 /// A provider's response that was read whole (an error, to classify it first), as the client
 /// gets it: the provider's status, headers and body, with a Content-Length.
 pub(super) fn whole(
@@ -260,16 +260,7 @@ pub(super) fn whole(
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512 + body.len());
-    let reason_phrase = if head.reason.is_empty() {
-        reason(head.status)
-    } else {
-        &head.reason
-    };
-    out.extend_from_slice(format!("HTTP/1.1 {} {reason_phrase}\r\n", head.status).as_bytes());
-    write_forwardable(&mut out, &head.headers, |name| {
-        name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("content-length")
-    });
+    status_and_headers(&mut out, head);
     out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
