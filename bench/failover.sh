@@ -34,7 +34,7 @@ start_mock() { # -> MOCK (host:port)
 start_busbar() { # $1 = config text, $2 = shards -> BB, ADMIN
     printf '%s' "$1" > "$work/busbar.toml"
     BUSBAR_LOG=error "$BUSBAR" --config "$work/busbar.toml" --shards "$2" \
-        --admin-listen 127.0.0.1:0 > "$work/busbar.out" &
+        --admin-listen 127.0.0.1:0 --ledger off > "$work/busbar.out" &
     pids+=($!)
     until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
     BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)

@@ -193,6 +193,12 @@ fn start_proxy(proxy: Proxy, spec: &CompareSpec, mock_port: u16) -> Result<Runni
                 .arg("--config")
                 .arg(&cfg)
                 .args(["--admin-listen", "off"])
+                .args(
+                    (!spec.busbar_args.iter().any(|a| a == "--ledger"))
+                        .then_some(["--ledger", "off"])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(&spec.busbar_args)
                 .env("BUSBAR_LOG", "warn")
                 .stdout(Stdio::piped())

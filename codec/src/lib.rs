@@ -31,5 +31,6 @@ mod protocol;
 pub mod responses;
 pub mod stream;
 pub mod translate;
+pub mod usage;
 
 pub use protocol::Protocol;

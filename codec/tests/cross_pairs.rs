@@ -126,11 +126,10 @@ fn steps(turns: &[(bool, &[Block])], ids: &mut Ids) -> Vec<Step> {
                     text: u,
                 },
             ) = (out.last_mut(), &step)
+                && a == b
             {
-                if a == b {
-                    t.push_str(u);
-                    continue;
-                }
+                t.push_str(u);
+                continue;
             }
             out.push(step);
         }

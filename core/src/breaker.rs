@@ -316,11 +316,11 @@ impl Breaker {
     /// `seq`, a number from a counter all replicas of the lane share, so that no two trips
     /// anywhere carry the same number. Closes are left alone (they name the trip they end).
     pub fn renumber(&mut self, change: &mut Change, seq: u64) {
-        if let Change::Tripped { seq: s, .. } = change {
-            if seq > *s {
-                *s = seq;
-                self.seq = seq;
-            }
+        if let Change::Tripped { seq: s, .. } = change
+            && seq > *s
+        {
+            *s = seq;
+            self.seq = seq;
         }
     }
 

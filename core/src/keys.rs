@@ -40,7 +40,12 @@ impl KeyTable {
 
     /// The index of the key whose secret is `secret`.
     pub fn lookup(&self, secret: &str) -> Option<usize> {
-        self.by_digest.get(&digest(secret)).copied()
+        self.lookup_digest(&digest(secret))
+    }
+
+    /// The index of the key whose secret has this digest.
+    pub fn lookup_digest(&self, digest: &[u8; 32]) -> Option<usize> {
+        self.by_digest.get(digest).copied()
     }
 }
 

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A message from the control plane to a shard.
@@ -34,6 +35,32 @@ pub(crate) enum ShardMsg {
     },
     /// The admin thread asks for this shard's view of its lanes.
     Stats(crossbeam_channel::Sender<ShardReport>),
+    /// The ledger answers a lease request (`granted` 0: refused, `available` left; `ahead`:
+    /// it was an ask ahead).
+    Granted {
+        account: busbar_core::govern::AccountId,
+        granted: u64,
+        available: u64,
+        ahead: bool,
+    },
+    /// The ledger wants back what this shard holds of an account and has not reserved.
+    Recall {
+        account: busbar_core::govern::AccountId,
+    },
+    /// A virtual key is new or changed (`record`), or deleted (`None`); the shard answers on
+    /// `ack` once the change is in force.
+    Key {
+        id: String,
+        digest: Option<[u8; 32]>,
+        record: Option<Arc<busbar_core::govern::KeyRecord>>,
+        ack: crossbeam_channel::Sender<usize>,
+    },
+    /// An environment's limits are new, changed or gone; answered on `ack`.
+    Env {
+        name: String,
+        record: Option<Arc<busbar_core::govern::EnvRecord>>,
+        ack: crossbeam_channel::Sender<usize>,
+    },
 }
 
 /// One shard's answer to [`ShardMsg::Stats`].
@@ -42,6 +69,8 @@ pub(crate) struct ShardReport {
     pub(crate) shard: usize,
     pub(crate) in_flight: usize,
     pub(crate) lanes: Vec<crate::lanes::LaneSnapshot>,
+    /// Governance leases held: (accounts, unreserved, reserved).
+    pub(crate) leases: (usize, u64, u64),
 }
 
 /// Messages dropped because a shard's channel was full.

@@ -1,8 +1,8 @@
 //! `busbar`: the gateway binary.
 //!
 //! ```text
-//!   busbar [--config FILE] [--listen ADDR] [--admin-listen ADDR|off] [--shards N]
-//!          [--driver auto|io_uring|epoll]
+//!   busbar [--config FILE] [--listen ADDR] [--admin-listen ADDR|off] [--ledger DIR|off]
+//!          [--shards N] [--driver auto|io_uring|epoll]
 //!   busbar check FILE
 //!   busbar bench-ledger [--dir DIR] [--requests N] [--producers P]
 //! ```
@@ -12,10 +12,10 @@
 
 mod admin;
 mod control;
+mod gate;
 mod gateway;
 mod io;
 mod lanes;
-#[allow(dead_code)] // the shards' side (settle, leases, keys) is wired in with issue 6
 mod ledger;
 mod runtime;
 mod server;
@@ -43,6 +43,9 @@ struct Cli {
     /// Override the admin listen address (e.g. 127.0.0.1:0), or `off`.
     #[arg(long)]
     admin_listen: Option<String>,
+    /// Override the ledger directory (virtual keys, usage), or `off`.
+    #[arg(long)]
+    ledger: Option<String>,
     /// Override the I/O driver.
     #[arg(long, value_parser = ["auto", "io_uring", "epoll"])]
     driver: Option<String>,
@@ -188,6 +191,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+    }
+    match cli.ledger.as_deref() {
+        None => {}
+        Some("off") => config.ledger = None,
+        Some(dir) => config.ledger = Some(dir.to_string()),
     }
     if let Some(d) = cli.driver.as_deref() {
         config.driver = match d {

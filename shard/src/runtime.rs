@@ -97,6 +97,14 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let lanes_shared = crate::lanes::shared(&config);
+    let ledger = match &config.ledger {
+        Some(path) => Some(open_ledger(std::path::Path::new(path), count, &mailboxes)?),
+        None => None,
+    };
+    let (keys, envs) = match &ledger {
+        Some(l) => (Arc::clone(&l.keys), Arc::clone(&l.envs)),
+        None => (Arc::new(Vec::new()), Arc::new(Vec::new())),
+    };
 
     let mut handles = Vec::with_capacity(count);
     let mut listen = config.listen;
@@ -121,15 +129,19 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
             shards: count,
             peers,
             lanes: Arc::clone(&lanes_shared),
+            ledger: ledger.as_ref().map(|l| l.handle.clone()),
+            keys: Arc::clone(&keys),
+            envs: Arc::clone(&envs),
+            keys_issued: ledger.as_ref().is_some_and(|l| l.keys_issued),
         };
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("busbar-shard-{id}"))
             .spawn(move || {
-                if let Some(core) = core {
-                    if !core_affinity::set_for_current(core) {
-                        tracing::warn!(shard = id, "could not pin shard to core {}", core.id);
-                    }
+                if let Some(core) = core
+                    && !core_affinity::set_for_current(core)
+                {
+                    tracing::warn!(shard = id, "could not pin shard to core {}", core.id);
                 }
                 run_shard(driver, init)
             })
@@ -153,8 +165,9 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
             a.token.clone(),
             Arc::clone(&config),
             Arc::clone(&mailboxes),
+            ledger.as_ref().map(|l| (l.handle.clone(), l.store.clone())),
         )?;
-        println!("busbar: admin on {at} (GET /stats, /healthz)");
+        println!("busbar: admin on {at} (GET /stats, /healthz, /admin/...)");
     }
     println!(
         "busbar: listening on {listen} (shards={count}, driver={})",
@@ -167,11 +180,84 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     for h in handles {
         failed |= h.join().is_err();
     }
+    if let Some(l) = &ledger {
+        // What the shards settled last is in the file before the process ends.
+        if let Err(e) = l
+            .handle
+            .admin(crate::ledger::AdminOp::Flush, Duration::from_secs(5))
+        {
+            tracing::warn!("the ledger did not confirm its last writes: {e}");
+        }
+    }
     if failed {
         return Err("a shard thread panicked".into());
     }
     tracing::info!("all shards stopped; exiting");
     Ok(())
+}
+
+/// The ledger, open and running.
+struct OpenLedger {
+    handle: crate::ledger::LedgerHandle,
+    store: crate::ledger::store::Store,
+    keys: Arc<Vec<([u8; 32], busbar_core::govern::KeyRecord)>>,
+    envs: Arc<Vec<busbar_core::govern::EnvRecord>>,
+    keys_issued: bool,
+    /// Held for the life of the process: no second busbar writes the same file.
+    _lock: std::fs::File,
+}
+
+/// Opens the ledger in `dir` (taking its lock), reads the keys and environments the shards
+/// start with, and starts the ledger thread.
+fn open_ledger(
+    dir: &std::path::Path,
+    shards: usize,
+    mailboxes: &[Mailbox],
+) -> Result<OpenLedger, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("ledger {}: {e}", dir.display()))?;
+    let lock_path = dir.join("busbar.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("ledger {}: {e}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        format!(
+            "ledger {}: another busbar is using it (set [ledger] path, or --ledger, to another directory)",
+            dir.display()
+        )
+    })?;
+    let store = crate::ledger::store::Store::open(dir)?;
+    let keys = store
+        .keys_with_digests()
+        .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
+    let envs = store
+        .envs()
+        .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
+    let keys_issued = store
+        .keys_issued()
+        .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
+    let boxes = mailboxes
+        .iter()
+        .map(Mailbox::try_clone)
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot create shard mailbox: {e}"))?;
+    let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536)?;
+    tracing::info!(
+        path = %dir.display(),
+        keys = keys.len(),
+        environments = envs.len(),
+        "ledger open"
+    );
+    Ok(OpenLedger {
+        handle,
+        store,
+        keys: Arc::new(keys),
+        envs: Arc::new(envs),
+        keys_issued,
+        _lock: lock,
+    })
 }
 
 /// Builds a runtime on driver `$d` and runs the shard on it (the two drivers are distinct types).

@@ -37,6 +37,13 @@ pub(crate) struct ShardInit {
     pub(crate) peers: Vec<crate::control::Mailbox>,
     /// What all shards share about lanes (the probe slots).
     pub(crate) lanes: crate::lanes::Shared,
+    /// The ledger, when there is one.
+    pub(crate) ledger: Option<crate::ledger::LedgerHandle>,
+    /// The virtual keys and environments at start-up.
+    pub(crate) keys: Arc<Vec<([u8; 32], busbar_core::govern::KeyRecord)>>,
+    pub(crate) envs: Arc<Vec<busbar_core::govern::EnvRecord>>,
+    /// A virtual key was ever issued (the data plane needs keys).
+    pub(crate) keys_issued: bool,
 }
 
 /// A shard's state, shared by its tasks.
@@ -49,6 +56,8 @@ pub(crate) struct Shard {
     pub(crate) upstream: Upstream,
     /// This shard's breaker replicas and bulkheads, one per model.
     pub(crate) lanes: crate::lanes::Lanes,
+    /// Virtual keys, environments and this shard's leases on their limits.
+    pub(crate) gate: Rc<crate::gate::Gate>,
     /// Requests between head and end of response.
     pub(crate) in_flight: Cell<usize>,
     /// Open client connections.
@@ -104,6 +113,13 @@ pub(crate) async fn serve(init: ShardInit) {
             .collect(),
         upstream: Upstream::new(&config, init.tls, init.addrs),
         lanes: crate::lanes::Lanes::new(&config, init.id, init.shards, init.lanes, init.peers),
+        gate: Rc::new(crate::gate::Gate::new(
+            init.id,
+            init.ledger,
+            &init.keys,
+            &init.envs,
+            init.keys_issued,
+        )),
         config,
         in_flight: Cell::new(0),
         open_conns: Cell::new(0),
@@ -115,16 +131,23 @@ pub(crate) async fn serve(init: ShardInit) {
 
     let rx = init.inbox.rx;
     let mut bell_wait = Box::pin(ring(bell));
+    // The accept stays in flight while mailbox messages are handled: under io_uring, dropping
+    // an accept the kernel has already completed would lose that connection (its client would
+    // wait for ever), so it is only ever replaced once it has finished.
+    let mut accept = Box::pin(listener.accept());
     loop {
         monoio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    monoio::spawn(serve_conn(Rc::clone(&shard), stream));
+            accepted = &mut accept => {
+                match accepted {
+                    Ok((stream, _peer)) => {
+                        monoio::spawn(serve_conn(Rc::clone(&shard), stream));
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = shard.id, "accept failed: {e}");
+                        monoio::time::sleep(Duration::from_millis(5)).await;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(shard = shard.id, "accept failed: {e}");
-                    monoio::time::sleep(Duration::from_millis(5)).await;
-                }
+                accept = Box::pin(listener.accept());
             },
             bell = &mut bell_wait => {
                 let mut stop = false;
@@ -138,7 +161,20 @@ pub(crate) async fn serve(init: ShardInit) {
                                 shard: shard.id,
                                 in_flight: shard.in_flight.get(),
                                 lanes: shard.lanes.snapshot(),
+                                leases: shard.gate.held(),
                             });
+                        }
+                        ShardMsg::Granted { account, granted, available, ahead } => {
+                            shard.gate.granted(&account, granted, available, ahead);
+                        }
+                        ShardMsg::Recall { account } => shard.gate.recall(&account),
+                        ShardMsg::Key { id, digest, record, ack } => {
+                            shard.gate.set_key(&id, digest, record);
+                            let _ = ack.try_send(shard.id);
+                        }
+                        ShardMsg::Env { name, record, ack } => {
+                            shard.gate.set_env(&name, record);
+                            let _ = ack.try_send(shard.id);
                         }
                     }
                 }
@@ -150,6 +186,7 @@ pub(crate) async fn serve(init: ShardInit) {
         }
     }
 
+    drop(accept);
     drop(listener);
     shard.draining.set(true);
     let grace = Duration::from_millis(shard.config.limits.shutdown_grace_ms);
@@ -184,5 +221,6 @@ async fn sweep_idle(shard: Rc<Shard>) {
     loop {
         monoio::time::sleep(every).await;
         shard.upstream.sweep(Instant::now());
+        shard.gate.sweep(crate::gate::now_ms());
     }
 }

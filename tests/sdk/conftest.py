@@ -122,7 +122,7 @@ def gateway(request, mock):
         f.write(CONFIG.format(mock=mock.url, dead=_closed_port()))
         path = f.name
     env = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, SDKTEST_CLIENT_KEY=CLIENT_KEY)
-    proc, port, err = _start([BUSBAR, "--config", path, "--driver", driver, "--admin-listen", "127.0.0.1:0"], "listening on ", env)
+    proc, port, err = _start([BUSBAR, "--config", path, "--driver", driver, "--admin-listen", "127.0.0.1:0", "--ledger", tempfile.mkdtemp(prefix="busbar-ledger-")], "listening on ", env)
     yield Gateway(port, driver)
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=30)
@@ -208,7 +208,7 @@ def matrix(mock):
         AWS_SECRET_ACCESS_KEY=AWS_SECRET,
     )
     env.pop("AWS_SESSION_TOKEN", None)
-    proc, port, err = _start([BUSBAR, "--config", path, "--admin-listen", "127.0.0.1:0"], "listening on ", env)
+    proc, port, err = _start([BUSBAR, "--config", path, "--admin-listen", "127.0.0.1:0", "--ledger", tempfile.mkdtemp(prefix="busbar-ledger-")], "listening on ", env)
     yield MatrixGateway(port)
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=30)

@@ -184,6 +184,30 @@ impl Client {
         self.read_response()
     }
 
+    /// Sends any method with an optional JSON body and reads the response.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        extra_headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: busbar\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        for (k, v) in extra_headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or_default());
+        self.send(req.as_bytes());
+        self.read_response()
+    }
+
     /// Sends a GET and reads the response.
     pub fn get(&mut self, path: &str, extra_headers: &[(&str, &str)]) -> Response {
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: busbar\r\n");

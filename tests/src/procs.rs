@@ -43,6 +43,8 @@ pub struct Busbar {
     pub admin: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     _config: tempfile::NamedTempFile,
+    /// The ledger directory busbar was given, when the test did not give its own.
+    _ledger: Option<tempfile::TempDir>,
 }
 
 impl Busbar {
@@ -69,6 +71,13 @@ impl Busbar {
         cmd.arg("--driver").arg(driver).args(args);
         if !args.contains(&"--admin-listen") {
             cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        // Each busbar gets a ledger of its own (two cannot share one), unless the test names
+        // one.
+        let ledger =
+            (!args.contains(&"--ledger")).then(|| tempfile::tempdir().expect("ledger dir"));
+        if let Some(d) = &ledger {
+            cmd.arg("--ledger").arg(d.path());
         }
         for var in [
             "OPENAI_API_KEY",
@@ -135,6 +144,7 @@ impl Busbar {
             admin,
             stderr,
             _config: file,
+            _ledger: ledger,
         }
     }
 
@@ -162,6 +172,14 @@ impl Busbar {
             .expect("running")
             .wait()
             .expect("wait busbar")
+    }
+
+    /// SIGKILL (`kill -9`): no chance to flush or clean up; waits until it is gone.
+    pub fn kill9(mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9 busbar");
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, then waits; asserts a clean exit.

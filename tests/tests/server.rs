@@ -308,3 +308,44 @@ fn models_list_and_mock_stream() {
         assert_eq!(usage["usage"]["completion_tokens"], 3);
     });
 }
+
+/// Control messages wake a shard's event loop while connections arrive: none of those
+/// connections may be lost. (Under io_uring, an accept the kernel had completed used to be
+/// dropped with its future whenever a mailbox message won the race, and its client waited for
+/// ever.) Every `/stats` call sends a message to every shard.
+#[test]
+fn connections_arriving_while_shards_handle_messages_are_all_served() {
+    each_driver(|b| {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = Client::connect(b.admin.unwrap()).get("/stats", &[]);
+                    assert_eq!(r.status, 200);
+                }
+            });
+            let clients: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..150 {
+                            // A fresh connection each time: each is an accept.
+                            let r = Client::connect(b.addr).post_json(
+                                "/v1/chat/completions",
+                                CHAT,
+                                &[],
+                            );
+                            assert_eq!(r.status, 200, "{}", r.text());
+                        }
+                    })
+                })
+                .collect();
+            let joined: Vec<_> = clients.into_iter().map(|c| c.join()).collect();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for j in joined {
+                if let Err(e) = j {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
+    });
+}

@@ -68,24 +68,24 @@ pub(super) async fn handle(
     }
     // Tools or thinking: the IR mock's answer, streamed by the codec's writer. Plain chat keeps
     // the token stream the benchmarks measure.
-    if let Ok(ir) = busbar_codec::openai::parse_request(body) {
-        if !ir.tools.is_empty() || ir.reasoning.is_some() || steer.brk.is_some() {
-            let mut r = busbar_codec::mock::reply(&ir, steer.tokens);
-            r.id = id.clone();
-            let w = busbar_codec::stream::StreamWriter::new(
-                busbar_codec::Protocol::OpenAiChat,
-                created,
-                ir.stream_usage,
-            );
-            return super::protocols::stream_reply(
-                sink,
-                w,
-                &r,
-                steer,
-                busbar_codec::Protocol::OpenAiChat,
-            )
-            .await;
-        }
+    if let Ok(ir) = busbar_codec::openai::parse_request(body)
+        && (!ir.tools.is_empty() || ir.reasoning.is_some() || steer.brk.is_some())
+    {
+        let mut r = busbar_codec::mock::reply(&ir, steer.tokens);
+        r.id = id.clone();
+        let w = busbar_codec::stream::StreamWriter::new(
+            busbar_codec::Protocol::OpenAiChat,
+            created,
+            ir.stream_usage,
+        );
+        return super::protocols::stream_reply(
+            sink,
+            w,
+            &r,
+            steer,
+            busbar_codec::Protocol::OpenAiChat,
+        )
+        .await;
     }
     let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
     let mut events = OpenAiStream::new(req, reply, id, created);

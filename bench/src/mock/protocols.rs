@@ -38,19 +38,18 @@ pub(super) fn route(path: &str) -> Option<(Protocol, String)> {
     if path.ends_with("/messages") {
         return Some((Protocol::Anthropic, String::new()));
     }
-    if let Some((before, verb)) = path.rsplit_once(':') {
-        if verb == "generateContent" || verb == "streamGenerateContent" {
-            let model = before.rsplit_once("/models/").map(|(_, m)| m)?;
-            return Some((Protocol::Gemini, decode(model)));
-        }
+    if let Some((before, verb)) = path.rsplit_once(':')
+        && (verb == "generateContent" || verb == "streamGenerateContent")
+    {
+        let model = before.rsplit_once("/models/").map(|(_, m)| m)?;
+        return Some((Protocol::Gemini, decode(model)));
     }
-    if let Some(rest) = path.rsplit_once("/model/").map(|(_, r)| r) {
-        if let Some(model) = rest
+    if let Some(rest) = path.rsplit_once("/model/").map(|(_, r)| r)
+        && let Some(model) = rest
             .strip_suffix("/converse")
             .or_else(|| rest.strip_suffix("/converse-stream"))
-        {
-            return Some((Protocol::Bedrock, decode(model)));
-        }
+    {
+        return Some((Protocol::Bedrock, decode(model)));
     }
     if path.ends_with("/chat") {
         return Some((Protocol::Cohere, String::new()));
@@ -93,10 +92,10 @@ pub(super) async fn handle(
         .iter()
         .map(|s| ("retry-after", s.to_string()))
         .collect();
-    if protocol == Protocol::Bedrock {
-        if let Err(why) = check_sigv4(head, body) {
-            return sink.write(error(protocol, 403, &why, &[])).await;
-        }
+    if protocol == Protocol::Bedrock
+        && let Err(why) = check_sigv4(head, body)
+    {
+        return sink.write(error(protocol, 403, &why, &[])).await;
     }
     let req = match translate::parse_request(protocol, body, path_model) {
         Ok(r) => r,

@@ -156,10 +156,9 @@ fn content_json(blocks: &[Block], path: &str, loss: &mut LossReport) -> Value {
             cache: None,
         },
     ] = blocks
+        && citations.is_empty()
     {
-        if citations.is_empty() {
-            return json!(text);
-        }
+        return json!(text);
     }
     Value::Array(
         blocks
@@ -211,14 +210,14 @@ pub fn write_request(req: &Request, default_max_tokens: u64, loss: &mut LossRepo
             && messages
                 .last()
                 .is_some_and(|p: &Value| p["role"] == "user" && p["content"].is_array());
-        if merge {
-            if let (Some(Value::Array(prev)), Value::Array(more)) = (
+        if merge
+            && let (Some(Value::Array(prev)), Value::Array(more)) = (
                 messages.last_mut().map(|p| &mut p["content"]),
                 msg.remove("content").unwrap_or(Value::Null),
-            ) {
-                prev.extend(more);
-                continue;
-            }
+            )
+        {
+            prev.extend(more);
+            continue;
         }
         messages.push(Value::Object(msg));
     }

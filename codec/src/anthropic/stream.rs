@@ -71,7 +71,7 @@ impl Parser {
                 });
                 if let Some(u) = m.get("usage") {
                     self.usage = usage_of(u, &self.usage);
-                    out.push(Event::Usage(self.usage.clone()));
+                    out.push(Event::Usage(self.usage));
                 }
             }
             "content_block_start" => {
@@ -128,7 +128,7 @@ impl Parser {
             "message_delta" => {
                 if let Some(u) = v.get("usage") {
                     self.usage = usage_of(u, &self.usage);
-                    out.push(Event::Usage(self.usage.clone()));
+                    out.push(Event::Usage(self.usage));
                 }
                 if let Some(r) = v["delta"].get("stop_reason").and_then(Value::as_str) {
                     let seq = v["delta"]
@@ -245,7 +245,7 @@ impl Writer {
                     );
                 }
             }
-            Event::Usage(u) => self.usage = u.clone(),
+            Event::Usage(u) => self.usage = *u,
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {
                 let kind = code.clone().unwrap_or_else(|| "api_error".into());

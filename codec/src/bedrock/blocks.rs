@@ -167,13 +167,12 @@ pub(super) fn parse_blocks(
         if !v.is_object() {
             return Err(format!("{p}: a content block must be an object"));
         }
-        if let Some(c) = cache_point_of(&v) {
-            if let Some(slot) = out.last_mut().and_then(cache_slot) {
-                if slot.is_none() {
-                    *slot = Some(c);
-                    continue;
-                }
-            }
+        if let Some(c) = cache_point_of(&v)
+            && let Some(slot) = out.last_mut().and_then(cache_slot)
+            && slot.is_none()
+        {
+            *slot = Some(c);
+            continue;
         }
         let at = out.len().to_string();
         let b = parse_block(&v, &p, &at, hints)?;

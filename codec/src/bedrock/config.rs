@@ -295,10 +295,10 @@ pub(super) fn write_settings(req: &Request, o: &mut Map<String, Value>, loss: &m
         Some(ResponseFormat::JsonObject) => loss.drop_field("response_format"),
         Some(ResponseFormat::Text) | None => {}
     }
-    if let Some(f) = fields {
-        if !f.is_empty() || ext.contains_key("additionalModelRequestFields") {
-            o.insert("additionalModelRequestFields".into(), Value::Object(f));
-        }
+    if let Some(f) = fields
+        && (!f.is_empty() || ext.contains_key("additionalModelRequestFields"))
+    {
+        o.insert("additionalModelRequestFields".into(), Value::Object(f));
     }
     if !output.is_empty() || ext.contains_key("outputConfig") {
         o.insert("outputConfig".into(), Value::Object(output));

@@ -217,10 +217,10 @@ fn write_part(b: &Block, p: &str, at: &str, hints: &Hints, loss: &mut LossReport
             if !citations.is_empty() {
                 loss.drop_field(format!("{p}.citations"));
             }
-            if hints.get(at, "json") == Some(&json!(true)) {
-                if let Ok(v) = serde_json::from_str::<Value>(text) {
-                    return Some(json!({ "json": v }));
-                }
+            if hints.get(at, "json") == Some(&json!(true))
+                && let Ok(v) = serde_json::from_str::<Value>(text)
+            {
+                return Some(json!({ "json": v }));
             }
             Some(json!({ "text": text }))
         }

@@ -110,14 +110,13 @@ fn parse_system(val: Value) -> Result<Vec<Block>, RequestError> {
         if !v.is_object() {
             return Err(bad(format!("system[{j}] must be an object")));
         }
-        if let Some(c) = cache_point_of(&v) {
-            if let Some(Block::Text {
+        if let Some(c) = cache_point_of(&v)
+            && let Some(Block::Text {
                 cache: slot @ None, ..
             }) = out.last_mut()
-            {
-                *slot = Some(c);
-                continue;
-            }
+        {
+            *slot = Some(c);
+            continue;
         }
         let text = match v
             .as_object()
@@ -225,15 +224,15 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
 /// but `role` and `content` (Converse requires user and assistant turns to alternate).
 fn push_turn(messages: &mut Vec<Value>, msg: Map<String, Value>) {
     let plain = |m: &Map<String, Value>| m.len() == 2;
-    if let Some(Value::Object(prev)) = messages.last_mut() {
-        if plain(prev) && plain(&msg) && prev.get("role") == msg.get("role") {
-            if let (Some(Value::Array(a)), Some(Value::Array(b))) =
-                (prev.get_mut("content"), msg.get("content"))
-            {
-                a.extend(b.iter().cloned());
-                return;
-            }
-        }
+    if let Some(Value::Object(prev)) = messages.last_mut()
+        && plain(prev)
+        && plain(&msg)
+        && prev.get("role") == msg.get("role")
+        && let (Some(Value::Array(a)), Some(Value::Array(b))) =
+            (prev.get_mut("content"), msg.get("content"))
+    {
+        a.extend(b.iter().cloned());
+        return;
     }
     messages.push(Value::Object(msg));
 }

@@ -98,10 +98,10 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
         }),
         Some(_) => return Err("stopReason must be a string".into()),
     };
-    if let Some(f) = fields {
-        if !f.is_empty() {
-            ext.insert(FIELDS.into(), Value::Object(f));
-        }
+    if let Some(f) = fields
+        && !f.is_empty()
+    {
+        ext.insert(FIELDS.into(), Value::Object(f));
     }
 
     match o.remove("usage") {

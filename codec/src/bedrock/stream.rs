@@ -265,7 +265,7 @@ impl Writer {
                     Self::delta(out, *index, json!({"citation": citation.raw}));
                 }
             }
-            Event::Usage(u) => self.usage = u.clone(),
+            Event::Usage(u) => self.usage = *u,
             Event::Stop(s) => {
                 self.stopped = true;
                 eventstream::encode_event(

@@ -186,19 +186,17 @@ fn parse_message(m: Value, i: usize) -> Result<Message, String> {
 }
 
 fn content_json(blocks: &[Block], docs: &[Value], path: &str, loss: &mut LossReport) -> Value {
-    if docs.is_empty() {
-        if let [
+    if docs.is_empty()
+        && let [
             Block::Text {
                 text,
                 citations,
                 cache: None,
             },
         ] = blocks
-        {
-            if citations.is_empty() {
-                return json!(text);
-            }
-        }
+        && citations.is_empty()
+    {
+        return json!(text);
     }
     Value::Array(write_parts(blocks, docs, path, loss))
 }

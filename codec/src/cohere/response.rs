@@ -38,10 +38,10 @@ pub fn parse_response(body: &[u8]) -> Result<Response, String> {
         let Value::Object(mut m) = m else {
             return Err("message must be an object".into());
         };
-        if let Some(role) = m.remove("role") {
-            if role != "assistant" {
-                r.ext.cohere.insert("_role".into(), role);
-            }
+        if let Some(role) = m.remove("role")
+            && role != "assistant"
+        {
+            r.ext.cohere.insert("_role".into(), role);
         }
         let (blocks, docs) = parse_content(
             m.remove("content").unwrap_or(Value::Null),

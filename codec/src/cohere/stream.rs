@@ -338,7 +338,7 @@ impl Writer {
                     emit(out, json!({"type": "citation-end", "index": n}));
                 }
             }
-            Event::Usage(u) => self.usage = u.clone(),
+            Event::Usage(u) => self.usage = *u,
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { message, .. } => {
                 // Cohere ends a failed stream with message-end and finish_reason ERROR.

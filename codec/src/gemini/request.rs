@@ -385,14 +385,14 @@ fn parse_generation(mut g: Map<String, Value>, req: &mut Request) -> Result<(), 
         if r.enabled.is_some() || r.budget_tokens.is_some() {
             t.remove("thinkingBudget");
         }
-        if let Some(level) = t.get("thinkingLevel").and_then(Value::as_str) {
-            if let Some(e) = ReasoningEffort::from_name(level) {
-                if level != e.as_str() {
-                    req.ext.gemini.insert("_thinkingLevel".into(), json!(level));
-                }
-                r.effort = Some(e);
-                t.remove("thinkingLevel");
+        if let Some(level) = t.get("thinkingLevel").and_then(Value::as_str)
+            && let Some(e) = ReasoningEffort::from_name(level)
+        {
+            if level != e.as_str() {
+                req.ext.gemini.insert("_thinkingLevel".into(), json!(level));
             }
+            r.effort = Some(e);
+            t.remove("thinkingLevel");
         }
         if r != Reasoning::default() {
             req.reasoning = Some(r);
@@ -462,11 +462,12 @@ pub fn write_request(req: &Request, loss: &mut LossReport) -> Vec<u8> {
         let parts = write_parts(&m.content, &cx, loss);
         // Answers to parallel calls (OpenAI sends one `tool` message each) go back in one turn.
         let is_tool = m.role == Role::Tool;
-        if is_tool && last_tool {
-            if let Some(Value::Array(prev)) = contents.last_mut().and_then(|c| c.get_mut("parts")) {
-                prev.extend(parts);
-                continue;
-            }
+        if is_tool
+            && last_tool
+            && let Some(Value::Array(prev)) = contents.last_mut().and_then(|c| c.get_mut("parts"))
+        {
+            prev.extend(parts);
+            continue;
         }
         last_tool = is_tool;
         let mut c = Map::new();
@@ -663,10 +664,8 @@ fn write_tools(req: &Request, loss: &mut LossReport) -> Option<Value> {
                     .collect();
                 entry.insert("functionDeclarations".into(), Value::Array(list));
             }
-            if other {
-                if let Some(Value::Object(o)) = others.next() {
-                    entry.extend(o);
-                }
+            if other && let Some(Value::Object(o)) = others.next() {
+                entry.extend(o);
             }
             tools.push(Value::Object(entry));
         }

@@ -425,10 +425,10 @@ fn write_candidate(r: &Response, loss: &mut LossReport) -> Map<String, Value> {
         cand.insert("index".into(), i.clone());
     }
     for (k, v) in ext {
-        if let Some(field) = k.strip_prefix("candidates[0].") {
-            if field != "content" {
-                cand.insert(field.to_string(), v.clone());
-            }
+        if let Some(field) = k.strip_prefix("candidates[0].")
+            && field != "content"
+        {
+            cand.insert(field.to_string(), v.clone());
         }
     }
     cand

@@ -352,7 +352,7 @@ impl Writer {
                     self.citations.push(citation.raw.clone());
                 }
             }
-            Event::Usage(u) => self.usage = u.clone(),
+            Event::Usage(u) => self.usage = *u,
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {
                 let v = json!({"error": {"code": 500, "message": message, "status": code.clone().unwrap_or_else(|| "INTERNAL".into())}});

@@ -26,7 +26,7 @@ pub enum StopReason {
 }
 
 /// Token usage.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Input tokens, cache reads and writes not included.
     pub input: u64,

@@ -22,7 +22,8 @@ pub struct RequestHead {
     pub include_usage: bool,
     /// Byte range of the `stream_options` value in the body, if it is there.
     pub stream_options_span: Option<Range<usize>>,
-    /// `max_completion_tokens`, or the older `max_tokens`, if given.
+    /// `max_completion_tokens`, or the older `max_tokens` (or the Responses API's
+    /// `max_output_tokens`), if given.
     pub max_output_tokens: Option<u64>,
 }
 
@@ -69,6 +70,9 @@ struct Head<'a> {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    // The Responses API's name for it.
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -106,7 +110,10 @@ pub fn scan_request(body: &[u8]) -> Result<RequestHead, RequestError> {
             let at = o.as_ptr() as usize - body.as_ptr() as usize;
             at..at + o.len()
         }),
-        max_output_tokens: head.max_completion_tokens.or(head.max_tokens),
+        max_output_tokens: head
+            .max_completion_tokens
+            .or(head.max_tokens)
+            .or(head.max_output_tokens),
     })
 }
 

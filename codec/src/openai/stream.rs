@@ -283,7 +283,7 @@ impl Writer {
             | Event::BlockStop { .. } => {}
             // A chunk's delta has no field for citations.
             Event::Citation { .. } => {}
-            Event::Usage(u) => self.usage = Some(u.clone()),
+            Event::Usage(u) => self.usage = Some(*u),
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {
                 let v = json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
@@ -297,7 +297,7 @@ impl Writer {
                     None,
                 );
                 if self.include_usage {
-                    let u = self.usage.clone().unwrap_or_default();
+                    let u = self.usage.unwrap_or_default();
                     let usage = json!({"prompt_tokens": u.input + u.cache_read, "completion_tokens": u.output,
                         "total_tokens": u.input + u.cache_read + u.output,
                         "prompt_tokens_details": {"cached_tokens": u.cache_read},

@@ -432,7 +432,7 @@ impl Writer {
                     it.citations.push(citation.clone());
                 }
             }
-            Event::Usage(u) => self.usage = u.clone(),
+            Event::Usage(u) => self.usage = *u,
             Event::Stop(s) => self.stop = Some(s.clone()),
             Event::Error { code, message } => {
                 if self.started {

@@ -308,7 +308,7 @@ impl Transcoder {
                     self.ended = true;
                     self.committed = true;
                 }
-                Event::Usage(u) => self.usage = Some(u.clone()),
+                Event::Usage(u) => self.usage = Some(*u),
                 Event::Error { code, message } => {
                     self.error = Some((code.clone(), message.clone()));
                 }
@@ -540,7 +540,7 @@ pub fn events_of(r: &crate::ir::Response) -> Vec<Event> {
         }
         out.push(Event::BlockStop { index });
     }
-    out.push(Event::Usage(r.usage.clone()));
+    out.push(Event::Usage(r.usage));
     if let Some(s) = &r.stop_reason {
         out.push(Event::Stop(s.clone()));
     }

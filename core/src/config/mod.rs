@@ -13,4 +13,4 @@ pub use model::{
     Admin, Auth, AwsSigning, ClientKey, Config, Driver, Endpoint, LaneLimits, Limits, MockSettings,
     Model, Pool, PoolMember, Protocol, Provider, UpstreamSettings,
 };
-pub use parse::{ConfigError, parse};
+pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, parse};

@@ -312,4 +312,6 @@ pub struct Config {
     pub breaker: crate::breaker::Settings,
     /// The admin listener, when there is one.
     pub admin: Option<Admin>,
+    /// The ledger's directory (virtual keys, usage, leases); `None`: no ledger, no virtual keys.
+    pub ledger: Option<String>,
 }

@@ -77,6 +77,25 @@ struct RawConfig {
     lanes: RawLanes,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    ledger: RawLedger,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    path: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        Self {
+            path: None,
+            enabled: true,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -361,15 +380,15 @@ fn validate(
             )
         })?;
         let auth = provider_auth(name, p, protocol, env).map_err(|(span, m)| err(span, m))?;
-        if let Some(q) = &p.query {
-            if q.get_ref().is_empty() || q.get_ref().contains(['?', '#', ' ']) {
-                return Err(err(
-                    q.span(),
-                    format!(
-                        "providers.{name}.query: give the query without `?`, e.g. api-version=2024-10-21"
-                    ),
-                ));
-            }
+        if let Some(q) = &p.query
+            && (q.get_ref().is_empty() || q.get_ref().contains(['?', '#', ' ']))
+        {
+            return Err(err(
+                q.span(),
+                format!(
+                    "providers.{name}.query: give the query without `?`, e.g. api-version=2024-10-21"
+                ),
+            ));
         }
         let endpoint = match (&p.base_url, &p.mock) {
             (Some(url), None) => parse_base_url(url.get_ref())
@@ -602,6 +621,12 @@ fn validate(
         keys,
         breaker,
         admin,
+        ledger: raw.ledger.enabled.then(|| {
+            raw.ledger
+                .path
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LEDGER_PATH.to_string())
+        }),
     })
 }
 
@@ -609,6 +634,10 @@ fn validate(
 const DEFAULT_MAX_ATTEMPTS: usize = 3;
 /// Time to the first byte over every attempt unless a pool says otherwise.
 const DEFAULT_FAILOVER_DEADLINE_MS: u64 = 120_000;
+/// Where the ledger file lives unless the config says otherwise (relative to the working
+/// directory).
+pub const DEFAULT_LEDGER_PATH: &str = "busbar-ledger";
+
 /// Where the admin API listens unless the config says otherwise.
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 

@@ -79,6 +79,22 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A new key's defaults: environment `default`, every pool and model, no caps or limits,
+    /// no expiry.
+    pub fn new(id: String, created_at_ms: u64) -> KeyRecord {
+        KeyRecord {
+            id,
+            name: String::new(),
+            environment: "default".into(),
+            allowed: Vec::new(),
+            caps: Caps::default(),
+            rates: Rates::default(),
+            expires_at_ms: None,
+            revoked: false,
+            created_at_ms,
+        }
+    }
+
     /// Whether the key may use the pool or model `name`.
     pub fn permits(&self, name: &str) -> bool {
         self.allowed.is_empty() || self.allowed.iter().any(|a| a == name)
@@ -100,16 +116,8 @@ pub struct KeySpec {
     pub environment: Option<String>,
     /// New allowance.
     pub allowed: Option<Vec<String>>,
-    /// Caps to change.
-    pub daily: Option<Option<Micros>>,
-    /// See `daily`.
-    pub monthly: Option<Option<Micros>>,
-    /// See `daily`.
-    pub all_time: Option<Option<Micros>>,
-    /// Limits to change.
-    pub rpm: Option<Option<u64>>,
-    /// See `rpm`.
-    pub tpm: Option<Option<u64>>,
+    /// Caps and limits to change.
+    pub limits: LimitsSpec,
     /// Expiry to change.
     pub expires_at_ms: Option<Option<u64>>,
 }
@@ -159,6 +167,104 @@ fn count(field: &str, v: &Value) -> Result<Option<u64>, FieldError> {
         .ok_or_else(|| FieldError::new(field, "must be a whole number, 0 or more, or null"))
 }
 
+/// Caps and limits to change, as the admin API's `limits` object gives them; `Some(None)`
+/// clears one (`null`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitsSpec {
+    /// Daily cap, micro-USD.
+    pub daily: Option<Option<Micros>>,
+    /// Monthly cap.
+    pub monthly: Option<Option<Micros>>,
+    /// All-time cap.
+    pub all_time: Option<Option<Micros>>,
+    /// Requests per minute.
+    pub rpm: Option<Option<u64>>,
+    /// Tokens per minute.
+    pub tpm: Option<Option<u64>>,
+}
+
+impl LimitsSpec {
+    /// Reads `{"daily_usd", "monthly_usd", "all_time_usd", "rpm", "tpm"}`; unknown names are
+    /// refused by name.
+    pub fn parse(v: &Value) -> Result<LimitsSpec, FieldError> {
+        let l = v
+            .as_object()
+            .ok_or_else(|| FieldError::new("limits", "must be an object"))?;
+        if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                format!("limits.{k}"),
+                format!("is not a limit (limits: {})", LIMITS.join(", ")),
+            ));
+        }
+        let f = |k: &str| format!("limits.{k}");
+        let mut spec = LimitsSpec::default();
+        if let Some(v) = l.get("daily_usd") {
+            spec.daily = Some(usd(&f("daily_usd"), v)?);
+        }
+        if let Some(v) = l.get("monthly_usd") {
+            spec.monthly = Some(usd(&f("monthly_usd"), v)?);
+        }
+        if let Some(v) = l.get("all_time_usd") {
+            spec.all_time = Some(usd(&f("all_time_usd"), v)?);
+        }
+        if let Some(v) = l.get("rpm") {
+            spec.rpm = Some(count(&f("rpm"), v)?);
+        }
+        if let Some(v) = l.get("tpm") {
+            spec.tpm = Some(count(&f("tpm"), v)?);
+        }
+        Ok(spec)
+    }
+
+    /// Changes `caps` and `rates` as it says; the rest stays.
+    pub fn apply(&self, caps: &mut Caps, rates: &mut Rates) {
+        if let Some(c) = self.daily {
+            caps.daily = c;
+        }
+        if let Some(c) = self.monthly {
+            caps.monthly = c;
+        }
+        if let Some(c) = self.all_time {
+            caps.all_time = c;
+        }
+        if let Some(r) = self.rpm {
+            rates.rpm = r;
+        }
+        if let Some(r) = self.tpm {
+            rates.tpm = r;
+        }
+    }
+}
+
+/// Reads an environment's body, `{"limits": {...}}`, into the record for `name`, starting
+/// from `base` (its stored limits, or none).
+pub fn env_from_json(
+    name: &str,
+    body: &[u8],
+    base: Option<&super::EnvRecord>,
+) -> Result<super::EnvRecord, FieldError> {
+    label("name", &Value::String(name.to_string()))?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| FieldError::new("body", format!("is not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| FieldError::new("body", "must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "limits") {
+        return Err(FieldError::new(
+            k.clone(),
+            "is not a field of an environment (fields: limits)",
+        ));
+    }
+    let mut env = base.cloned().unwrap_or_else(|| super::EnvRecord {
+        name: name.to_string(),
+        ..Default::default()
+    });
+    if let Some(l) = obj.get("limits") {
+        LimitsSpec::parse(l)?.apply(&mut env.caps, &mut env.rates);
+    }
+    Ok(env)
+}
+
 impl KeySpec {
     /// Reads a create or update body: a JSON object with `name`, `environment`, `allowed`,
     /// `limits` {`daily_usd`, `monthly_usd`, `all_time_usd`, `rpm`, `tpm`} and
@@ -199,31 +305,7 @@ impl KeySpec {
             spec.allowed = Some(names);
         }
         if let Some(l) = obj.get("limits") {
-            let l = l
-                .as_object()
-                .ok_or_else(|| FieldError::new("limits", "must be an object"))?;
-            if let Some(k) = l.keys().find(|k| !LIMITS.contains(&k.as_str())) {
-                return Err(FieldError::new(
-                    format!("limits.{k}"),
-                    format!("is not a limit (limits: {})", LIMITS.join(", ")),
-                ));
-            }
-            let f = |k: &str| format!("limits.{k}");
-            if let Some(v) = l.get("daily_usd") {
-                spec.daily = Some(usd(&f("daily_usd"), v)?);
-            }
-            if let Some(v) = l.get("monthly_usd") {
-                spec.monthly = Some(usd(&f("monthly_usd"), v)?);
-            }
-            if let Some(v) = l.get("all_time_usd") {
-                spec.all_time = Some(usd(&f("all_time_usd"), v)?);
-            }
-            if let Some(v) = l.get("rpm") {
-                spec.rpm = Some(count(&f("rpm"), v)?);
-            }
-            if let Some(v) = l.get("tpm") {
-                spec.tpm = Some(count(&f("tpm"), v)?);
-            }
+            spec.limits = LimitsSpec::parse(l)?;
         }
         if let Some(e) = obj.get("expires_at_ms") {
             spec.expires_at_ms = Some(count("expires_at_ms", e)?);
@@ -243,21 +325,7 @@ impl KeySpec {
         if let Some(a) = &self.allowed {
             k.allowed = a.clone();
         }
-        if let Some(c) = self.daily {
-            k.caps.daily = c;
-        }
-        if let Some(c) = self.monthly {
-            k.caps.monthly = c;
-        }
-        if let Some(c) = self.all_time {
-            k.caps.all_time = c;
-        }
-        if let Some(r) = self.rpm {
-            k.rates.rpm = r;
-        }
-        if let Some(r) = self.tpm {
-            k.rates.tpm = r;
-        }
+        self.limits.apply(&mut k.caps, &mut k.rates);
         if let Some(e) = self.expires_at_ms {
             k.expires_at_ms = e;
         }
@@ -271,15 +339,8 @@ mod tests {
 
     fn base() -> KeyRecord {
         KeyRecord {
-            id: "key_1".into(),
             name: "app".into(),
-            environment: "default".into(),
-            allowed: Vec::new(),
-            caps: Caps::default(),
-            rates: Rates::default(),
-            expires_at_ms: None,
-            revoked: false,
-            created_at_ms: 0,
+            ..KeyRecord::new("key_1".into(), 0)
         }
     }
 
@@ -334,5 +395,19 @@ mod tests {
             assert_eq!(e.field, field, "{}: {e}", String::from_utf8_lossy(body));
             assert!(!e.message.is_empty());
         }
+    }
+
+    #[test]
+    fn an_environment_keeps_what_an_update_leaves_out() {
+        let e = env_from_json("staging", br#"{"limits":{"daily_usd":2,"rpm":100}}"#, None).unwrap();
+        assert_eq!((e.caps.daily, e.rates.rpm), (Some(2_000_000), Some(100)));
+        let e2 = env_from_json("staging", br#"{"limits":{"rpm":null}}"#, Some(&e)).unwrap();
+        assert_eq!((e2.caps.daily, e2.rates.rpm), (Some(2_000_000), None));
+        let bad = env_from_json("staging", br#"{"caps":{}}"#, None).unwrap_err();
+        assert_eq!(bad.field, "caps");
+        let bad = env_from_json("stag ing", b"{}", None).unwrap_err();
+        assert_eq!(bad.field, "name");
+        let bad = env_from_json("staging", br#"{"limits":{"tpm":-3}}"#, None).unwrap_err();
+        assert_eq!(bad.field, "limits.tpm");
     }
 }

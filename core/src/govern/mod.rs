@@ -17,12 +17,14 @@
 //! Money is integer micro-USD ([`Micros`]): a price in USD per million tokens is exactly
 //! micro-USD per token, so costs add up without rounding drift.
 
+mod account;
 mod budget;
 mod cost;
 mod key;
 mod window;
 
+pub use account::{AccountId, EnvRecord, Holder, Limit};
 pub use budget::{Account, Lease, Reserved};
 pub use cost::{Micros, Prices, actual_cost, prompt_token_bound, worst_case};
-pub use key::{Caps, FieldError, KeyRecord, KeySpec, Rates};
+pub use key::{Caps, FieldError, KeyRecord, KeySpec, LimitsSpec, Rates, env_from_json};
 pub use window::{Period, Window};

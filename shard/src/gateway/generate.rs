@@ -19,7 +19,8 @@
 
 use super::ingress::Ingress;
 use super::transcode::Streamed;
-use super::{egress, mock, relay, transcode};
+use super::{Caller, egress, mock, relay, transcode};
+use crate::gate::{Bill, Stop};
 use crate::io::write_all;
 use crate::lanes::{Probe, Refused};
 use crate::server::respond::{ApiError, response};
@@ -33,6 +34,9 @@ use busbar_codec::stream::{StreamWriter, Transcoder, events_of};
 use busbar_codec::{Protocol, translate};
 use busbar_core::config::{Endpoint, Model};
 use busbar_core::fault::{Class, Facts, classify, classify_transport, retry_after};
+use busbar_core::govern::{
+    Holder, Limit, Micros, Prices, actual_cost, prompt_token_bound, worst_case,
+};
 use busbar_core::route::Target;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -56,6 +60,8 @@ struct Ask {
     stream: bool,
     /// An OpenAI client asked for the usage chunk.
     include_usage: bool,
+    /// The most output tokens the request asks for, if it says.
+    max_output: Option<u64>,
 }
 
 fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
@@ -71,11 +77,17 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
             if !v.is_object() {
                 return Err(bad("the request body must be a JSON object".into()));
             }
+            let max_output = match ingress.protocol {
+                Protocol::Gemini => v.pointer("/generationConfig/maxOutputTokens"),
+                _ => v.pointer("/inferenceConfig/maxTokens"),
+            }
+            .and_then(serde_json::Value::as_u64);
             Ok(Ask {
                 model: model.clone(),
                 span: None,
                 stream: ingress.path_stream,
                 include_usage: false,
+                max_output,
             })
         }
         None => {
@@ -85,6 +97,7 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
                 span: Some(s.model_span),
                 stream: s.stream,
                 include_usage: s.include_usage,
+                max_output: s.max_output_tokens,
             })
         }
     }
@@ -103,9 +116,10 @@ pub(super) async fn generate(
     body: Vec<u8>,
     keep_alive: bool,
     ingress: Ingress,
+    caller: Caller,
 ) -> bool {
     let p_in = ingress.protocol;
-    let answer = run(shard, stream, head, &body, keep_alive, &ingress).await;
+    let answer = run(shard, stream, head, &body, keep_alive, &ingress, caller).await;
     match answer {
         Outcome::Written(keep) => keep,
         Outcome::Bytes(bytes) => write_all(stream, bytes).await.0.is_ok() && keep_alive,
@@ -131,6 +145,7 @@ async fn run(
     body: &[u8],
     keep_alive: bool,
     ingress: &Ingress,
+    caller: Caller,
 ) -> Outcome {
     let ask = match ask(ingress, body) {
         Ok(a) => a,
@@ -172,6 +187,22 @@ async fn run(
         }
     };
 
+    // Governance: the key's allowance, then its worst case reserved against every limit of
+    // the key and its environment.
+    let mut ticket = None;
+    let mut bound_output = false;
+    if let Caller::Virtual(key) = &caller {
+        if !key.permits(&ask.model) {
+            return Outcome::Error(not_allowed(key, &ask.model));
+        }
+        bound_output = shard.gate.bounds_output(key);
+        let (cost, tokens) = worst(config, &plan, body.len(), ask.max_output);
+        match shard.gate.admit(key, cost, tokens, now_ms()).await {
+            Ok(t) => ticket = Some(t),
+            Err(stop) => return Outcome::Error(stopped(stop)),
+        }
+    }
+
     let mut cx = Attempt {
         shard,
         head,
@@ -184,121 +215,171 @@ async fn run(
         ir: None,
         probe: None,
         settled: false,
+        bound_output,
+        tap: ticket.is_some(),
+        answered: None,
+        usage: None,
     };
-    let mut last: Option<Outcome> = None;
-    let mut attempts = 0;
-    // After a context overflow: only members whose window is larger than this.
-    let mut need_window: Option<u64> = None;
-    for (i, &m) in plan.members.iter().enumerate() {
-        if attempts >= plan.max_attempts {
-            break;
-        }
-        // A model listed twice: its first place was tried, or refused for a reason that holds.
-        if plan.members[..i].contains(&m) {
-            continue;
-        }
-        let model = &config.models[m];
-        if need_window.is_some_and(|w| model.context_window.is_none_or(|c| c <= w)) {
-            continue;
-        }
-        if attempts > 0 && Instant::now() >= plan.latest {
-            last = Some(Outcome::Error(ApiError::new(
-                504,
-                ErrorKind::Upstream,
-                format!(
-                    "no provider answered within the pool's failover deadline ({attempts} attempts)"
-                ),
-            )));
-            break;
-        }
-        let provider = &config.providers[model.provider];
-        if let Endpoint::Mock(settings) = &provider.endpoint {
-            if ingress.protocol == Protocol::OpenAiChat {
-                let body = splice(body, &ask, model);
-                return Outcome::Written(
-                    mock::serve(shard, stream, head, settings, &body, keep_alive).await,
-                );
-            }
-        } else if let Some(why) = egress::missing_credentials(provider) {
-            last = Some(Outcome::Error(ApiError::new(503, ErrorKind::Upstream, why)));
-            continue;
-        }
-        let entry = match shard.lanes.enter(m, Instant::now()) {
-            Ok(e) => e,
-            Err(r) => {
-                last = Some(Outcome::Error(lane_refused(model, r)));
-                continue;
-            }
-        };
-        let permit = match shard.lanes.slot(m, plan.latest).await {
-            Ok(p) => p,
-            Err(r) => {
-                last = Some(Outcome::Error(lane_refused(model, r)));
-                continue;
-            }
-        };
-        attempts += 1;
-        cx.probe = entry.probe;
-        cx.settled = false;
-        let result = cx.go(stream, m).await;
-        drop(permit);
-        // Still held: the attempt ended before the provider answered 2xx, so its outcome is
-        // the probe's.
-        let held = cx.probe.take();
-        let probe = held.is_some();
-        match result {
-            Tried::Done { outcome, failure } => {
-                // A probe already settled at its 2xx head counts once.
-                if !(cx.settled && failure.is_none()) {
-                    shard.lanes.record(m, failure, None, probe, &model.name);
+    let outcome = cx.members(stream, &plan).await;
+    if let Some(mut t) = ticket {
+        let bill = match cx.answered {
+            Some(m) => {
+                let model = &config.models[m];
+                t.answered_by(&model.name);
+                match cx.usage {
+                    Some(u) => {
+                        let input = u.input + u.cache_read + u.cache_write;
+                        Bill::Known {
+                            input,
+                            output: u.output,
+                            cost: actual_cost(
+                                input,
+                                u.output,
+                                Prices {
+                                    input: model.input_price,
+                                    output: model.output_price,
+                                },
+                            ),
+                        }
+                    }
+                    None => Bill::Unknown,
                 }
-                return outcome;
             }
-            Tried::Failed {
-                answer,
-                class,
-                retry_after,
-            } => {
-                shard
-                    .lanes
-                    .record(m, Some(class), retry_after, probe, &model.name);
-                tracing::debug!(
-                    shard = shard.id,
-                    lane = %model.name,
-                    class = class.as_str(),
-                    "attempt failed"
-                );
-                match class {
-                    Class::ClientError => return answer,
-                    Class::ContextOverflow => match model.context_window {
-                        Some(w) => need_window = Some(need_window.map_or(w, |n| n.max(w))),
-                        // Nothing is known to be larger than an unknown window.
-                        None => return answer,
-                    },
-                    _ => {}
-                }
-                last = Some(answer);
-            }
-            Tried::Skipped(e) => {
-                // Nothing was sent (a strict translation that would lose fields).
-                attempts -= 1;
-                last = Some(Outcome::Error(e));
-            }
-            Tried::Refused(e) => {
-                // The request cannot be read: no provider was asked, no lane is charged.
-                return Outcome::Error(e);
-            }
-            Tried::Expired(answer) => return answer,
-        }
-        drop(held);
+            None => Bill::Nothing,
+        };
+        t.settle(bill);
     }
-    last.unwrap_or_else(|| {
-        Outcome::Error(ApiError::new(
-            503,
-            ErrorKind::Upstream,
-            "no provider could take the request",
-        ))
-    })
+    outcome
+}
+
+impl Attempt<'_> {
+    /// Tries the plan's members in order until one answers the client, or none is left.
+    async fn members(&mut self, stream: &mut TcpStream, plan: &Plan) -> Outcome {
+        let shard = self.shard;
+        let config = &shard.config;
+        let (head, body, keep_alive, ask, ingress) = (
+            self.head,
+            self.body,
+            self.keep_alive,
+            self.ask,
+            self.ingress,
+        );
+        let mut last: Option<Outcome> = None;
+        let mut attempts = 0;
+        // After a context overflow: only members whose window is larger than this.
+        let mut need_window: Option<u64> = None;
+        for (i, &m) in plan.members.iter().enumerate() {
+            if attempts >= plan.max_attempts {
+                break;
+            }
+            // A model listed twice: its first place was tried, or refused for a reason that holds.
+            if plan.members[..i].contains(&m) {
+                continue;
+            }
+            let model = &config.models[m];
+            if need_window.is_some_and(|w| model.context_window.is_none_or(|c| c <= w)) {
+                continue;
+            }
+            if attempts > 0 && Instant::now() >= plan.latest {
+                last = Some(Outcome::Error(ApiError::new(
+                    504,
+                    ErrorKind::Upstream,
+                    format!(
+                        "no provider answered within the pool's failover deadline ({attempts} attempts)"
+                    ),
+                )));
+                break;
+            }
+            let provider = &config.providers[model.provider];
+            if let Endpoint::Mock(settings) = &provider.endpoint {
+                if ingress.protocol == Protocol::OpenAiChat {
+                    let body = splice(body, ask, model);
+                    self.answered = Some(m);
+                    return Outcome::Written(
+                        mock::serve(shard, stream, head, settings, &body, keep_alive).await,
+                    );
+                }
+            } else if let Some(why) = egress::missing_credentials(provider) {
+                last = Some(Outcome::Error(ApiError::new(503, ErrorKind::Upstream, why)));
+                continue;
+            }
+            let entry = match shard.lanes.enter(m, Instant::now()) {
+                Ok(e) => e,
+                Err(r) => {
+                    last = Some(Outcome::Error(lane_refused(model, r)));
+                    continue;
+                }
+            };
+            let permit = match shard.lanes.slot(m, plan.latest).await {
+                Ok(p) => p,
+                Err(r) => {
+                    last = Some(Outcome::Error(lane_refused(model, r)));
+                    continue;
+                }
+            };
+            attempts += 1;
+            self.probe = entry.probe;
+            self.settled = false;
+            let result = self.go(stream, m).await;
+            drop(permit);
+            // Still held: the attempt ended before the provider answered 2xx, so its outcome is
+            // the probe's.
+            let held = self.probe.take();
+            let probe = held.is_some();
+            match result {
+                Tried::Done { outcome, failure } => {
+                    // A probe already settled at its 2xx head counts once.
+                    if !(self.settled && failure.is_none()) {
+                        shard.lanes.record(m, failure, None, probe, &model.name);
+                    }
+                    return outcome;
+                }
+                Tried::Failed {
+                    answer,
+                    class,
+                    retry_after,
+                } => {
+                    shard
+                        .lanes
+                        .record(m, Some(class), retry_after, probe, &model.name);
+                    tracing::debug!(
+                        shard = shard.id,
+                        lane = %model.name,
+                        class = class.as_str(),
+                        "attempt failed"
+                    );
+                    match class {
+                        Class::ClientError => return answer,
+                        Class::ContextOverflow => match model.context_window {
+                            Some(w) => need_window = Some(need_window.map_or(w, |n| n.max(w))),
+                            // Nothing is known to be larger than an unknown window.
+                            None => return answer,
+                        },
+                        _ => {}
+                    }
+                    last = Some(answer);
+                }
+                Tried::Skipped(e) => {
+                    // Nothing was sent (a strict translation that would lose fields).
+                    attempts -= 1;
+                    last = Some(Outcome::Error(e));
+                }
+                Tried::Refused(e) => {
+                    // The request cannot be read: no provider was asked, no lane is charged.
+                    return Outcome::Error(e);
+                }
+                Tried::Expired(answer) => return answer,
+            }
+            drop(held);
+        }
+        last.unwrap_or_else(|| {
+            Outcome::Error(ApiError::new(
+                503,
+                ErrorKind::Upstream,
+                "no provider could take the request",
+            ))
+        })
+    }
 }
 
 /// Who may answer a request, and within what limits.
@@ -381,6 +462,14 @@ struct Attempt<'a> {
     probe: Option<Probe>,
     /// The probe was settled (the provider answered 2xx) and released before the body.
     settled: bool,
+    /// Governed: a request that does not bound its output gets the bound it was reserved at.
+    bound_output: bool,
+    /// Governed: a relayed whole body is read on the side for its usage.
+    tap: bool,
+    /// The member whose provider last answered 2xx (what the request is billed for).
+    answered: Option<usize>,
+    /// What that provider said the request used.
+    usage: Option<busbar_codec::ir::Usage>,
 }
 
 impl Attempt<'_> {
@@ -404,6 +493,9 @@ impl Attempt<'_> {
         };
         if same && !mock_endpoint {
             let mut body = splice(self.body, ask, model);
+            if self.bound_output && ask.max_output.is_none() {
+                body = Cow::Owned(bound_output(p_in, &body, output_bound(ask, model)));
+            }
             // OpenAI streams usage only when asked: busbar always asks, to know what a stream
             // cost, and hides the extra chunk from a client that did not ask.
             let hide_usage = p_in == Protocol::OpenAiChat && ask.stream && !ask.include_usage;
@@ -433,8 +525,10 @@ impl Attempt<'_> {
                     &[],
                     self.latest,
                 );
-                return streamed(s.await);
+                return self.streamed(s.await);
             }
+            let framing = resp.head.framing;
+            let mut tap = self.tap.then(Vec::new);
             let keep = relay::relay(
                 shard,
                 stream,
@@ -442,8 +536,18 @@ impl Attempt<'_> {
                 resp,
                 head.minor_version,
                 keep_alive,
+                tap.as_mut(),
             )
             .await;
+            if let Some(raw) = tap {
+                self.usage = relay::body_of(framing, &raw)
+                    .and_then(|b| busbar_codec::usage::billed(p_in, &b))
+                    .map(|b| busbar_codec::ir::Usage {
+                        input: b.input,
+                        output: b.output,
+                        ..Default::default()
+                    });
+            }
             return Tried::Done {
                 outcome: Outcome::Written(keep),
                 failure: None,
@@ -473,6 +577,9 @@ impl Attempt<'_> {
         };
         let mut req = ir_req.clone();
         req.model = model.upstream.clone();
+        if self.bound_output && req.max_output_tokens.is_none() {
+            req.max_output_tokens = Some(output_bound(ask, model));
+        }
         let mut loss = LossReport::default();
         let created = now_secs();
         if mock_endpoint {
@@ -482,6 +589,8 @@ impl Attempt<'_> {
             };
             let mut r = busbar_codec::mock::reply(&req, tokens);
             r.id = format!("busbar{}x{}", shard.id, shard.next_seq());
+            self.answered = Some(m);
+            self.usage = Some(r.usage);
             let outcome = if ask.stream {
                 let mut w = StreamWriter::new(p_in, created, req.stream_usage);
                 if p_in == Protocol::Gemini && !gemini_sse(head) {
@@ -555,7 +664,7 @@ impl Attempt<'_> {
                 &extra,
                 self.latest,
             );
-            return streamed(s.await);
+            return self.streamed(s.await);
         }
         let (rhead, rbody) = match shard
             .upstream
@@ -589,6 +698,7 @@ impl Attempt<'_> {
                 };
             }
         };
+        self.usage = Some(r.usage);
         if r.id.is_empty() {
             r.id = rhead
                 .header("x-amzn-requestid")
@@ -659,6 +769,8 @@ impl Attempt<'_> {
             return Err(self.refused(provider, resp, same_protocol).await);
         }
         self.settle_probe(m);
+        self.answered = Some(m);
+        self.usage = None;
         Ok(resp)
     }
 
@@ -724,22 +836,208 @@ impl Attempt<'_> {
     }
 }
 
-/// A stream's outcome as an attempt's.
-fn streamed(s: Streamed) -> Tried {
-    match s {
-        Streamed::Done { keep, failure } => Tried::Done {
-            outcome: Outcome::Written(keep),
-            failure,
-        },
-        Streamed::Failed {
-            error,
-            class: Some(class),
-        } => Tried::Failed {
-            answer: Outcome::Error(error),
-            class,
-            retry_after: None,
-        },
-        Streamed::Failed { error, class: None } => Tried::Expired(Outcome::Error(error)),
+impl Attempt<'_> {
+    /// A stream's outcome as an attempt's (its usage kept for the bill).
+    fn streamed(&mut self, s: Streamed) -> Tried {
+        match s {
+            Streamed::Done {
+                keep,
+                failure,
+                usage,
+            } => {
+                self.usage = usage;
+                Tried::Done {
+                    outcome: Outcome::Written(keep),
+                    failure,
+                }
+            }
+            Streamed::Failed {
+                error,
+                class: Some(class),
+            } => Tried::Failed {
+                answer: Outcome::Error(error),
+                class,
+                retry_after: None,
+            },
+            Streamed::Failed { error, class: None } => Tried::Expired(Outcome::Error(error)),
+        }
+    }
+}
+
+/// The most output tokens a request may produce on `model`: its own limit, else the model's,
+/// else the fallback.
+fn output_bound(ask: &Ask, model: &Model) -> u64 {
+    ask.max_output
+        .or(model.max_output_tokens)
+        .unwrap_or(FALLBACK_MAX_TOKENS)
+}
+
+/// The worst case of a request over every member of its plan: (micro-USD, tokens).
+fn worst(
+    config: &busbar_core::config::Config,
+    plan: &Plan,
+    body_len: usize,
+    max_output: Option<u64>,
+) -> (Micros, u64) {
+    plan.members.iter().fold((0, 0), |(cost, tokens), &m| {
+        let model = &config.models[m];
+        let out = max_output
+            .or(model.max_output_tokens)
+            .unwrap_or(FALLBACK_MAX_TOKENS);
+        let c = worst_case(
+            body_len,
+            out,
+            Prices {
+                input: model.input_price,
+                output: model.output_price,
+            },
+        );
+        (
+            cost.max(c),
+            tokens.max(prompt_token_bound(body_len).saturating_add(out)),
+        )
+    })
+}
+
+/// `body` (a request in `protocol`) with an output limit of `n` tokens set where that
+/// protocol keeps it. The body is re-serialized: only a governed request that set no limit of
+/// its own pays this.
+fn bound_output(protocol: Protocol, body: &[u8], n: u64) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice(body) else {
+        return body.to_vec();
+    };
+    let nested = |o: &mut serde_json::Map<String, serde_json::Value>, outer: &str, inner: &str| {
+        let e = o
+            .entry(outer)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(m) = e.as_object_mut() {
+            m.insert(inner.to_string(), n.into());
+        }
+    };
+    match protocol {
+        Protocol::OpenAiChat => {
+            o.insert("max_completion_tokens".into(), n.into());
+        }
+        Protocol::OpenAiResponses => {
+            o.insert("max_output_tokens".into(), n.into());
+        }
+        Protocol::Anthropic | Protocol::Cohere => {
+            o.insert("max_tokens".into(), n.into());
+        }
+        Protocol::Gemini => nested(&mut o, "generationConfig", "maxOutputTokens"),
+        Protocol::Bedrock => nested(&mut o, "inferenceConfig", "maxTokens"),
+    }
+    serde_json::to_vec(&o).unwrap_or_else(|_| body.to_vec())
+}
+
+/// A pool or model outside the key's allowance.
+fn not_allowed(key: &busbar_core::govern::KeyRecord, name: &str) -> ApiError {
+    ApiError::new(
+        403,
+        ErrorKind::Permission,
+        format!(
+            "busbar key `{}` may not use `{name}`; it may use: {}",
+            key.name,
+            key.allowed.join(", ")
+        ),
+    )
+    .param("model")
+    .code("model_not_allowed")
+}
+
+/// A refusal by admission, as the client's error.
+fn stopped(stop: Stop) -> ApiError {
+    match stop {
+        Stop::Limit {
+            holder,
+            name,
+            limit,
+            cap,
+            amount,
+            available,
+            resets_at_ms,
+        } => {
+            let who = match holder {
+                Holder::Key(_) => format!("busbar key `{name}`"),
+                Holder::Environment(_) => format!("environment `{name}`"),
+            };
+            let left = available.unwrap_or(0);
+            let what = match limit {
+                Limit::Rpm => format!("{who} is over its {} of {cap} per minute", limit.describe()),
+                Limit::Tpm => format!(
+                    "{who} is over its {} of {cap} per minute: this request may use up to {amount} tokens (its prompt's bytes plus its max output) and {left} are left",
+                    limit.describe()
+                ),
+                _ => format!(
+                    "{who} has reached its {} of {}: this request could cost up to {} and {} is left",
+                    limit.describe(),
+                    dollars(cap),
+                    dollars(amount),
+                    dollars(left)
+                ),
+            };
+            let now = now_ms();
+            let mut e = if resets_at_ms == u64::MAX {
+                ApiError::new(429, ErrorKind::RateLimit, format!("{what}; it does not reset."))
+            } else {
+                let secs = resets_at_ms.saturating_sub(now).div_ceil(1000).max(1);
+                ApiError::new(
+                    429,
+                    ErrorKind::RateLimit,
+                    format!("{what}; it resets at {} (in {secs} s).", utc_text(resets_at_ms)),
+                )
+                .header("retry-after", secs.to_string())
+            };
+            let holder_tag = match holder {
+                Holder::Key(_) => "key",
+                Holder::Environment(_) => "environment",
+            };
+            e = e.header("x-busbar-limit", format!("{holder_tag}:{}", limit.field()));
+            if limit.is_spend() {
+                e.code("insufficient_quota")
+            } else {
+                e.code("rate_limit_exceeded")
+            }
+        }
+        Stop::Ledger => ApiError::new(
+            503,
+            ErrorKind::Overloaded,
+            "busbar's ledger did not answer in time, so the request could not be admitted; try again",
+        )
+        .code("ledger_unavailable")
+        .header("retry-after", "1".to_string()),
+        Stop::KeyGone => ApiError::new(
+            401,
+            ErrorKind::Authentication,
+            "This busbar key was revoked or changed while the request waited for admission.",
+        )
+        .code("key_revoked"),
+    }
+}
+
+/// Micro-USD as dollars, to the cent when that is exact enough.
+fn dollars(m: Micros) -> String {
+    if m.is_multiple_of(10_000) {
+        format!("${:.2}", m as f64 / 1e6)
+    } else {
+        format!("${:.6}", m as f64 / 1e6)
+    }
+}
+
+/// A Unix ms moment as RFC 3339 UTC, to the second.
+fn utc_text(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{ms} ms"),
     }
 }
 

@@ -38,11 +38,14 @@ pub(crate) async fn handle(
     let path = head.path();
     let result = match ingress::route(head) {
         Route::Generate(ing) => match authenticate(shard, head, ing.protocol) {
-            Ok(_) => return generate::generate(shard, stream, head, body, keep_alive, ing).await,
+            Ok(caller) => {
+                return generate::generate(shard, stream, head, body, keep_alive, ing, caller)
+                    .await;
+            }
             Err(e) => Err(e.for_protocol(ing.protocol)),
         },
         Route::ListModels(p) => authenticate(shard, head, p)
-            .map(|_| list_models(shard, p, keep_alive))
+            .map(|caller| list_models(shard, p, keep_alive, &caller))
             .map_err(|e| e.for_protocol(p)),
         Route::Health => Ok(health(shard, keep_alive)),
         Route::WrongMethod(p, allow) => Err(ApiError::new(
@@ -76,15 +79,22 @@ pub(crate) async fn handle(
     write_all(stream, bytes).await.0.is_ok()
 }
 
-/// Checks the client key in `protocol`'s carrier. With no keys configured the gateway is open
-/// (loopback only, or by explicit `allow_unauthenticated`). Returns the key's index.
-fn authenticate(
-    shard: &Shard,
-    head: &RequestHead,
-    protocol: Protocol,
-) -> Result<Option<usize>, ApiError> {
-    if !shard.keys.is_enabled() {
-        return Ok(None);
+/// Who is calling.
+pub(crate) enum Caller {
+    /// No keys exist: the gateway is open (loopback only, or by explicit
+    /// `allow_unauthenticated`).
+    Open,
+    /// A key from the config's static list (not governed).
+    Static,
+    /// A virtual key from the admin API: its allowance, caps and limits apply.
+    Virtual(Rc<busbar_core::govern::KeyRecord>),
+}
+
+/// Checks the client key in `protocol`'s carrier, against the config's keys and then the
+/// virtual keys. Once either exists, every request needs one.
+fn authenticate(shard: &Shard, head: &RequestHead, protocol: Protocol) -> Result<Caller, ApiError> {
+    if !shard.keys.is_enabled() && !shard.gate.has_keys() {
+        return Ok(Caller::Open);
     }
     let secret = match ingress::client_key(head, protocol) {
         Ok(Some(s)) => s,
@@ -103,8 +113,24 @@ fn authenticate(
             return Err(ApiError::new(401, ErrorKind::Authentication, why).code("invalid_api_key"));
         }
     };
-    match shard.keys.lookup(secret) {
-        Some(i) => Ok(Some(i)),
+    let digest = busbar_core::keys::digest(secret);
+    if shard.keys.lookup_digest(&digest).is_some() {
+        return Ok(Caller::Static);
+    }
+    match shard.gate.key(&digest) {
+        Some(k) if k.revoked => Err(ApiError::new(
+            401,
+            ErrorKind::Authentication,
+            format!("This busbar key (`{}`) was revoked.", k.name),
+        )
+        .code("key_revoked")),
+        Some(k) if !k.is_live(crate::gate::now_ms()) => Err(ApiError::new(
+            401,
+            ErrorKind::Authentication,
+            format!("This busbar key (`{}`) has expired.", k.name),
+        )
+        .code("key_expired")),
+        Some(k) => Ok(Caller::Virtual(k)),
         None => Err(ApiError::new(
             401,
             ErrorKind::Authentication,
@@ -142,11 +168,17 @@ fn health(shard: &Shard, keep_alive: bool) -> Vec<u8> {
     }
 }
 
-fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool) -> Vec<u8> {
+/// The models and pools the caller may use, in its protocol's list shape.
+fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool, caller: &Caller) -> Vec<u8> {
     let c = &shard.config;
+    let permits = |name: &str| match caller {
+        Caller::Virtual(k) => k.permits(name),
+        Caller::Open | Caller::Static => true,
+    };
     let mut entries: Vec<ModelEntry<'_>> = c
         .models
         .iter()
+        .filter(|m| permits(&m.name))
         .map(|m| ModelEntry {
             id: &m.name,
             owned_by: &c.providers[m.provider].name,
@@ -154,12 +186,17 @@ fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool) -> Vec<u8> {
             max_output_tokens: m.max_output_tokens,
         })
         .collect();
-    entries.extend(c.pools.iter().map(|p| ModelEntry {
-        id: &p.name,
-        owned_by: "busbar",
-        context_window: None,
-        max_output_tokens: None,
-    }));
+    entries.extend(
+        c.pools
+            .iter()
+            .filter(|p| permits(&p.name))
+            .map(|p| ModelEntry {
+                id: &p.name,
+                owned_by: "busbar",
+                context_window: None,
+                max_output_tokens: None,
+            }),
+    );
     response(
         200,
         "application/json",

@@ -127,12 +127,25 @@ pub(super) async fn relay(
     resp: Response,
     client_minor: u8,
     keep_alive: bool,
+    mut tap: Option<&mut Vec<u8>>,
 ) -> bool {
     let Response {
         mut stream,
         head,
         buffered,
     } = resp;
+    let mut keep_tap = |bytes: &[u8]| {
+        if let Some(t) = tap.as_mut() {
+            if t.len() + bytes.len() <= MAX_TAP {
+                t.extend_from_slice(bytes);
+            } else {
+                // Too big to read for usage: the request is billed at its worst case.
+                t.clear();
+                tap = None;
+            }
+        }
+    };
+    keep_tap(&buffered);
     let http11 = client_minor == 1;
     let limit = std::time::Duration::from_millis(shard.config.limits.write_timeout_ms);
     let mut mode = match head.framing {
@@ -202,6 +215,7 @@ pub(super) async fn relay(
                 return false;
             }
         }
+        keep_tap(&buf);
         let res = match mode.pass(&buf) {
             // The provider's bytes go to the client as they are: the read buffer itself is
             // written, no copy.
@@ -235,6 +249,25 @@ pub(super) async fn relay(
         shard.upstream.checkin(provider, stream);
     }
     keep_client
+}
+
+/// Most body bytes kept on the side to read a relayed answer's usage.
+const MAX_TAP: usize = 8 * 1024 * 1024;
+
+/// The body in `raw` (the bytes that followed the head), undone from its framing; `None` when
+/// it is not whole.
+pub(super) fn body_of(framing: BodyFraming, raw: &[u8]) -> Option<Vec<u8>> {
+    match framing {
+        BodyFraming::Empty => Some(Vec::new()),
+        BodyFraming::Length(n) => raw.get(..usize::try_from(n).ok()?).map(<[u8]>::to_vec),
+        BodyFraming::Close => Some(raw.to_vec()),
+        BodyFraming::Chunked => {
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::with_capacity(raw.len());
+            d.feed(raw, |data| out.extend_from_slice(data)).ok()?;
+            d.is_done().then_some(out)
+        }
+    }
 }
 
 /// The provider's status line and the headers a client may see, without its framing headers

@@ -55,7 +55,12 @@ pub(super) struct Downstream<'a> {
 pub(super) enum Streamed {
     /// It reached the client: whether the client connection can carry another request, and
     /// what went wrong after it began, if anything (the stream ended with an error event).
-    Done { keep: bool, failure: Option<Class> },
+    Done {
+        keep: bool,
+        failure: Option<Class>,
+        /// What the provider said the stream used, if it did.
+        usage: Option<busbar_codec::ir::Usage>,
+    },
     /// The provider failed before the stream committed: the client has seen nothing, and
     /// another provider may answer instead. `class: None`: the pool's failover deadline ran
     /// out, which is not the provider's fault.
@@ -217,6 +222,7 @@ pub(super) async fn stream(
                 return Streamed::Done {
                     keep: false,
                     failure: None,
+                    usage: t.usage().copied(),
                 };
             }
             out = o;
@@ -291,6 +297,7 @@ pub(super) async fn stream(
             return Streamed::Done {
                 keep: false,
                 failure: None,
+                usage: t.usage().copied(),
             };
         }
     }
@@ -312,6 +319,7 @@ pub(super) async fn stream(
     Streamed::Done {
         keep,
         failure: failure_class(shard, provider, &t, why_class),
+        usage: t.usage().copied(),
     }
 }
 

@@ -6,14 +6,24 @@
 //! ```text
 //!   keys      "key_..."            -> KeyRecord (JSON)
 //!   digests   sha256(secret)       -> "key_..."
-//!   usage     "k|key_..|daily|N"   -> Usage     (and e|env|..., m|key_..|model|...)
+//!   envs      "staging"            -> EnvRecord (an environment's own caps and limits)
+//!   usage     "k|key_..|daily|N"   -> Usage     (and e|env|..., m|key_..|model|..., g|model|...)
+//!   leases    "k|key_..|daily|N"   -> micro-USD the shards hold on that spend account
 //! ```
+//!
+//! Leases are written before they are granted. A process that dies holding leases cannot say
+//! what its requests in flight spent, so on the next open each lease left in the file becomes
+//! `unsettled` usage of its account: it counts against the cap as spend does, and no budget that
+//! was spent or reserved before a crash ever comes back.
 
-use busbar_core::govern::{KeyRecord, Micros, Window};
+use busbar_core::govern::{AccountId, EnvRecord, KeyRecord, Micros, Window};
 use heed::types::{Bytes, SerdeJson, Str};
-use heed::{Database, Env, EnvOpenOptions};
+use heed::{Database, Env, EnvOpenOptions, RwTxn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// The count of keys ever issued, in `meta`.
+const KEYS_ISSUED: &str = "keys_issued";
 
 /// Largest the ledger file may grow (LMDB maps it; pages are used as written).
 const MAP_SIZE: usize = 4 << 30;
@@ -25,11 +35,20 @@ pub(crate) struct Usage {
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) requests: u64,
+    /// Leases a crashed process held: possibly spent, so counted as spent.
+    #[serde(default)]
+    pub(crate) unsettled: Micros,
 }
 
 impl Usage {
+    /// What counts against a cap: spend, and leases a crash left unsettled.
+    pub(crate) fn charged(&self) -> Micros {
+        self.spent.saturating_add(self.unsettled)
+    }
+
     fn add(&mut self, d: &Usage) {
         self.spent = self.spent.saturating_add(d.spent);
+        self.unsettled = self.unsettled.saturating_add(d.unsettled);
         self.input_tokens = self.input_tokens.saturating_add(d.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(d.output_tokens);
         self.requests = self.requests.saturating_add(d.requests);
@@ -42,9 +61,36 @@ pub(crate) struct Settled {
     pub(crate) key: String,
     pub(crate) environment: String,
     pub(crate) model: String,
-    /// When it settled (Unix ms): which day and month it counts in.
+    /// When it was admitted (Unix ms): which day and month it counts in.
     pub(crate) at_ms: u64,
     pub(crate) usage: Usage,
+    /// The shard whose leases it reserved against.
+    pub(crate) shard: usize,
+    /// What moves from that shard's leases to spent, per account.
+    pub(crate) charges: Vec<(AccountId, u64)>,
+}
+
+/// A batch's settled usage, added up per key, environment, model, day and month before it is
+/// written: one read and one write per usage row per batch, however many requests it holds.
+#[derive(Default)]
+pub(crate) struct Tally {
+    rows: std::collections::HashMap<(String, String, String, u64, u64), Usage>,
+}
+
+impl Tally {
+    /// Adds one settled request.
+    pub(crate) fn add(&mut self, s: Settled) {
+        let day = Window::Day.period(s.at_ms).index;
+        let month = Window::Month.period(s.at_ms).index;
+        self.rows
+            .entry((s.key, s.environment, s.model, day, month))
+            .or_default()
+            .add(&s.usage);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// Who a usage total is about.
@@ -54,6 +100,8 @@ pub(crate) enum Subject<'a> {
     Environment(&'a str),
     /// A key's use of one model.
     Model(&'a str, &'a str),
+    /// One model, over every key.
+    ModelAll(&'a str),
 }
 
 fn usage_key(subject: Subject<'_>, window: Window, period: u64) -> String {
@@ -62,15 +110,20 @@ fn usage_key(subject: Subject<'_>, window: Window, period: u64) -> String {
         Subject::Key(k) => format!("k|{k}|{w}|{period}"),
         Subject::Environment(e) => format!("e|{e}|{w}|{period}"),
         Subject::Model(k, m) => format!("m|{k}|{m}|{w}|{period}"),
+        Subject::ModelAll(m) => format!("g|{m}|{w}|{period}"),
     }
 }
 
-/// The ledger file, open.
+/// The ledger file, open. Clones share it: the ledger thread writes, the admin thread reads.
+#[derive(Clone)]
 pub(crate) struct Store {
     env: Env,
     keys: Database<Str, SerdeJson<KeyRecord>>,
     digests: Database<Bytes, Str>,
+    envs: Database<Str, SerdeJson<EnvRecord>>,
     usage: Database<Str, SerdeJson<Usage>>,
+    leases: Database<Str, SerdeJson<Micros>>,
+    meta: Database<Str, SerdeJson<u64>>,
 }
 
 impl Store {
@@ -78,7 +131,7 @@ impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Store, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut opts = EnvOpenOptions::new();
-        opts.map_size(MAP_SIZE).max_dbs(4);
+        opts.map_size(MAP_SIZE).max_dbs(8);
         #[allow(unsafe_code)]
         // SAFETY: heed asks that one process not open the same environment twice; only the
         // ledger thread opens this directory, once, at start-up.
@@ -90,25 +143,167 @@ impl Store {
         let digests = env
             .create_database(&mut wtxn, Some("digests"))
             .map_err(|e| e.to_string())?;
+        let envs = env
+            .create_database(&mut wtxn, Some("envs"))
+            .map_err(|e| e.to_string())?;
         let usage = env
             .create_database(&mut wtxn, Some("usage"))
             .map_err(|e| e.to_string())?;
+        let leases = env
+            .create_database(&mut wtxn, Some("leases"))
+            .map_err(|e| e.to_string())?;
+        let meta = env
+            .create_database(&mut wtxn, Some("meta"))
+            .map_err(|e| e.to_string())?;
         wtxn.commit().map_err(|e| e.to_string())?;
-        Ok(Store {
+        let store = Store {
             env,
             keys,
             digests,
+            envs,
             usage,
-        })
+            leases,
+            meta,
+        };
+        let mut wtxn = store.env.write_txn().map_err(|e| e.to_string())?;
+        let unsettled = store
+            .recover(&mut wtxn)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        wtxn.commit().map_err(|e| e.to_string())?;
+        if unsettled > 0 {
+            tracing::warn!(
+                usd = unsettled as f64 / 1e6,
+                "the ledger was not closed cleanly: leases held by requests in flight are counted as spent (unsettled)"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Turns every lease left in the file into unsettled usage of its account; returns the
+    /// total.
+    fn recover(&self, wtxn: &mut RwTxn<'_>) -> heed::Result<Micros> {
+        let left: Vec<(String, Micros)> = self
+            .leases
+            .iter(wtxn)?
+            .filter_map(|r| r.ok())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut total: Micros = 0;
+        for (k, v) in left {
+            let mut u = self.usage.get(wtxn, &k)?.unwrap_or_default();
+            u.unsettled = u.unsettled.saturating_add(v);
+            self.usage.put(wtxn, &k, &u)?;
+            total = total.saturating_add(v);
+        }
+        self.leases.clear(wtxn)?;
+        Ok(total)
+    }
+
+    /// A write transaction (the ledger thread's only).
+    pub(crate) fn write_txn(&self) -> heed::Result<RwTxn<'_>> {
+        self.env.write_txn()
+    }
+
+    /// What counts against the cap of the account stored under `record` (spend plus
+    /// unsettled), read inside the ledger thread's transaction.
+    pub(crate) fn charged_in(&self, txn: &RwTxn<'_>, record: &str) -> heed::Result<Micros> {
+        Ok(self.usage.get(txn, record)?.map_or(0, |u| u.charged()))
+    }
+
+    /// Records that the shards hold `total` on the account stored under `record`.
+    pub(crate) fn set_leased_in(
+        &self,
+        txn: &mut RwTxn<'_>,
+        record: &str,
+        total: Micros,
+    ) -> heed::Result<()> {
+        if total == 0 {
+            self.leases.delete(txn, record)?;
+        } else {
+            self.leases.put(txn, record, &total)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a key inside `txn` (and, for a new one, its secret's digest).
+    pub(crate) fn put_key_in(
+        &self,
+        txn: &mut RwTxn<'_>,
+        key: &KeyRecord,
+        digest: Option<&[u8; 32]>,
+    ) -> heed::Result<()> {
+        self.keys.put(txn, &key.id, key)?;
+        if let Some(d) = digest {
+            self.digests.put(txn, d, &key.id)?;
+            let n = self.meta.get(txn, KEYS_ISSUED)?.unwrap_or(0);
+            self.meta.put(txn, KEYS_ISSUED, &(n + 1))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a virtual key was ever issued (then the data plane needs a key, even after the
+    /// last one is deleted).
+    pub(crate) fn keys_issued(&self) -> heed::Result<bool> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.meta.get(&rtxn, KEYS_ISSUED)?.unwrap_or(0) > 0)
+    }
+
+    /// Deletes a key and its digest inside `txn`; its usage stays.
+    pub(crate) fn delete_key_in(&self, txn: &mut RwTxn<'_>, id: &str) -> heed::Result<bool> {
+        let found = self.keys.delete(txn, id)?;
+        let stale: Vec<Vec<u8>> = self
+            .digests
+            .iter(txn)?
+            .filter_map(|r| r.ok())
+            .filter(|(_, v)| *v == id)
+            .map(|(d, _)| d.to_vec())
+            .collect();
+        for d in stale {
+            self.digests.delete(txn, &d)?;
+        }
+        Ok(found)
+    }
+
+    /// Stores an environment's limits inside `txn`.
+    pub(crate) fn put_env_in(&self, txn: &mut RwTxn<'_>, env: &EnvRecord) -> heed::Result<()> {
+        self.envs.put(txn, &env.name, env)
+    }
+
+    /// Forgets an environment's limits inside `txn`.
+    pub(crate) fn delete_env_in(&self, txn: &mut RwTxn<'_>, name: &str) -> heed::Result<bool> {
+        self.envs.delete(txn, name)
+    }
+
+    /// An environment's limits.
+    pub(crate) fn env(&self, name: &str) -> heed::Result<Option<EnvRecord>> {
+        let rtxn = self.env.read_txn()?;
+        self.envs.get(&rtxn, name)
+    }
+
+    /// Every environment with limits, by name.
+    pub(crate) fn envs(&self) -> heed::Result<Vec<EnvRecord>> {
+        let rtxn = self.env.read_txn()?;
+        self.envs.iter(&rtxn)?.map(|r| r.map(|(_, e)| e)).collect()
+    }
+
+    /// Every key with its secret's digest (what the shards check presented secrets against).
+    pub(crate) fn keys_with_digests(&self) -> heed::Result<Vec<([u8; 32], KeyRecord)>> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for r in self.digests.iter(&rtxn)? {
+            let (d, id) = r?;
+            if let (Ok(d), Some(k)) = (<[u8; 32]>::try_from(d), self.keys.get(&rtxn, id)?) {
+                out.push((d, k));
+            }
+        }
+        Ok(out)
     }
 
     /// Stores a key (new or changed) and, for a new one, its secret's digest.
+    #[cfg(test)]
     pub(crate) fn put_key(&self, key: &KeyRecord, digest: Option<&[u8; 32]>) -> heed::Result<()> {
         let mut wtxn = self.env.write_txn()?;
-        self.keys.put(&mut wtxn, &key.id, key)?;
-        if let Some(d) = digest {
-            self.digests.put(&mut wtxn, d, &key.id)?;
-        }
+        self.put_key_in(&mut wtxn, key, digest)?;
         wtxn.commit()
     }
 
@@ -119,6 +314,7 @@ impl Store {
     }
 
     /// The key a secret's digest belongs to.
+    #[cfg(test)]
     pub(crate) fn key_by_digest(&self, digest: &[u8; 32]) -> heed::Result<Option<KeyRecord>> {
         let rtxn = self.env.read_txn()?;
         match self.digests.get(&rtxn, digest)? {
@@ -134,43 +330,73 @@ impl Store {
     }
 
     /// Deletes a key and its digest (its usage stays, for the record).
+    #[cfg(test)]
     pub(crate) fn delete_key(&self, id: &str) -> heed::Result<bool> {
         let mut wtxn = self.env.write_txn()?;
-        let found = self.keys.delete(&mut wtxn, id)?;
-        let stale: Vec<Vec<u8>> = self
-            .digests
-            .iter(&wtxn)?
-            .filter_map(|r| r.ok())
-            .filter(|(_, v)| *v == id)
-            .map(|(d, _)| d.to_vec())
-            .collect();
-        for d in stale {
-            self.digests.delete(&mut wtxn, &d)?;
-        }
+        let found = self.delete_key_in(&mut wtxn, id)?;
         wtxn.commit()?;
         Ok(found)
     }
 
     /// Records a batch of settled requests in one transaction: each adds to its key, its
     /// environment and its key's model, per day, month and all time.
+    #[cfg(test)]
     pub(crate) fn settle(&self, batch: &[Settled]) -> heed::Result<()> {
         let mut wtxn = self.env.write_txn()?;
+        let mut tally = Tally::default();
         for s in batch {
+            tally.add(s.clone());
+        }
+        self.write_tally_in(&mut wtxn, &mut tally)?;
+        wtxn.commit()
+    }
+
+    /// Adds what `tally` holds to the usage rows (its key, its environment, its key's model
+    /// and its model, per day, month and all time), inside `txn`, and empties it.
+    pub(crate) fn write_tally_in(
+        &self,
+        txn: &mut RwTxn<'_>,
+        tally: &mut Tally,
+    ) -> heed::Result<()> {
+        for ((key, env, model, day, month), u) in tally.rows.drain() {
             let subjects = [
-                Subject::Key(&s.key),
-                Subject::Environment(&s.environment),
-                Subject::Model(&s.key, &s.model),
+                Subject::Key(&key),
+                Subject::Environment(&env),
+                Subject::Model(&key, &model),
+                Subject::ModelAll(&model),
             ];
-            for subject in subjects {
-                for window in [Window::Day, Window::Month, Window::AllTime] {
-                    let k = usage_key(subject, window, window.period(s.at_ms).index);
-                    let mut u = self.usage.get(&wtxn, &k)?.unwrap_or_default();
-                    u.add(&s.usage);
-                    self.usage.put(&mut wtxn, &k, &u)?;
+            // No model answered (nothing was billed): only the key and its environment count it.
+            let n = if model.is_empty() { 2 } else { 4 };
+            for subject in &subjects[..n] {
+                for (window, period) in [
+                    (Window::Day, day),
+                    (Window::Month, month),
+                    (Window::AllTime, 0),
+                ] {
+                    let k = usage_key(*subject, window, period);
+                    let mut row = self.usage.get(txn, &k)?.unwrap_or_default();
+                    row.add(&u);
+                    self.usage.put(txn, &k, &row)?;
                 }
             }
         }
-        wtxn.commit()
+        Ok(())
+    }
+
+    /// The models a key has usage of (for the admin API's per-model view).
+    pub(crate) fn models_of(&self, key: &str) -> heed::Result<Vec<String>> {
+        let rtxn = self.env.read_txn()?;
+        let prefix = format!("m|{key}|");
+        let mut out: Vec<String> = Vec::new();
+        for r in self.usage.prefix_iter(&rtxn, &prefix)? {
+            let (k, _) = r?;
+            // m|key|model|all-time|0: the model is between the key and the window.
+            let rest = &k[prefix.len()..];
+            if let Some(model) = rest.strip_suffix(&format!("|{}|0", Window::AllTime.as_str())) {
+                out.push(model.to_string());
+            }
+        }
+        Ok(out)
     }
 
     /// A subject's usage in the period of `window` that `at_ms` falls in.
@@ -231,7 +457,10 @@ mod tests {
                     input_tokens: 10,
                     output_tokens: 5,
                     requests: 1,
+                    unsettled: 0,
                 },
+                shard: 0,
+                charges: Vec::new(),
             };
             s.settle(&[one("gpt", NOW, 300), one("claude", NOW, 200)])
                 .unwrap();

@@ -1,0 +1,123 @@
+//! `GET /stats` and `GET /healthz`: every shard's view of its lanes (and its leases), gathered
+//! through the mailboxes and merged here.
+
+use crate::control::{Mailbox, ShardMsg, ShardReport};
+use busbar_core::breaker::State;
+use busbar_core::config::{Config, Endpoint};
+use busbar_core::fault::Class;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Longest wait for the shards' answers.
+const GATHER: Duration = Duration::from_secs(2);
+
+/// Every shard's report (a shard that does not answer in time is left out).
+pub(super) fn gather(mailboxes: &[Mailbox]) -> Vec<ShardReport> {
+    let (tx, rx) = crossbeam_channel::bounded(mailboxes.len().max(1));
+    for m in mailboxes {
+        m.send(ShardMsg::Stats(tx.clone()));
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + GATHER;
+    let mut out = Vec::with_capacity(mailboxes.len());
+    while out.len() < mailboxes.len() {
+        match rx.recv_deadline(deadline) {
+            Ok(r) => out.push(r),
+            Err(_) => break,
+        }
+    }
+    out.sort_by_key(|r| r.shard);
+    out
+}
+
+fn usable(config: &Config, lane: usize) -> bool {
+    let p = &config.providers[config.models[lane].provider];
+    matches!(p.endpoint, Endpoint::Mock(_)) || p.api_key_env.is_none() || p.api_key.is_some()
+}
+
+/// Lanes that some shard would send a request to now.
+pub(super) fn serving_lanes(config: &Config, reports: &[ShardReport]) -> usize {
+    (0..config.models.len())
+        .filter(|&i| {
+            usable(config, i)
+                && reports
+                    .iter()
+                    .any(|r| r.lanes.get(i).is_some_and(|l| l.state != State::Open))
+        })
+        .count()
+}
+
+pub(super) fn stats(config: &Config, shards: usize, reports: &[ShardReport]) -> Value {
+    let lanes: Vec<Value> = config
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let views: Vec<(usize, &crate::lanes::LaneSnapshot)> = reports
+                .iter()
+                .filter_map(|r| r.lanes.get(i).map(|l| (r.shard, l)))
+                .collect();
+            let states: Vec<State> = views.iter().map(|(_, l)| l.state).collect();
+            let state = match states.first() {
+                Some(first) if states.iter().all(|s| s == first) => first.as_str(),
+                Some(_) => "mixed",
+                None => "unknown",
+            };
+            let sum = |f: &dyn Fn(&crate::lanes::LaneSnapshot) -> u64| -> u64 {
+                views.iter().map(|(_, l)| f(l)).sum()
+            };
+            let mut by_class = serde_json::Map::new();
+            for (k, c) in Class::ALL.iter().enumerate() {
+                let n: u64 = views.iter().map(|(_, l)| l.by_class[k]).sum();
+                if n > 0 {
+                    by_class.insert(c.as_str().into(), json!(n));
+                }
+            }
+            let mut recent: Vec<(Duration, Class)> = views
+                .iter()
+                .flat_map(|(_, l)| l.recent.iter().copied())
+                .collect();
+            recent.sort_by_key(|(ago, _)| *ago);
+            recent.truncate(16);
+            let spread = views.iter().filter_map(|(_, l)| l.last_spread).max();
+            let last_class = views
+                .iter()
+                .filter_map(|(_, l)| l.last_class)
+                .next()
+                .map(Class::as_str);
+            json!({
+                "lane": m.name,
+                "provider": config.providers[m.provider].name,
+                "upstream_model": m.upstream,
+                "state": state,
+                "cooldown_remaining_ms": views.iter().map(|(_, l)| l.cooldown_left.as_millis() as u64).max().unwrap_or(0),
+                "streak": views.iter().map(|(_, l)| l.streak).max().unwrap_or(0),
+                "last_tripped_by": last_class,
+                "probe_in_flight": views.iter().any(|(_, l)| l.probing),
+                "in_flight": sum(&|l| l.in_flight as u64),
+                "waiting": sum(&|l| l.waiting as u64),
+                "max_concurrency": sum(&|l| l.limit as u64),
+                "requests": sum(&|l| l.requests),
+                "failures": sum(&|l| l.failures),
+                "hard_failures": views.iter().map(|(_, l)| l.hard_failures).max().unwrap_or(0),
+                "errors_by_class": by_class,
+                "recent_errors": recent.iter().map(|(ago, c)| json!({"class": c.as_str(), "ago_ms": ago.as_millis() as u64})).collect::<Vec<_>>(),
+                "last_change_spread_us": spread.map(|d| d.as_micros() as u64),
+                "shards": views.iter().map(|(s, l)| json!({
+                    "shard": s,
+                    "state": l.state.as_str(),
+                    "cooldown_remaining_ms": l.cooldown_left.as_millis() as u64,
+                    "in_flight": l.in_flight,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "shards": shards,
+        "shards_answered": reports.len(),
+        "in_flight": reports.iter().map(|r| r.in_flight).sum::<usize>(),
+        "lanes_serving": serving_lanes(config, reports),
+        "mailbox_full_drops": crate::control::CHANNEL_FULL.load(std::sync::atomic::Ordering::Relaxed),
+        "lanes": lanes,
+    })
+}
