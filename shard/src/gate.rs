@@ -551,10 +551,12 @@ impl Ticket {
                     // the reservation is counted spent rather than lost.
                     None => r.amount(),
                 };
-                charges.push((id, spend));
+                // More than the worst case (content by URL the body's size does not bound):
+                // it still counts against the cap.
+                charges.push((id, spend, actual.saturating_sub(spend)));
             }
         }
-        if matches!(bill, Bill::Nothing) && charges.iter().all(|(_, n)| *n == 0) {
+        if matches!(bill, Bill::Nothing) && charges.iter().all(|(_, n, over)| *n == 0 && *over == 0) {
             return;
         }
         if let Some(l) = &self.gate.ledger {

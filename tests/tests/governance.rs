@@ -723,3 +723,26 @@ fn caps_change_at_once_usage_is_exact_for_streams_and_translations_and_keys_surv
         "a clean stop leaves nothing unsettled"
     );
 }
+
+#[test]
+fn a_request_for_several_answers_reserves_each_of_them() {
+    let mock = MockProvider::start(&[]);
+    let b = start(&mock, 2);
+    let one = r#"{"model":"m-a","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#;
+    let three =
+        r#"{"model":"m-a","max_tokens":16,"n":3,"messages":[{"role":"user","content":"hi"}]}"#;
+    // Room for one answer's worst case (bytes + 16) but not for three (bytes + 48).
+    let tpm = three.len() as u64 + 16 * 2;
+    let (_, secret) = create_key(&b, json!({"name": "n", "limits": {"tpm": tpm}}));
+    early_in_a_minute(Duration::from_secs(10));
+    let r = chat(&b, &secret, three);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("x-busbar-limit"), Some("key:tpm"));
+    assert!(
+        r.text()
+            .contains(&format!("up to {} tokens", three.len() + 48)),
+        "{}",
+        r.text()
+    );
+    assert_eq!(chat(&b, &secret, one).status, 200);
+}

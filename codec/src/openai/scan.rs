@@ -25,6 +25,8 @@ pub struct RequestHead {
     /// `max_completion_tokens`, or the older `max_tokens` (or the Responses API's
     /// `max_output_tokens`), if given.
     pub max_output_tokens: Option<u64>,
+    /// How many choices to generate (`n`), each up to `max_output_tokens`.
+    pub choices: u64,
 }
 
 /// Why a request body was refused.
@@ -73,6 +75,9 @@ struct Head<'a> {
     // The Responses API's name for it.
     #[serde(default)]
     max_output_tokens: Option<u64>,
+    // Read leniently: a value busbar cannot use is the provider's to refuse.
+    #[serde(default)]
+    n: Option<serde_json::Value>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -114,6 +119,12 @@ pub fn scan_request(body: &[u8]) -> Result<RequestHead, RequestError> {
             .max_completion_tokens
             .or(head.max_tokens)
             .or(head.max_output_tokens),
+        choices: head
+            .n
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1)
+            .clamp(1, 128),
     })
 }
 

@@ -79,6 +79,13 @@ impl Account {
         self.spent = self.spent.saturating_add(amount);
     }
 
+    /// Spend beyond any reservation (a provider billed more than the request's worst case,
+    /// e.g. for content given by URL): it counts, and nothing more is granted until spend and
+    /// leases fit under the cap again.
+    pub fn overspend(&mut self, amount: Micros) {
+        self.spent = self.spent.saturating_add(amount);
+    }
+
     /// `shard` gives back `amount` of lease it does not need.
     pub fn release(&mut self, shard: usize, amount: Micros) {
         if let Some(l) = self.leased.get_mut(shard) {
@@ -167,8 +174,10 @@ mod tests {
         assert_eq!(a.grant(1, 1), 0);
         a.settle(0, 250);
         assert_eq!((a.spent(), a.leased(0), a.available()), (350, 350, 0));
+        a.overspend(10);
+        assert_eq!((a.spent(), a.leased(0), a.available()), (360, 350, 0));
         a.release(0, 350);
-        assert_eq!(a.available(), 350);
+        assert_eq!(a.available(), 340);
         assert_eq!(a.grant(7, 10), 0, "an unknown shard gets nothing");
         // A lower cap stops grants until spend and leases fit again.
         a.set_cap(500);

@@ -62,6 +62,9 @@ struct Ask {
     include_usage: bool,
     /// The most output tokens the request asks for, if it says.
     max_output: Option<u64>,
+    /// How many answers it asks for (OpenAI `n`, Gemini `candidateCount`), each up to
+    /// `max_output`.
+    choices: u64,
 }
 
 fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
@@ -82,12 +85,21 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
                 _ => v.pointer("/inferenceConfig/maxTokens"),
             }
             .and_then(serde_json::Value::as_u64);
+            let choices = match ingress.protocol {
+                Protocol::Gemini => v
+                    .pointer("/generationConfig/candidateCount")
+                    .and_then(serde_json::Value::as_u64),
+                _ => None,
+            }
+            .unwrap_or(1)
+            .clamp(1, 128);
             Ok(Ask {
                 model: model.clone(),
                 span: None,
                 stream: ingress.path_stream,
                 include_usage: false,
                 max_output,
+                choices,
             })
         }
         None => {
@@ -98,6 +110,12 @@ fn ask(ingress: &Ingress, body: &[u8]) -> Result<Ask, ApiError> {
                 stream: s.stream,
                 include_usage: s.include_usage,
                 max_output: s.max_output_tokens,
+                // `n` is the Chat Completions API's alone.
+                choices: if ingress.protocol == Protocol::OpenAiChat {
+                    s.choices
+                } else {
+                    1
+                },
             })
         }
     }
@@ -196,7 +214,7 @@ async fn run(
             return Outcome::Error(not_allowed(key, &ask.model));
         }
         bound_output = shard.gate.bounds_output(key);
-        let (cost, tokens) = worst(config, &plan, body.len(), ask.max_output);
+        let (cost, tokens) = worst(config, &plan, body.len(), ask.max_output, ask.choices);
         match shard.gate.admit(key, cost, tokens, now_ms()).await {
             Ok(t) => ticket = Some(t),
             Err(stop) => return Outcome::Error(stopped(stop)),
@@ -872,18 +890,21 @@ fn output_bound(ask: &Ask, model: &Model) -> u64 {
         .unwrap_or(FALLBACK_MAX_TOKENS)
 }
 
-/// The worst case of a request over every member of its plan: (micro-USD, tokens).
+/// The worst case of a request over every member of its plan: (micro-USD, tokens). `choices`
+/// answers of up to `max_output` tokens each.
 fn worst(
     config: &busbar_core::config::Config,
     plan: &Plan,
     body_len: usize,
     max_output: Option<u64>,
+    choices: u64,
 ) -> (Micros, u64) {
     plan.members.iter().fold((0, 0), |(cost, tokens), &m| {
         let model = &config.models[m];
         let out = max_output
             .or(model.max_output_tokens)
-            .unwrap_or(FALLBACK_MAX_TOKENS);
+            .unwrap_or(FALLBACK_MAX_TOKENS)
+            .saturating_mul(choices);
         let c = worst_case(
             body_len,
             out,

@@ -235,10 +235,11 @@ impl Books {
         }
     }
 
-    /// A shard spent `amount` of its lease on `account`.
-    pub(crate) fn settle(&mut self, shard: usize, account: &AccountId, amount: u64) {
+    /// A shard spent `amount` of its lease on `account`, and `over` beyond it.
+    pub(crate) fn settle(&mut self, shard: usize, account: &AccountId, amount: u64, over: u64) {
         if let Some(b) = self.accounts.get_mut(account) {
             b.account.settle(shard, amount);
+            b.account.overspend(over);
         }
     }
 
@@ -526,7 +527,7 @@ mod tests {
         out.clear();
         let next = AccountId { period: 8, ..day() };
         b.lease(ask(0, next.clone(), 100, 5_000), || 0, now, &mut out);
-        b.settle(0, &next, 60);
+        b.settle(0, &next, 60, 0);
         let (_, spent, _) = b.view(&next).unwrap();
         assert_eq!(spent, 60);
         b.sweep(100_000);

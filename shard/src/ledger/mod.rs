@@ -257,8 +257,8 @@ fn run(
         for msg in batch.drain(..) {
             match msg {
                 LedgerMsg::Settle(s) => {
-                    for (a, n) in &s.charges {
-                        books.settle(s.shard, a, *n);
+                    for (a, n, over) in &s.charges {
+                        books.settle(s.shard, a, *n, *over);
                         if a.limit.is_spend() {
                             dirty.insert(a.clone());
                         }

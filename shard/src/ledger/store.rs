@@ -66,8 +66,9 @@ pub(crate) struct Settled {
     pub(crate) usage: Usage,
     /// The shard whose leases it reserved against.
     pub(crate) shard: usize,
-    /// What moves from that shard's leases to spent, per account.
-    pub(crate) charges: Vec<(AccountId, u64)>,
+    /// Per account: what moves from that shard's lease to spent, and what was spent beyond
+    /// the reservation (a provider billed more than the worst case).
+    pub(crate) charges: Vec<(AccountId, u64, u64)>,
 }
 
 /// A batch's settled usage, added up per key, environment, model, day and month before it is
