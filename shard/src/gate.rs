@@ -461,6 +461,20 @@ impl Gate {
         self.surrender_all(&Holder::Environment(name));
     }
 
+    /// Gives back every unreserved lease (the shard is stopping: what it holds must not be
+    /// counted as unsettled at the next start).
+    pub(crate) fn surrender_everything(&self) {
+        let back: Vec<(AccountId, u64)> = self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .map(|(id, s)| (id.clone(), s.lease.surrender()))
+            .collect();
+        for (id, n) in back {
+            self.release(id, n, false);
+        }
+    }
+
     /// Forgets leases of periods that are over and that nothing reserves any more.
     pub(crate) fn sweep(&self, now_ms: u64) {
         let mut back = Vec::new();
@@ -556,7 +570,8 @@ impl Ticket {
                 charges.push((id, spend, actual.saturating_sub(spend)));
             }
         }
-        if matches!(bill, Bill::Nothing) && charges.iter().all(|(_, n, over)| *n == 0 && *over == 0) {
+        if matches!(bill, Bill::Nothing) && charges.iter().all(|(_, n, over)| *n == 0 && *over == 0)
+        {
             return;
         }
         if let Some(l) = &self.gate.ledger {

@@ -201,6 +201,7 @@ pub(crate) async fn serve(init: ShardInit) {
             "grace period over; dropping requests"
         );
     }
+    shard.gate.surrender_everything();
 }
 
 /// Waits for the doorbell, consumes what is rung, and hands the socket back.
