@@ -30,6 +30,7 @@ pub mod openai;
 mod protocol;
 pub mod responses;
 pub mod stream;
+pub mod texts;
 pub mod translate;
 pub mod usage;
 

@@ -324,6 +324,19 @@ impl Breaker {
         }
     }
 
+    /// Takes over the state of `old` (a replica of the same lane under an earlier config) while
+    /// keeping this breaker's settings: an open lane stays open across a reload. Trip numbers
+    /// start again, as the new generation numbers its trips afresh.
+    pub fn inherit(&mut self, old: &Breaker) {
+        self.consecutive = old.consecutive;
+        self.open_until = old.open_until;
+        self.streak = old.streak;
+        self.closed_at = old.closed_at;
+        self.last_class = old.last_class;
+        self.seq = 0;
+        self.closed_seq = 0;
+    }
+
     /// Applies a change another replica made. Newer trips win; a close ends the trip it names
     /// (and any older one), never a newer one.
     pub fn apply(&mut self, change: &Change) {

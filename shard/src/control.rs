@@ -23,15 +23,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) enum ShardMsg {
     /// Stop accepting, finish in-flight requests within the grace period, exit.
     Shutdown,
-    /// Fresh addresses for a provider (index into `Config::providers`).
+    /// Fresh addresses for a provider (index into `Config::providers`) or a webhook (after
+    /// them) of config generation `generation`.
     Resolved {
+        generation: u64,
         provider: usize,
         addrs: Vec<SocketAddr>,
     },
     /// Another shard's breaker replica for a lane (index into `Config::models`) changed state.
     Lane {
+        generation: u64,
         lane: usize,
         change: busbar_core::breaker::Change,
+    },
+    /// A new config generation: new requests use it once the shard has answered on `ack`.
+    Reload {
+        routes: crate::routes::RoutesInit,
+        ack: crossbeam_channel::Sender<usize>,
     },
     /// The admin thread asks for this shard's view of its lanes.
     Stats(crossbeam_channel::Sender<ShardReport>),
@@ -67,6 +75,10 @@ pub(crate) enum ShardMsg {
 #[derive(Debug, Clone)]
 pub(crate) struct ShardReport {
     pub(crate) shard: usize,
+    /// The config generation new requests use.
+    pub(crate) generation: u64,
+    /// Hook counters: (name, counts), and the audit queue's.
+    pub(crate) hooks: crate::hooks::HooksReport,
     pub(crate) in_flight: usize,
     pub(crate) lanes: Vec<crate::lanes::LaneSnapshot>,
     /// Governance leases held: (accounts, unreserved, reserved).

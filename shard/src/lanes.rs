@@ -21,6 +21,7 @@ use crate::control::{Mailbox, ShardMsg};
 use busbar_core::breaker::{Admit, Breaker, Change, State};
 use busbar_core::config::Config;
 use busbar_core::fault::Class;
+use busbar_core::route::facts::{Ewma, RateReading};
 use local_sync::semaphore::{Semaphore, SemaphorePermit};
 use monoio::time::Instant;
 use std::cell::{Cell, RefCell};
@@ -69,6 +70,11 @@ struct Lane {
     recent: RefCell<VecDeque<(Instant, Class)>>,
     /// How long the last change from another shard took to arrive here.
     last_spread: Cell<Option<Duration>>,
+    /// Moving averages of whole-request latency and time to the response head, in ms.
+    latency: Cell<Ewma>,
+    ttft: Cell<Ewma>,
+    /// The provider's rate limits left, from its last response headers.
+    rate: Cell<RateReading>,
 }
 
 /// Why a lane did not take a request.
@@ -105,9 +111,12 @@ pub(crate) struct Entry {
 /// The lanes of one shard.
 pub(crate) struct Lanes {
     shard: usize,
+    /// The config generation these lanes belong to; changes name it so a peer on another
+    /// generation ignores them.
+    generation: u64,
     lanes: Vec<Lane>,
     shared: Shared,
-    peers: Vec<Mailbox>,
+    peers: std::rc::Rc<Vec<Mailbox>>,
 }
 
 impl Lanes {
@@ -117,7 +126,8 @@ impl Lanes {
         shard: usize,
         shards: usize,
         shared: Shared,
-        peers: Vec<Mailbox>,
+        peers: std::rc::Rc<Vec<Mailbox>>,
+        generation: u64,
     ) -> Self {
         let lanes = config
             .models
@@ -146,11 +156,15 @@ impl Lanes {
                     by_class: RefCell::new([0; Class::ALL.len()]),
                     recent: RefCell::new(VecDeque::with_capacity(RECENT)),
                     last_spread: Cell::new(None),
+                    latency: Cell::new(Ewma::default()),
+                    ttft: Cell::new(Ewma::default()),
+                    rate: Cell::new(RateReading::default()),
                 }
             })
             .collect();
         Self {
             shard,
+            generation,
             lanes,
             shared,
             peers,
@@ -297,9 +311,77 @@ impl Lanes {
                 );
             }
         }
-        for p in &self.peers {
-            p.send(ShardMsg::Lane { lane, change });
+        for p in self.peers.iter() {
+            p.send(ShardMsg::Lane {
+                generation: self.generation,
+                lane,
+                change,
+            });
         }
+    }
+
+    /// The config generation of these lanes.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Carries what this shard knew of the lanes of an older generation over to the lanes of
+    /// the same name here (breaker state, moving averages, rate readings): a reload must not
+    /// close an open lane or forget what it measured. `old_names` are the old lanes' names.
+    pub(crate) fn inherit(&self, names: &[String], old: &Lanes, old_names: &[String]) {
+        for (i, name) in names.iter().enumerate() {
+            let Some(j) = old_names.iter().position(|n| n == name) else {
+                continue;
+            };
+            let (new, prev) = (&self.lanes[i], &old.lanes[j]);
+            new.breaker.borrow_mut().inherit(&prev.breaker.borrow());
+            new.latency.set(prev.latency.get());
+            new.ttft.set(prev.ttft.get());
+            new.rate.set(prev.rate.get());
+        }
+    }
+
+    /// A lane answered: how long to its response head and to its end.
+    pub(crate) fn observe(&self, lane: usize, ttft: Duration, total: Duration) {
+        let l = &self.lanes[lane];
+        let mut t = l.ttft.get();
+        t.add(ttft.as_secs_f64() * 1000.0);
+        l.ttft.set(t);
+        let mut a = l.latency.get();
+        a.add(total.as_secs_f64() * 1000.0);
+        l.latency.set(a);
+    }
+
+    /// A provider's response head on `lane`: its rate-limit headers, if any.
+    pub(crate) fn rate_headers<'h>(&self, lane: usize, header: impl Fn(&str) -> Option<&'h str>) {
+        let l = &self.lanes[lane];
+        let mut r = l.rate.get();
+        r.update(header, std::time::Instant::now());
+        l.rate.set(r);
+    }
+
+    /// The live facts of `lane` for a policy: (in flight, limit, latency ms, ttft ms,
+    /// requests left, tokens left, half-open), or `None` while its breaker is open.
+    pub(crate) fn facts(&self, lane: usize, now: std::time::Instant) -> Option<LaneFacts> {
+        let l = &self.lanes[lane];
+        let half_open = match l.breaker.borrow().admit(now) {
+            Admit::Yes => false,
+            Admit::Probe => !self.shared[lane].probing.load(Ordering::Acquire),
+            Admit::No { .. } => return None,
+        };
+        if half_open && self.shared[lane].probing.load(Ordering::Acquire) {
+            return None;
+        }
+        let (requests_left, tokens_left) = l.rate.get().get(now);
+        Some(LaneFacts {
+            in_flight: l.limit - l.permits.available_permits().min(l.limit),
+            limit: l.limit,
+            latency_ms: l.latency.get().get(),
+            ttft_ms: l.ttft.get().get(),
+            requests_left,
+            tokens_left,
+            half_open,
+        })
     }
 
     /// Applies a change another shard made.
@@ -360,6 +442,18 @@ impl Lanes {
     }
 }
 
+/// What a policy sees of a lane.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LaneFacts {
+    pub(crate) in_flight: usize,
+    pub(crate) limit: usize,
+    pub(crate) latency_ms: Option<f64>,
+    pub(crate) ttft_ms: Option<f64>,
+    pub(crate) requests_left: Option<f64>,
+    pub(crate) tokens_left: Option<f64>,
+    pub(crate) half_open: bool,
+}
+
 /// One shard's view of one lane, sent to the admin thread.
 #[derive(Debug, Clone)]
 pub(crate) struct LaneSnapshot {
@@ -400,8 +494,8 @@ mod tests {
     fn one_probe_for_the_whole_process() {
         let c = config();
         let shared = shared(&c);
-        let a = Lanes::new(&c, 0, 2, Arc::clone(&shared), Vec::new());
-        let b = Lanes::new(&c, 1, 2, Arc::clone(&shared), Vec::new());
+        let a = Lanes::new(&c, 0, 2, Arc::clone(&shared), Default::default(), 0);
+        let b = Lanes::new(&c, 1, 2, Arc::clone(&shared), Default::default(), 0);
         a.record(0, Some(Class::ServerError), None, false, "m");
         // What the mailbox would carry to shard 1.
         let l = a.lanes[0].breaker.borrow();

@@ -14,9 +14,11 @@ mod admin;
 mod control;
 mod gate;
 mod gateway;
+mod hooks;
 mod io;
 mod lanes;
 mod ledger;
+mod routes;
 mod runtime;
 mod server;
 mod shard;
@@ -81,11 +83,66 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
     match path {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            config::parse(&text, &env_lookup).map_err(|e| format!("{}: {e}", p.display()))
+            // Scripts are named relative to the config file.
+            let dir = p.parent().unwrap_or(std::path::Path::new("."));
+            let files = |name: &str| {
+                std::fs::read_to_string(dir.join(name))
+                    .map_err(|e| format!("cannot read `{}`: {e}", dir.join(name).display()))
+            };
+            config::parse_with_files(&text, &env_lookup, &files)
+                .map_err(|e| format!("{}: {e}", p.display()))
         }
         None => config::parse(&config::default_toml(&env_lookup), &env_lookup)
             .map_err(|e| format!("{}: {e}", config::DEFAULT_SOURCE_NAME)),
     }
+}
+
+/// The config file (or the embedded default) with the command line's overrides applied; run
+/// at start-up and again on every reload.
+fn configure(cli: &Cli) -> Result<Config, String> {
+    let mut config = load(cli.config.as_deref())?;
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(s) = cli.shards {
+        config.shards = s;
+    }
+    match cli.admin_listen.as_deref() {
+        None => {}
+        Some("off") => config.admin = None,
+        Some(a) => match a.parse() {
+            Ok(addr) => {
+                let token = config.admin.as_ref().and_then(|a| a.token.clone());
+                if token.is_none() && !std::net::SocketAddr::ip(&addr).is_loopback() {
+                    return Err(format!(
+                        "--admin-listen {a}: not a loopback address, and no admin token is configured (admin.token_env)"
+                    ));
+                }
+                config.admin = Some(config::Admin {
+                    listen: addr,
+                    token,
+                });
+            }
+            Err(_) => {
+                return Err(format!(
+                    "--admin-listen: `{a}` is not an address like 127.0.0.1:8081 (or `off`)"
+                ));
+            }
+        },
+    }
+    match cli.ledger.as_deref() {
+        None => {}
+        Some("off") => config.ledger = None,
+        Some(dir) => config.ledger = Some(dir.to_string()),
+    }
+    if let Some(d) = cli.driver.as_deref() {
+        config.driver = match d {
+            "io_uring" => Driver::IoUring,
+            "epoll" => Driver::Epoll,
+            _ => Driver::Auto,
+        };
+    }
+    Ok(config)
 }
 
 fn main() -> ExitCode {
@@ -154,57 +211,16 @@ fn main() -> ExitCode {
         };
     }
 
-    let mut config = match load(cli.config.as_deref()) {
+    let config = match configure(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(l) = cli.listen {
-        config.listen = l;
-    }
-    if let Some(s) = cli.shards {
-        config.shards = s;
-    }
-    match cli.admin_listen.as_deref() {
-        None => {}
-        Some("off") => config.admin = None,
-        Some(a) => match a.parse() {
-            Ok(addr) => {
-                let token = config.admin.as_ref().and_then(|a| a.token.clone());
-                if token.is_none() && !std::net::SocketAddr::ip(&addr).is_loopback() {
-                    eprintln!(
-                        "error: --admin-listen {a}: not a loopback address, and no admin token is configured (admin.token_env)"
-                    );
-                    return ExitCode::from(2);
-                }
-                config.admin = Some(config::Admin {
-                    listen: addr,
-                    token,
-                });
-            }
-            Err(_) => {
-                eprintln!(
-                    "error: --admin-listen: `{a}` is not an address like 127.0.0.1:8081 (or `off`)"
-                );
-                return ExitCode::from(2);
-            }
-        },
-    }
-    match cli.ledger.as_deref() {
-        None => {}
-        Some("off") => config.ledger = None,
-        Some(dir) => config.ledger = Some(dir.to_string()),
-    }
-    if let Some(d) = cli.driver.as_deref() {
-        config.driver = match d {
-            "io_uring" => Driver::IoUring,
-            "epoll" => Driver::Epoll,
-            _ => Driver::Auto,
-        };
-    }
-    match runtime::run(config) {
+    let cli = std::sync::Arc::new(cli);
+    let loader: runtime::Loader = std::sync::Arc::new(move || configure(&cli));
+    match runtime::run(config, loader) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

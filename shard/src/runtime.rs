@@ -11,6 +11,7 @@
 //! ```
 
 use crate::control::{Inbox, Mailbox, ShardMsg, mailbox};
+use crate::routes::RoutesInit;
 use crate::shard::{self, ShardInit};
 use crate::upstream::tls;
 use busbar_core::config::{Config, Driver, Endpoint};
@@ -50,16 +51,23 @@ fn choose_driver(d: Driver) -> Result<ActualDriver, String> {
     }
 }
 
-/// Resolves every HTTP provider's host (blocking; only on control threads).
-fn resolve_all(config: &Config) -> Vec<Vec<SocketAddr>> {
+/// Resolves every HTTP provider's host, then every webhook's (blocking; only on control
+/// threads).
+pub(crate) fn resolve_all(config: &Config) -> Vec<Vec<SocketAddr>> {
     config
         .providers
         .iter()
-        .map(|p| match &p.endpoint {
+        .map(|p| (p.name.as_str(), &p.endpoint))
+        .chain(
+            crate::hooks::webhook_urls(config)
+                .into_iter()
+                .map(|u| (u.url.as_str(), &u.endpoint)),
+        )
+        .map(|(name, endpoint)| match endpoint {
             Endpoint::Http { host, port, .. } => match (host.as_str(), *port).to_socket_addrs() {
                 Ok(a) => a.collect(),
                 Err(e) => {
-                    tracing::warn!(provider = %p.name, %host, "cannot resolve provider host: {e}");
+                    tracing::warn!(endpoint = %name, %host, "cannot resolve host: {e}");
                     Vec::new()
                 }
             },
@@ -68,8 +76,118 @@ fn resolve_all(config: &Config) -> Vec<Vec<SocketAddr>> {
         .collect()
 }
 
+/// Loads the config again (file, CLI overrides, scripts), for a reload.
+pub(crate) type Loader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// The generation the shards run, as the control plane knows it (only control threads touch
+/// it: the admin thread, the signal thread, the DNS thread).
+pub(crate) struct Current {
+    /// One reload at a time.
+    reloading: std::sync::Mutex<()>,
+    state: std::sync::Mutex<RoutesInit>,
+    loader: Loader,
+    tls: Arc<rustls::ClientConfig>,
+    mailboxes: Arc<Vec<Mailbox>>,
+}
+
+impl Current {
+    /// The generation in force.
+    pub(crate) fn get(&self) -> RoutesInit {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Loads the config again and moves every shard to it; returns the new generation once
+    /// every shard has it in force. An invalid config is refused with the reason, and the
+    /// old one stays.
+    pub(crate) fn reload(&self) -> Result<ReloadReport, String> {
+        let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.get();
+        let config = (self.loader)()?;
+        let mut kept = Vec::new();
+        let o = &old.config;
+        if config.listen != o.listen {
+            kept.push("listen");
+        }
+        if config.shards != o.shards {
+            kept.push("shards");
+        }
+        if config.driver != o.driver {
+            kept.push("driver");
+        }
+        if config.admin != o.admin {
+            kept.push("admin");
+        }
+        if config.ledger != o.ledger {
+            kept.push("ledger");
+        }
+        if config.upstream.extra_ca_files != o.upstream.extra_ca_files {
+            kept.push("upstream.extra_ca_files");
+        }
+        let init = RoutesInit {
+            generation: old.generation + 1,
+            addrs: resolve_all(&config),
+            lanes: crate::lanes::shared(&config),
+            config: Arc::new(config),
+            tls: Arc::clone(&self.tls),
+        };
+        let (tx, rx) = crossbeam_channel::bounded(self.mailboxes.len());
+        for m in self.mailboxes.iter() {
+            m.send(ShardMsg::Reload {
+                routes: init.clone(),
+                ack: tx.clone(),
+            });
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut acked = 0;
+        while acked < self.mailboxes.len() {
+            match rx.recv_deadline(deadline) {
+                Ok(_) => acked += 1,
+                Err(_) => break,
+            }
+        }
+        let report = ReloadReport {
+            generation: init.generation,
+            providers: init.config.providers.len(),
+            models: init.config.models.len(),
+            pools: init.config.pools.len(),
+            shards_acked: acked,
+            shards: self.mailboxes.len(),
+            needs_restart: kept.iter().map(|s| s.to_string()).collect(),
+        };
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = init;
+        if acked < self.mailboxes.len() {
+            return Err(format!(
+                "only {acked} of {} shards confirmed the new config within 10 s",
+                self.mailboxes.len()
+            ));
+        }
+        tracing::info!(
+            generation = report.generation,
+            needs_restart = ?report.needs_restart,
+            "config reloaded on every shard"
+        );
+        Ok(report)
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub(crate) struct ReloadReport {
+    pub(crate) generation: u64,
+    pub(crate) providers: usize,
+    pub(crate) models: usize,
+    pub(crate) pools: usize,
+    pub(crate) shards_acked: usize,
+    pub(crate) shards: usize,
+    /// Settings that changed in the file but only take effect on a restart.
+    pub(crate) needs_restart: Vec<String>,
+}
+
 /// Runs the gateway until it is told to stop.
-pub(crate) fn run(config: Config) -> Result<(), String> {
+pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
     let driver = choose_driver(config.driver)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let count = match config.shards {
@@ -96,7 +214,13 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         ),
         None => None,
     };
-    let lanes_shared = crate::lanes::shared(&config);
+    let first = RoutesInit {
+        generation: 0,
+        config: Arc::clone(&config),
+        tls: Arc::clone(&tls),
+        addrs: addrs.clone(),
+        lanes: crate::lanes::shared(&config),
+    };
     let ledger = match &config.ledger {
         Some(path) => Some(open_ledger(std::path::Path::new(path), count, &mailboxes)?),
         None => None,
@@ -121,14 +245,11 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         let init = ShardInit {
             id,
             listen,
-            config: Arc::clone(&config),
-            tls: Arc::clone(&tls),
-            addrs: addrs.clone(),
+            routes: first.clone(),
             inbox,
             bound: bound_tx,
             shards: count,
             peers,
-            lanes: Arc::clone(&lanes_shared),
             ledger: ledger.as_ref().map(|l| l.handle.clone()),
             keys: Arc::clone(&keys),
             envs: Arc::clone(&envs),
@@ -155,15 +276,22 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     }
 
     let mailboxes = Arc::new(mailboxes);
-    start_signal_thread(Arc::clone(&mailboxes))?;
-    start_dns_thread(Arc::clone(&config), Arc::clone(&mailboxes));
+    let current = Arc::new(Current {
+        reloading: std::sync::Mutex::new(()),
+        state: std::sync::Mutex::new(first),
+        loader,
+        tls: Arc::clone(&tls),
+        mailboxes: Arc::clone(&mailboxes),
+    });
+    start_signal_thread(Arc::clone(&mailboxes), Arc::clone(&current))?;
+    start_dns_thread(Arc::clone(&current), Arc::clone(&mailboxes));
 
     if let (Some(l), Some(a)) = (admin, &config.admin) {
         let at = l.local_addr().unwrap_or(a.listen);
         crate::admin::start(
             l,
             a.token.clone(),
-            Arc::clone(&config),
+            Arc::clone(&current),
             Arc::clone(&mailboxes),
             ledger.as_ref().map(|l| (l.handle.clone(), l.store.clone())),
         )?;
@@ -316,15 +444,30 @@ fn initial_addresses(config: &Arc<Config>) -> Vec<Vec<SocketAddr>> {
     }
 }
 
-fn start_signal_thread(mailboxes: Arc<Vec<Mailbox>>) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+fn start_signal_thread(mailboxes: Arc<Vec<Mailbox>>, current: Arc<Current>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("busbar-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    // Off this thread, so a second SIGTERM is still seen during a reload.
+                    let c = Arc::clone(&current);
+                    let _ = std::thread::Builder::new()
+                        .name("busbar-reload".into())
+                        .spawn(move || match c.reload() {
+                            Ok(r) => {
+                                tracing::info!(generation = r.generation, "SIGHUP: config reloaded")
+                            }
+                            Err(e) => tracing::error!(
+                                "SIGHUP: config not reloaded, the old one stays: {e}"
+                            ),
+                        });
+                    continue;
+                }
                 seen += 1;
                 if seen > 1 {
                     tracing::warn!("second signal: exiting without waiting for in-flight requests");
@@ -343,32 +486,41 @@ fn start_signal_thread(mailboxes: Arc<Vec<Mailbox>>) -> Result<(), String> {
     Ok(())
 }
 
-fn start_dns_thread(config: Arc<Config>, mailboxes: Arc<Vec<Mailbox>>) {
-    let has_names = config.providers.iter().any(|p| match &p.endpoint {
-        Endpoint::Http { host, .. } => host.parse::<std::net::IpAddr>().is_err(),
-        Endpoint::Mock(_) => false,
-    });
-    if !has_names {
-        return;
-    }
+/// Re-resolves the current generation's hosts every `DNS_REFRESH` and sends what changed.
+fn start_dns_thread(current: Arc<Current>, mailboxes: Arc<Vec<Mailbox>>) {
     let spawned = std::thread::Builder::new()
         .name("busbar-dns".into())
         .spawn(move || {
-            let mut last = resolve_all(&config);
+            let mut last = current.get();
+            let mut last_addrs = last.addrs.clone();
             loop {
                 std::thread::sleep(DNS_REFRESH);
-                let now = resolve_all(&config);
-                for (i, (old, new)) in last.iter().zip(&now).enumerate() {
+                let now = current.get();
+                if now.generation != last.generation {
+                    // A reload resolved its own addresses.
+                    last_addrs = now.addrs.clone();
+                    last = now;
+                    continue;
+                }
+                let has_names = last.config.providers.iter().map(|p| &p.endpoint).any(|e| {
+                    matches!(e, Endpoint::Http { host, .. } if host.parse::<std::net::IpAddr>().is_err())
+                });
+                if !has_names {
+                    continue;
+                }
+                let fresh = resolve_all(&last.config);
+                for (i, (old, new)) in last_addrs.iter().zip(&fresh).enumerate() {
                     if !new.is_empty() && old != new {
                         for m in mailboxes.iter() {
                             m.send(ShardMsg::Resolved {
+                                generation: last.generation,
                                 provider: i,
                                 addrs: new.clone(),
                             });
                         }
                     }
                 }
-                last = now;
+                last_addrs = fresh;
             }
         });
     if let Err(e) = spawned {

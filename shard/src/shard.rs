@@ -7,11 +7,8 @@
 //! ```
 
 use crate::control::{Inbox, ShardMsg};
+use crate::routes::{Routes, RoutesInit};
 use crate::server::conn::serve_conn;
-use crate::upstream::Upstream;
-use busbar_core::config::Config;
-use busbar_core::keys::KeyTable;
-use busbar_core::route::{Names, SmoothWeighted};
 use monoio::io::AsyncReadRent;
 use monoio::net::{ListenerOpts, TcpListener, UnixStream};
 use monoio::time::Instant;
@@ -26,17 +23,14 @@ use std::time::Duration;
 pub(crate) struct ShardInit {
     pub(crate) id: usize,
     pub(crate) listen: SocketAddr,
-    pub(crate) config: Arc<Config>,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
-    pub(crate) addrs: Vec<Vec<SocketAddr>>,
+    /// The config generation it starts on.
+    pub(crate) routes: RoutesInit,
     pub(crate) inbox: Inbox,
     pub(crate) bound: SyncSender<std::io::Result<SocketAddr>>,
     /// How many shards there are (lane limits are shared out among them).
     pub(crate) shards: usize,
     /// The other shards' mailboxes.
     pub(crate) peers: Vec<crate::control::Mailbox>,
-    /// What all shards share about lanes (the probe slots).
-    pub(crate) lanes: crate::lanes::Shared,
     /// The ledger, when there is one.
     pub(crate) ledger: Option<crate::ledger::LedgerHandle>,
     /// The virtual keys and environments at start-up.
@@ -49,13 +43,12 @@ pub(crate) struct ShardInit {
 /// A shard's state, shared by its tasks.
 pub(crate) struct Shard {
     pub(crate) id: usize,
-    pub(crate) config: Arc<Config>,
-    pub(crate) names: Names,
-    pub(crate) keys: KeyTable,
-    pub(crate) rotations: Vec<RefCell<SmoothWeighted>>,
-    pub(crate) upstream: Upstream,
-    /// This shard's breaker replicas and bulkheads, one per model.
-    pub(crate) lanes: crate::lanes::Lanes,
+    /// How many shards there are.
+    shards: usize,
+    /// The config generation new requests start on (see `routes.rs`).
+    routes: RefCell<Rc<Routes>>,
+    /// The other shards' mailboxes (lane changes go to them).
+    peers: Rc<Vec<crate::control::Mailbox>>,
     /// Virtual keys, environments and this shard's leases on their limits.
     pub(crate) gate: Rc<crate::gate::Gate>,
     /// Requests between head and end of response.
@@ -69,6 +62,24 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    /// The current config generation; a request keeps the one it started with.
+    pub(crate) fn routes(&self) -> Rc<Routes> {
+        Rc::clone(&self.routes.borrow())
+    }
+
+    /// Moves new requests to generation `init`.
+    fn reload(&self, init: RoutesInit) {
+        let old = self.routes();
+        let new = Routes::build(
+            init,
+            self.id,
+            self.shards,
+            Rc::clone(&self.peers),
+            Some(&old),
+        );
+        *self.routes.borrow_mut() = new;
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         let n = self.seq.get() + 1;
         self.seq.set(n);
@@ -97,22 +108,13 @@ pub(crate) async fn serve(init: ShardInit) {
         }
     };
     let local = listener.local_addr().unwrap_or(init.listen);
-    let config = init.config;
+    let peers = Rc::new(init.peers);
+    let routes = Routes::build(init.routes, init.id, init.shards, Rc::clone(&peers), None);
     let shard = Rc::new(Shard {
         id: init.id,
-        names: Names::new(&config),
-        keys: KeyTable::new(&config.keys),
-        rotations: config
-            .pools
-            .iter()
-            .map(|p| {
-                RefCell::new(SmoothWeighted::new(
-                    &p.members.iter().map(|m| m.weight).collect::<Vec<_>>(),
-                ))
-            })
-            .collect(),
-        upstream: Upstream::new(&config, init.tls, init.addrs),
-        lanes: crate::lanes::Lanes::new(&config, init.id, init.shards, init.lanes, init.peers),
+        shards: init.shards,
+        routes: RefCell::new(routes),
+        peers,
         gate: Rc::new(crate::gate::Gate::new(
             init.id,
             init.ledger,
@@ -120,7 +122,6 @@ pub(crate) async fn serve(init: ShardInit) {
             &init.envs,
             init.keys_issued,
         )),
-        config,
         in_flight: Cell::new(0),
         open_conns: Cell::new(0),
         draining: Cell::new(false),
@@ -154,15 +155,32 @@ pub(crate) async fn serve(init: ShardInit) {
                 while let Ok(msg) = rx.try_recv() {
                     match msg {
                         ShardMsg::Shutdown => stop = true,
-                        ShardMsg::Resolved { provider, addrs } => shard.upstream.set_addrs(provider, addrs),
-                        ShardMsg::Lane { lane, change } => shard.lanes.apply(lane, &change),
+                        ShardMsg::Resolved { generation, provider, addrs } => {
+                            let r = shard.routes();
+                            if r.generation == generation {
+                                r.upstream.set_addrs(provider, addrs);
+                            }
+                        }
+                        ShardMsg::Lane { generation, lane, change } => {
+                            let r = shard.routes();
+                            if r.lanes.generation() == generation {
+                                r.lanes.apply(lane, &change);
+                            }
+                        }
                         ShardMsg::Stats(reply) => {
+                            let r = shard.routes();
                             let _ = reply.try_send(crate::control::ShardReport {
                                 shard: shard.id,
+                                generation: r.generation,
                                 in_flight: shard.in_flight.get(),
-                                lanes: shard.lanes.snapshot(),
+                                lanes: r.lanes.snapshot(),
                                 leases: shard.gate.held(),
+                                hooks: crate::hooks::report(&r),
                             });
+                        }
+                        ShardMsg::Reload { routes, ack } => {
+                            shard.reload(routes);
+                            let _ = ack.try_send(shard.id);
                         }
                         ShardMsg::Granted { account, granted, available, ahead } => {
                             shard.gate.granted(&account, granted, available, ahead);
@@ -189,7 +207,7 @@ pub(crate) async fn serve(init: ShardInit) {
     drop(accept);
     drop(listener);
     shard.draining.set(true);
-    let grace = Duration::from_millis(shard.config.limits.shutdown_grace_ms);
+    let grace = Duration::from_millis(shard.routes().config.limits.shutdown_grace_ms);
     let deadline = Instant::now() + grace;
     while shard.in_flight.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
@@ -218,10 +236,17 @@ async fn ring(mut bell: UnixStream) -> UnixStream {
 
 /// Drops idle upstream connections past their keep-alive time.
 async fn sweep_idle(shard: Rc<Shard>) {
-    let every = Duration::from_millis(shard.config.upstream.pool_idle_timeout_ms.clamp(100, 5_000));
     loop {
+        let every = Duration::from_millis(
+            shard
+                .routes()
+                .config
+                .upstream
+                .pool_idle_timeout_ms
+                .clamp(100, 5_000),
+        );
         monoio::time::sleep(every).await;
-        shard.upstream.sweep(Instant::now());
+        shard.routes().upstream.sweep(Instant::now());
         shard.gate.sweep(crate::gate::now_ms());
     }
 }

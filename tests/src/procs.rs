@@ -153,6 +153,23 @@ impl Busbar {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The config file busbar was started with (rewrite it, then reload).
+    pub fn config_path(&self) -> &std::path::Path {
+        self._config.path()
+    }
+
+    /// Sends SIGHUP (reload the config).
+    pub fn hup(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -HUP {pid} failed");
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let pid = self.child.as_ref().expect("running").id();

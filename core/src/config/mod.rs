@@ -10,7 +10,8 @@ mod parse;
 
 pub use default::{DEFAULT_SOURCE_NAME, default_toml};
 pub use model::{
-    Admin, Auth, AwsSigning, ClientKey, Config, Driver, Endpoint, LaneLimits, Limits, MockSettings,
-    Model, Pool, PoolMember, Protocol, Provider, UpstreamSettings,
+    Admin, AfterResponse, Auth, AwsSigning, BeforeForward, ClientKey, Config, Driver, Endpoint,
+    HookTarget, HookUrl, Hooks, LaneLimits, Limits, MockSettings, Model, PolicyKind, Pool,
+    PoolMember, PoolPolicy, Protocol, Provider, ScriptSource, UpstreamSettings,
 };
-pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, parse};
+pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, FileReader, parse, parse_with_files};

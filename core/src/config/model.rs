@@ -263,7 +263,7 @@ pub struct PoolMember {
 }
 
 /// A name that spreads requests over several models.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
     /// The name clients send.
     pub name: String,
@@ -276,6 +276,107 @@ pub struct Pool {
     /// Time from the request to the first byte of an answer, over every attempt; when it is
     /// over, no further member is tried.
     pub failover_deadline_ms: u64,
+    /// How the order of members is chosen for each request.
+    pub policy: PoolPolicy,
+}
+
+/// A pool's routing policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolPolicy {
+    /// Who decides.
+    pub kind: PolicyKind,
+    /// The built-in used when a script or webhook fails (errors, overruns, garbage).
+    pub fallback: crate::route::Builtin,
+    /// A script's or webhook's deadline per decision, in microseconds.
+    pub timeout_us: u64,
+    /// Request headers shown to the policy (lower-case names).
+    pub headers: Vec<String>,
+}
+
+impl Default for PoolPolicy {
+    fn default() -> Self {
+        Self {
+            kind: PolicyKind::Builtin(crate::route::Builtin::Weighted),
+            fallback: crate::route::Builtin::Weighted,
+            timeout_us: 0,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Who orders a pool's members.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyKind {
+    /// A built-in policy.
+    Builtin(crate::route::Builtin),
+    /// A Rhai script's `fn route(request, candidates)`.
+    Script(ScriptSource),
+    /// An HTTP endpoint that is POSTed the request summary and candidates.
+    Webhook(HookUrl),
+}
+
+/// A Rhai script from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSource {
+    /// The path as the config gives it (relative to the config file's directory).
+    pub path: String,
+    /// Its text, read when the config was loaded.
+    pub source: String,
+}
+
+/// Where a webhook is: a plain or TLS HTTP/1.1 endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookUrl {
+    /// The URL as configured.
+    pub url: String,
+    /// Its endpoint (host, port, TLS), path excluded.
+    pub endpoint: Endpoint,
+    /// The request path (with any query).
+    pub path: String,
+}
+
+/// The hooks beyond routing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hooks {
+    /// Before a request goes upstream: may rewrite its texts or reject it.
+    pub before_forward: Option<BeforeForward>,
+    /// After the answer went to the client: observes, asynchronously.
+    pub after_response: Option<AfterResponse>,
+}
+
+/// The `before_forward` stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeforeForward {
+    /// A script's `fn before_forward(request, texts)` or a webhook.
+    pub target: HookTarget,
+    /// Deadline per request, in microseconds.
+    pub timeout_us: u64,
+    /// When the hook fails: forward unchanged (`false`, fail open) or refuse with 503.
+    pub reject_on_failure: bool,
+    /// Request headers shown to the hook (lower-case names).
+    pub headers: Vec<String>,
+}
+
+/// A hook's implementation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookTarget {
+    /// A Rhai script.
+    Script(ScriptSource),
+    /// An HTTP endpoint.
+    Webhook(HookUrl),
+}
+
+/// The `after_response` stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterResponse {
+    /// Where events are POSTed.
+    pub webhook: HookUrl,
+    /// Deadline per delivery, in ms.
+    pub timeout_ms: u64,
+    /// Events waiting per shard; beyond it an event is dropped and counted.
+    pub queue: usize,
+    /// Request headers included in events (lower-case names).
+    pub headers: Vec<String>,
 }
 
 /// A client key from the static list.
@@ -314,4 +415,6 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The ledger's directory (virtual keys, usage, leases); `None`: no ledger, no virtual keys.
     pub ledger: Option<String>,
+    /// The hooks beyond routing.
+    pub hooks: Hooks,
 }

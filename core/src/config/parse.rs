@@ -79,6 +79,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     ledger: RawLedger,
+    #[serde(default)]
+    hooks: RawHooks,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +235,41 @@ struct RawPool {
     strict: bool,
     max_attempts: Option<Spanned<usize>>,
     failover_deadline_ms: Option<u64>,
+    policy: Option<Spanned<String>>,
+    fallback: Option<Spanned<String>>,
+    timeout_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+    script: Option<Spanned<String>>,
+    webhook: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before_forward: Option<Spanned<RawBeforeForward>>,
+    after_response: Option<Spanned<RawAfterResponse>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBeforeForward {
+    script: Option<Spanned<String>>,
+    webhook: Option<Spanned<String>>,
+    timeout_ms: Option<Spanned<u64>>,
+    on_failure: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAfterResponse {
+    webhook: Spanned<String>,
+    timeout_ms: Option<Spanned<u64>>,
+    queue: Option<Spanned<usize>>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -261,14 +298,32 @@ struct RawKey {
 
 /// Parses and validates `text`. `env` looks up environment variables (provider and client keys).
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    parse_with_files(text, env, &|path| {
+        Err(format!(
+            "cannot read `{path}`: scripts are read relative to a config file, and this config has none"
+        ))
+    })
+}
+
+/// Reads a file a config names (a script), by the path as written.
+pub type FileReader<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Parses and validates `text`; scripts it names are read with `files` and compiled to check
+/// them.
+pub fn parse_with_files(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: FileReader<'_>,
+) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| error_at(text, e.span(), e.message()))?;
-    validate(text, raw, env)
+    validate(text, raw, env, files)
 }
 
 fn validate(
     text: &str,
     raw: RawConfig,
     env: &dyn Fn(&str) -> Option<String>,
+    files: FileReader<'_>,
 ) -> Result<Config, ConfigError> {
     let err = |span: Range<usize>, msg: String| error_at(text, Some(span), msg);
 
@@ -544,8 +599,10 @@ fn validate(
             .map_err(|(span, m)| err(span, m))?
             .unwrap_or(DEFAULT_MAX_ATTEMPTS)
             .min(members.len());
+        let policy = pool_policy(name, p, files).map_err(|(span, m)| err(span, m))?;
         pools.push(Pool {
             name: name.clone(),
+            policy,
             members,
             strict: p.strict,
             max_attempts,
@@ -609,7 +666,10 @@ fn validate(
         ));
     }
 
+    let hooks = hooks(&raw.hooks, files).map_err(|(span, m)| err(span, m))?;
+
     Ok(Config {
+        hooks,
         listen,
         shards: raw.shards.unwrap_or(0),
         driver,
@@ -627,6 +687,272 @@ fn validate(
                 .clone()
                 .unwrap_or_else(|| DEFAULT_LEDGER_PATH.to_string())
         }),
+    })
+}
+
+/// A webhook's deadline unless the config says otherwise.
+const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 20;
+/// A script's deadline per decision unless the config says otherwise.
+const DEFAULT_SCRIPT_TIMEOUT_MS: u64 = 1;
+/// Longest deadline a hook on the request path may have.
+const MAX_HOOK_TIMEOUT_MS: u64 = 10_000;
+/// An `after_response` delivery's deadline unless the config says otherwise.
+const DEFAULT_AUDIT_TIMEOUT_MS: u64 = 1_000;
+/// Events waiting per shard for `after_response` unless the config says otherwise.
+const DEFAULT_AUDIT_QUEUE: usize = 1024;
+
+type Failed = (Range<usize>, String);
+
+fn pool_policy(name: &str, p: &RawPool, files: FileReader<'_>) -> Result<PoolPolicy, Failed> {
+    let at = |field: &str| format!("pools.{name}.{field}");
+    let builtin = |v: &Spanned<String>, field: &str| {
+        crate::route::Builtin::from_name(v.get_ref()).ok_or_else(|| {
+            (
+                v.span(),
+                format!(
+                    "{}: `{}` is not one of weighted, cheapest, fastest, least_busy, usage",
+                    at(field),
+                    v.get_ref()
+                ),
+            )
+        })
+    };
+    let fallback = match &p.fallback {
+        Some(f) => builtin(f, "fallback")?,
+        None => crate::route::Builtin::Weighted,
+    };
+    let kind = match &p.policy {
+        None => {
+            if let Some(x) = p.script.as_ref().or(p.webhook.as_ref()) {
+                return Err((
+                    x.span(),
+                    format!(
+                        "pools.{name}: a script or webhook is given but policy is not \"script\" or \"webhook\""
+                    ),
+                ));
+            }
+            PolicyKind::Builtin(crate::route::Builtin::Weighted)
+        }
+        Some(v) => match v.get_ref().as_str() {
+            "script" => {
+                let s = p.script.as_ref().ok_or_else(|| {
+                    (
+                        v.span(),
+                        format!(
+                            "{}: policy = \"script\" needs script = \"path.rhai\"",
+                            at("policy")
+                        ),
+                    )
+                })?;
+                PolicyKind::Script(script(s, crate::route::script::Stage::Route, files)?)
+            }
+            "webhook" => {
+                let w = p.webhook.as_ref().ok_or_else(|| {
+                    (
+                        v.span(),
+                        format!(
+                            "{}: policy = \"webhook\" needs webhook = \"http://...\"",
+                            at("policy")
+                        ),
+                    )
+                })?;
+                PolicyKind::Webhook(hook_url(w, &at("webhook"))?)
+            }
+            _ => PolicyKind::Builtin(builtin(v, "policy")?),
+        },
+    };
+    if matches!(kind, PolicyKind::Builtin(_))
+        && let Some(x) = p.script.as_ref().or(p.webhook.as_ref())
+    {
+        return Err((
+            x.span(),
+            format!("pools.{name}: a script or webhook is given but policy is a built-in"),
+        ));
+    }
+    let default_ms = match kind {
+        PolicyKind::Script(_) => DEFAULT_SCRIPT_TIMEOUT_MS,
+        _ => DEFAULT_WEBHOOK_TIMEOUT_MS,
+    };
+    Ok(PoolPolicy {
+        kind,
+        fallback,
+        timeout_us: hook_timeout(&p.timeout_ms, &at("timeout_ms"), default_ms)? * 1000,
+        headers: header_names(&p.headers, &at("headers"))?,
+    })
+}
+
+fn hook_timeout(v: &Option<Spanned<u64>>, what: &str, default_ms: u64) -> Result<u64, Failed> {
+    match v {
+        None => Ok(default_ms),
+        Some(t) if *t.get_ref() == 0 || *t.get_ref() > MAX_HOOK_TIMEOUT_MS => Err((
+            t.span(),
+            format!("{what}: must be 1 to {MAX_HOOK_TIMEOUT_MS} ms"),
+        )),
+        Some(t) => Ok(*t.get_ref()),
+    }
+}
+
+fn header_names(v: &[Spanned<String>], what: &str) -> Result<Vec<String>, Failed> {
+    v.iter()
+        .map(|h| {
+            let n = h.get_ref();
+            if n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                Err((h.span(), format!("{what}: `{n}` is not a header name")))
+            } else {
+                Ok(n.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
+fn hook_url(v: &Spanned<String>, what: &str) -> Result<HookUrl, Failed> {
+    let url = v.get_ref();
+    // The path (and a query) stays whole: parse_base_url refuses a query, so split it off.
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url.as_str(), None),
+    };
+    match parse_base_url(base) {
+        Ok(Endpoint::Http {
+            tls,
+            host,
+            port,
+            path_prefix,
+        }) => {
+            let mut path = if path_prefix.is_empty() {
+                "/".to_string()
+            } else {
+                path_prefix
+            };
+            if let Some(q) = query {
+                path.push('?');
+                path.push_str(q);
+            }
+            Ok(HookUrl {
+                url: url.clone(),
+                endpoint: Endpoint::Http {
+                    tls,
+                    host,
+                    port,
+                    path_prefix: String::new(),
+                },
+                path,
+            })
+        }
+        Ok(Endpoint::Mock(_)) => Err((v.span(), format!("{what}: not an HTTP URL"))),
+        Err(m) => Err((v.span(), format!("{what}: {m}"))),
+    }
+}
+
+fn script(
+    v: &Spanned<String>,
+    stage: crate::route::script::Stage,
+    files: FileReader<'_>,
+) -> Result<ScriptSource, Failed> {
+    let path = v.get_ref();
+    let source = files(path).map_err(|m| (v.span(), m))?;
+    crate::route::script::Script::compile(
+        path,
+        &source,
+        stage,
+        crate::route::script::ScriptLimits::default(),
+        std::rc::Rc::new(std::time::Instant::now),
+    )
+    .map_err(|m| (v.span(), m))?;
+    Ok(ScriptSource {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn hooks(raw: &RawHooks, files: FileReader<'_>) -> Result<Hooks, Failed> {
+    let before_forward = match &raw.before_forward {
+        None => None,
+        Some(b) => {
+            let span = b.span();
+            let b = b.get_ref();
+            let (target, default_ms) = match (&b.script, &b.webhook) {
+                (Some(s), None) => (
+                    HookTarget::Script(script(
+                        s,
+                        crate::route::script::Stage::BeforeForward,
+                        files,
+                    )?),
+                    DEFAULT_SCRIPT_TIMEOUT_MS,
+                ),
+                (None, Some(w)) => (
+                    HookTarget::Webhook(hook_url(w, "hooks.before_forward.webhook")?),
+                    DEFAULT_WEBHOOK_TIMEOUT_MS,
+                ),
+                _ => {
+                    return Err((
+                        span,
+                        "hooks.before_forward: give exactly one of script or webhook".into(),
+                    ));
+                }
+            };
+            let reject_on_failure = match b.on_failure.as_ref().map(|v| (v.get_ref().as_str(), v)) {
+                None | Some(("forward", _)) => false,
+                Some(("reject", _)) => true,
+                Some((other, v)) => {
+                    return Err((
+                        v.span(),
+                        format!(
+                            "hooks.before_forward.on_failure: `{other}` is not forward or reject"
+                        ),
+                    ));
+                }
+            };
+            Some(BeforeForward {
+                target,
+                timeout_us: hook_timeout(
+                    &b.timeout_ms,
+                    "hooks.before_forward.timeout_ms",
+                    default_ms,
+                )? * 1000,
+                reject_on_failure,
+                headers: header_names(&b.headers, "hooks.before_forward.headers")?,
+            })
+        }
+    };
+    let after_response = match &raw.after_response {
+        None => None,
+        Some(a) => {
+            let a = a.get_ref();
+            let queue = match &a.queue {
+                Some(q) if *q.get_ref() == 0 || *q.get_ref() > 1 << 20 => {
+                    return Err((
+                        q.span(),
+                        "hooks.after_response.queue: must be 1 to 1048576".into(),
+                    ));
+                }
+                Some(q) => *q.get_ref(),
+                None => DEFAULT_AUDIT_QUEUE,
+            };
+            Some(AfterResponse {
+                webhook: hook_url(&a.webhook, "hooks.after_response.webhook")?,
+                timeout_ms: match &a.timeout_ms {
+                    None => DEFAULT_AUDIT_TIMEOUT_MS,
+                    Some(t) if *t.get_ref() == 0 || *t.get_ref() > 60_000 => {
+                        return Err((
+                            t.span(),
+                            "hooks.after_response.timeout_ms: must be 1 to 60000 ms".into(),
+                        ));
+                    }
+                    Some(t) => *t.get_ref(),
+                },
+                queue,
+                headers: header_names(&a.headers, "hooks.after_response.headers")?,
+            })
+        }
+    };
+    Ok(Hooks {
+        before_forward,
+        after_response,
     })
 }
 

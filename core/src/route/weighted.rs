@@ -35,6 +35,31 @@ impl SmoothWeighted {
         Some(b)
     }
 
+    /// The next pick among `eligible` members only (nginx skips a down peer the same way: its
+    /// weight takes no part in the round), or `None` when none is eligible.
+    pub fn pick_among(&mut self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        let mut total = 0;
+        for i in 0..self.weights.len() {
+            if !eligible(i) {
+                continue;
+            }
+            self.current[i] += self.weights[i];
+            total += self.weights[i];
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.current[b] -= total;
+        Some(b)
+    }
+
+    /// The member's weight.
+    pub fn weight(&self, member: usize) -> i64 {
+        self.weights.get(member).copied().unwrap_or(0)
+    }
+
     /// The next pick first, then every other member by descending weight, as fallbacks.
     pub fn order(&mut self) -> Vec<usize> {
         let Some(first) = self.pick() else {
@@ -78,5 +103,22 @@ mod tests {
         let o = s.order();
         assert_eq!(o, [1, 2, 0]);
         assert!(SmoothWeighted::new(&[]).pick().is_none());
+    }
+
+    #[test]
+    fn an_ineligible_member_takes_no_share() {
+        let mut s = SmoothWeighted::new(&[5, 1, 1]);
+        let mut counts = [0; 3];
+        for _ in 0..60 {
+            counts[s.pick_among(|i| i != 0).unwrap()] += 1;
+        }
+        assert_eq!(counts, [0, 30, 30]);
+        // Back in: the shares are the weights again over full windows.
+        let mut counts = [0; 3];
+        for _ in 0..70 {
+            counts[s.pick_among(|_| true).unwrap()] += 1;
+        }
+        assert_eq!(counts, [50, 10, 10]);
+        assert!(s.pick_among(|_| false).is_none());
     }
 }

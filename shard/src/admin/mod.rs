@@ -18,7 +18,6 @@ mod stats;
 use crate::control::Mailbox;
 use crate::ledger::LedgerHandle;
 use crate::ledger::store::Store;
-use busbar_core::config::Config;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,7 +34,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the admin thread works with.
 pub(crate) struct Admin {
     token: Option<String>,
-    config: Arc<Config>,
+    current: Arc<crate::runtime::Current>,
     mailboxes: Arc<Vec<Mailbox>>,
     /// The ledger thread and a read handle on its file, when the ledger is on.
     ledger: Option<(LedgerHandle, Store)>,
@@ -100,13 +99,13 @@ impl Answer {
 pub(crate) fn start(
     listener: TcpListener,
     token: Option<String>,
-    config: Arc<Config>,
+    current: Arc<crate::runtime::Current>,
     mailboxes: Arc<Vec<Mailbox>>,
     ledger: Option<(LedgerHandle, Store)>,
 ) -> Result<(), String> {
     let admin = Admin {
         token,
-        config,
+        current,
         mailboxes,
         ledger,
     };
@@ -241,7 +240,8 @@ fn route(admin: &Admin, req: &Request) -> Answer {
         "/stats" => match m {
             "GET" => {
                 let reports = stats::gather(&admin.mailboxes);
-                let mut v = stats::stats(&admin.config, admin.mailboxes.len(), &reports);
+                let config = admin.current.get().config;
+                let mut v = stats::stats(&config, admin.mailboxes.len(), &reports);
                 if let Some((l, _)) = &admin.ledger {
                     v["ledger"] = govern::ledger_stats(l, &reports);
                 }
@@ -252,7 +252,7 @@ fn route(admin: &Admin, req: &Request) -> Answer {
         "/healthz" => match m {
             "GET" => {
                 let reports = stats::gather(&admin.mailboxes);
-                let serving = stats::serving_lanes(&admin.config, &reports);
+                let serving = stats::serving_lanes(&admin.current.get().config, &reports);
                 let (status, word) = if serving > 0 {
                     (200, "ok")
                 } else {
@@ -261,6 +261,25 @@ fn route(admin: &Admin, req: &Request) -> Answer {
                 Answer::status(status, json!({"status": word, "lanes_serving": serving}))
             }
             _ => Answer::method(m, &req.path, "GET"),
+        },
+        "/admin/reload" => match m {
+            "POST" => match admin.current.reload() {
+                Ok(r) => Answer::ok(json!({
+                    "reloaded": true,
+                    "generation": r.generation,
+                    "providers": r.providers,
+                    "models": r.models,
+                    "pools": r.pools,
+                    "shards": r.shards,
+                    "shards_confirmed": r.shards_acked,
+                    "needs_restart": r.needs_restart,
+                })),
+                Err(e) => Answer::status(
+                    400,
+                    json!({"reloaded": false, "error": {"message": format!("the config was not reloaded and the old one stays in force: {e}")}}),
+                ),
+            },
+            _ => Answer::method(m, &req.path, "POST"),
         },
         "/admin/openapi.json" => match m {
             "GET" => Answer::ok(
@@ -273,7 +292,7 @@ fn route(admin: &Admin, req: &Request) -> Answer {
         p => Answer::error(
             404,
             format!(
-                "no admin route {p}; there are GET /stats, /healthz, /admin/openapi.json and /admin/keys, /admin/environments, /admin/models/{{name}}/usage"
+                "no admin route {p}; there are GET /stats, /healthz, /admin/openapi.json, POST /admin/reload and /admin/keys, /admin/environments, /admin/models/{{name}}/usage"
             ),
         ),
     }

@@ -112,9 +112,41 @@ pub(super) fn stats(config: &Config, shards: usize, reports: &[ShardReport]) -> 
             })
         })
         .collect();
+    let mut hooks: std::collections::BTreeMap<String, crate::hooks::HookCounts> =
+        Default::default();
+    let mut audit = crate::hooks::audit::AuditCounts::default();
+    let mut has_audit = false;
+    for r in reports {
+        for (name, c) in &r.hooks.hooks {
+            hooks.entry(name.clone()).or_default().add(c);
+        }
+        if let Some(a) = r.hooks.audit {
+            has_audit = true;
+            audit.queued += a.queued;
+            audit.sent += a.sent;
+            audit.failed += a.failed;
+            audit.dropped += a.dropped;
+        }
+    }
+    let mut hooks_json = serde_json::Map::new();
+    for (name, c) in hooks {
+        hooks_json.insert(
+            name,
+            json!({"calls": c.calls, "rejected": c.rejected, "rewritten": c.rewritten,
+                   "fallbacks": c.failures.values().sum::<u64>(), "failures": c.failures}),
+        );
+    }
+    if has_audit {
+        hooks_json.insert(
+            "hooks.after_response".into(),
+            json!({"queued": audit.queued, "sent": audit.sent, "failed": audit.failed, "dropped": audit.dropped}),
+        );
+    }
     json!({
         "shards": shards,
         "shards_answered": reports.len(),
+        "generation": reports.iter().map(|r| r.generation).max(),
+        "hooks": hooks_json,
         "in_flight": reports.iter().map(|r| r.in_flight).sum::<usize>(),
         "lanes_serving": serving_lanes(config, reports),
         "mailbox_full_drops": crate::control::CHANNEL_FULL.load(std::sync::atomic::Ordering::Relaxed),

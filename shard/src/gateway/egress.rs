@@ -11,7 +11,6 @@
 //! ```
 
 use crate::server::respond::ApiError;
-use crate::shard::Shard;
 use busbar_codec::Protocol;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{Fields, write_forwardable};
@@ -127,15 +126,15 @@ pub(crate) struct Forward<'a> {
 
 /// A whole upstream request: head and body.
 pub(crate) fn build(
-    shard: &Shard,
+    routes: &crate::routes::Routes,
     provider_index: usize,
     path: &str,
     forward: Option<Forward<'_>>,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
-    let provider = &shard.config.providers[provider_index];
-    let host = shard.upstream.host_header(provider_index);
-    let mut out = shard.upstream.buffers.take();
+    let provider = &routes.config.providers[provider_index];
+    let host = routes.upstream.host_header(provider_index);
+    let mut out = routes.upstream.buffers.take();
     out.reserve(768 + body.len());
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(path.as_bytes());

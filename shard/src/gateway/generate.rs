@@ -18,11 +18,14 @@
 //! the next one. The last member's outcome is the answer.
 
 use super::ingress::Ingress;
+use super::route;
 use super::transcode::Streamed;
 use super::{Caller, egress, mock, relay, transcode};
 use crate::gate::{Bill, Stop};
+use crate::hooks::{Forward, audit};
 use crate::io::write_all;
 use crate::lanes::{Probe, Refused};
+use crate::routes::Routes;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use crate::upstream::UpstreamError;
@@ -165,32 +168,171 @@ async fn run(
     ingress: &Ingress,
     caller: Caller,
 ) -> Outcome {
-    let ask = match ask(ingress, body) {
+    let routes = shard.routes();
+    let started = Instant::now();
+    let mut ask = match ask(ingress, body) {
         Ok(a) => a,
         Err(e) => return Outcome::Error(e),
     };
-    let config = &shard.config;
-    let started = Instant::now();
-    let plan = match shard.names.resolve(&ask.model) {
-        Some(Target::Model(m)) => Plan {
-            members: vec![m],
-            strict: false,
-            max_attempts: 1,
-            // One model: only its own per-attempt deadlines apply.
-            latest: started + Duration::from_secs(365 * 24 * 3600),
-        },
+    let p_in = ingress.protocol;
+    let programmable = |headers: &[String], body: &[u8], ask: &Ask| {
+        route::summary(
+            p_in,
+            &ask.model,
+            body,
+            ask.max_output,
+            ask.stream,
+            &caller,
+            head,
+            headers,
+            true,
+        )
+    };
+
+    // before_forward: the texts may be rewritten (the request is read again) or refused.
+    let rewritten;
+    let mut body = body;
+    if let Some(before) = &routes.hooks.before {
+        let summary = programmable(&before.headers, body, &ask);
+        match before.run(shard.id, &routes.upstream, &summary, body).await {
+            Forward::AsIs => {}
+            Forward::Rewritten(b) => {
+                rewritten = b;
+                body = &rewritten;
+                ask = match self::ask(ingress, body) {
+                    Ok(a) => a,
+                    Err(e) => return Outcome::Error(e),
+                };
+            }
+            Forward::Reject(status, message) => {
+                return Outcome::Error(
+                    ApiError::new(status, ErrorKind::from_status(status), message)
+                        .code("rejected_by_hook"),
+                );
+            }
+        }
+    }
+
+    let outcome = route_and_answer(
+        shard, &routes, stream, head, body, keep_alive, ingress, &caller, &ask, started,
+    )
+    .await;
+    if let Some(audit) = &routes.hooks.after {
+        let summary = programmable(&audit.headers, body, &ask);
+        audit.push(summary, outcome.1);
+    }
+    outcome.0
+}
+
+/// Routes the request, admits it, tries its plan and settles its bill; returns the answer and
+/// what the audit hook is told.
+#[allow(clippy::too_many_arguments)]
+async fn route_and_answer(
+    shard: &Rc<Shard>,
+    routes: &Routes,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    body: &[u8],
+    keep_alive: bool,
+    ingress: &Ingress,
+    caller: &Caller,
+    ask: &Ask,
+    started: Instant,
+) -> (Outcome, audit::Outcome) {
+    let config = &routes.config;
+    let p_in = ingress.protocol;
+    let mut report = audit::Outcome {
+        status: 0,
+        model: None,
+        provider: None,
+        attempts: 0,
+        latency_ms: 0.0,
+        usage: None,
+        cost_usd: None,
+    };
+    let refuse = |e: ApiError, mut report: audit::Outcome| {
+        report.status = e.status;
+        report.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        (Outcome::Error(e), report)
+    };
+    let plan = match routes.names.resolve(&ask.model) {
+        Some(Target::Model(m)) => {
+            if let Caller::Virtual(key) = caller
+                && !key.permits(&ask.model)
+            {
+                return refuse(not_allowed(key, &ask.model), report);
+            }
+            Plan {
+                members: vec![m],
+                strict: false,
+                max_attempts: 1,
+                // One model: only its own per-attempt deadlines apply.
+                latest: started + Duration::from_secs(365 * 24 * 3600),
+            }
+        }
         Some(Target::Pool(p)) => {
             let pool = &config.pools[p];
-            let order = shard.rotations[p].borrow_mut().order();
+            let pool_allowed = match caller {
+                Caller::Virtual(key) => key.permits(&ask.model),
+                _ => true,
+            };
+            if let Caller::Virtual(key) = caller
+                && !pool_allowed
+                && !pool
+                    .members
+                    .iter()
+                    .any(|m| key.permits(&config.models[m.model].name))
+            {
+                return refuse(not_allowed(key, &ask.model), report);
+            }
+            let prompt = route::estimated_tokens(body);
+            let candidates =
+                route::candidates(routes, p, caller, prompt, ask.max_output, pool_allowed);
+            let members = if candidates.is_empty() {
+                // Nothing is eligible: try the members the key may use in weight order, so the
+                // client hears why from the lanes themselves (open, busy, overflow).
+                let mut all: Vec<&busbar_core::config::PoolMember> = pool
+                    .members
+                    .iter()
+                    .filter(|m| match caller {
+                        Caller::Virtual(k) => {
+                            pool_allowed || k.permits(&config.models[m.model].name)
+                        }
+                        _ => true,
+                    })
+                    .collect();
+                all.sort_by_key(|m| std::cmp::Reverse(m.weight));
+                all.into_iter().map(|m| m.model).collect()
+            } else {
+                let full = !matches!(
+                    pool.policy.kind,
+                    busbar_core::config::PolicyKind::Builtin(_)
+                );
+                let summary = route::summary(
+                    p_in,
+                    &ask.model,
+                    body,
+                    ask.max_output,
+                    ask.stream,
+                    caller,
+                    head,
+                    &pool.policy.headers,
+                    full,
+                );
+                match route::order(shard.id, routes, p, &summary, &candidates).await {
+                    Ok(m) => m,
+                    Err(e) => return refuse(e, report),
+                }
+            };
             Plan {
-                members: order.into_iter().map(|i| pool.members[i].model).collect(),
+                members,
                 strict: pool.strict,
                 max_attempts: pool.max_attempts.max(1),
                 latest: started + Duration::from_millis(pool.failover_deadline_ms),
             }
         }
         None => {
-            return Outcome::Error(
+            return refuse(
                 ApiError::new(
                     404,
                     ErrorKind::NotFound,
@@ -201,33 +343,65 @@ async fn run(
                 )
                 .param("model")
                 .code("model_not_found"),
+                report,
             );
         }
     };
+    let mut plan = plan;
 
-    // Governance: the key's allowance, then its worst case reserved against every limit of
-    // the key and its environment.
+    // Governance: the worst case reserved against every limit of the key and its
+    // environment. A member the budget left cannot cover is dropped from the plan when a
+    // cheaper one can still answer.
     let mut ticket = None;
     let mut bound_output = false;
-    if let Caller::Virtual(key) = &caller {
-        if !key.permits(&ask.model) {
-            return Outcome::Error(not_allowed(key, &ask.model));
-        }
+    if let Caller::Virtual(key) = caller {
         bound_output = shard.gate.bounds_output(key);
-        let (cost, tokens) = worst(config, &plan, body.len(), ask.max_output, ask.choices);
+        let worst_of =
+            |members: &[usize]| worst(config, members, body.len(), ask.max_output, ask.choices);
+        let (cost, tokens) = worst_of(&plan.members);
         match shard.gate.admit(key, cost, tokens, now_ms()).await {
             Ok(t) => ticket = Some(t),
-            Err(stop) => return Outcome::Error(stopped(stop)),
+            Err(stop) => {
+                let left = match &stop {
+                    Stop::Limit {
+                        limit,
+                        available: Some(left),
+                        ..
+                    } if limit.is_spend() => Some(*left),
+                    _ => None,
+                };
+                let affordable: Vec<usize> = match left {
+                    Some(left) if plan.members.len() > 1 => plan
+                        .members
+                        .iter()
+                        .copied()
+                        .filter(|&m| worst_of(&[m]).0 <= left)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if affordable.is_empty() || affordable.len() == plan.members.len() {
+                    return refuse(stopped(stop), report);
+                }
+                plan.members = affordable;
+                let (cost, tokens) = worst_of(&plan.members);
+                match shard.gate.admit(key, cost, tokens, now_ms()).await {
+                    Ok(t) => ticket = Some(t),
+                    Err(stop) => return refuse(stopped(stop), report),
+                }
+            }
         }
     }
 
     let mut cx = Attempt {
         shard,
+        routes,
         head,
         body,
         keep_alive,
         ingress,
-        ask: &ask,
+        ask,
+        attempts: 0,
+        head_at: None,
         strict: plan.strict,
         latest: plan.latest,
         ir: None,
@@ -239,27 +413,32 @@ async fn run(
         usage: None,
     };
     let outcome = cx.members(stream, &plan).await;
+    let billed = cx.answered.map(|m| {
+        let model = &config.models[m];
+        let known = cx.usage.map(|u| {
+            let input = u.input + u.cache_read + u.cache_write;
+            let cost = actual_cost(
+                input,
+                u.output,
+                Prices {
+                    input: model.input_price,
+                    output: model.output_price,
+                },
+            );
+            (input, u.output, cost)
+        });
+        (model, known)
+    });
     if let Some(mut t) = ticket {
-        let bill = match cx.answered {
-            Some(m) => {
-                let model = &config.models[m];
+        let bill = match billed {
+            Some((model, known)) => {
                 t.answered_by(&model.name);
-                match cx.usage {
-                    Some(u) => {
-                        let input = u.input + u.cache_read + u.cache_write;
-                        Bill::Known {
-                            input,
-                            output: u.output,
-                            cost: actual_cost(
-                                input,
-                                u.output,
-                                Prices {
-                                    input: model.input_price,
-                                    output: model.output_price,
-                                },
-                            ),
-                        }
-                    }
+                match known {
+                    Some((input, output, cost)) => Bill::Known {
+                        input,
+                        output,
+                        cost,
+                    },
                     None => Bill::Unknown,
                 }
             }
@@ -267,14 +446,42 @@ async fn run(
         };
         t.settle(bill);
     }
-    outcome
+    report.attempts = cx.attempts;
+    report.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    report.status = match &outcome {
+        Outcome::Written(_) => 200,
+        Outcome::Bytes(b) => status_of(b),
+        Outcome::Error(e) => e.status,
+    };
+    if let Some((model, known)) = billed {
+        report.model = Some(model.name.clone());
+        report.provider = Some(config.providers[model.provider].name.clone());
+        if let Some((input, output, cost)) = known {
+            report.usage = Some(audit::Usage {
+                input_tokens: input,
+                output_tokens: output,
+            });
+            report.cost_usd = Some(cost as f64 / 1e6);
+        }
+    }
+    (outcome, report)
+}
+
+/// The status of a whole HTTP/1.1 response (0 when it cannot be read).
+fn status_of(response: &[u8]) -> u16 {
+    response
+        .get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Attempt<'_> {
     /// Tries the plan's members in order until one answers the client, or none is left.
     async fn members(&mut self, stream: &mut TcpStream, plan: &Plan) -> Outcome {
         let shard = self.shard;
-        let config = &shard.config;
+        let routes = self.routes;
+        let config = &routes.config;
         let (head, body, keep_alive, ask, ingress) = (
             self.head,
             self.body,
@@ -321,14 +528,14 @@ impl Attempt<'_> {
                 last = Some(Outcome::Error(ApiError::new(503, ErrorKind::Upstream, why)));
                 continue;
             }
-            let entry = match shard.lanes.enter(m, Instant::now()) {
+            let entry = match routes.lanes.enter(m, Instant::now()) {
                 Ok(e) => e,
                 Err(r) => {
                     last = Some(Outcome::Error(lane_refused(model, r)));
                     continue;
                 }
             };
-            let permit = match shard.lanes.slot(m, plan.latest).await {
+            let permit = match routes.lanes.slot(m, plan.latest).await {
                 Ok(p) => p,
                 Err(r) => {
                     last = Some(Outcome::Error(lane_refused(model, r)));
@@ -336,9 +543,15 @@ impl Attempt<'_> {
                 }
             };
             attempts += 1;
+            self.attempts += 1;
             self.probe = entry.probe;
             self.settled = false;
+            self.head_at = None;
+            let began = Instant::now();
             let result = self.go(stream, m).await;
+            if let (Some(at), Tried::Done { failure: None, .. }) = (self.head_at, &result) {
+                routes.lanes.observe(m, at - began, began.elapsed());
+            }
             drop(permit);
             // Still held: the attempt ended before the provider answered 2xx, so its outcome is
             // the probe's.
@@ -348,7 +561,7 @@ impl Attempt<'_> {
                 Tried::Done { outcome, failure } => {
                     // A probe already settled at its 2xx head counts once.
                     if !(self.settled && failure.is_none()) {
-                        shard.lanes.record(m, failure, None, probe, &model.name);
+                        routes.lanes.record(m, failure, None, probe, &model.name);
                     }
                     return outcome;
                 }
@@ -357,7 +570,7 @@ impl Attempt<'_> {
                     class,
                     retry_after,
                 } => {
-                    shard
+                    routes
                         .lanes
                         .record(m, Some(class), retry_after, probe, &model.name);
                     tracing::debug!(
@@ -467,6 +680,8 @@ fn lane_refused(model: &Model, r: Refused) -> ApiError {
 /// What every attempt of one request shares.
 struct Attempt<'a> {
     shard: &'a Rc<Shard>,
+    /// The config generation the request started on.
+    routes: &'a Routes,
     head: &'a RequestHead,
     body: &'a [u8],
     keep_alive: bool,
@@ -488,13 +703,18 @@ struct Attempt<'a> {
     answered: Option<usize>,
     /// What that provider said the request used.
     usage: Option<busbar_codec::ir::Usage>,
+    /// Members asked so far.
+    attempts: u32,
+    /// When the current attempt's provider answered 2xx (its response head).
+    head_at: Option<Instant>,
 }
 
 impl Attempt<'_> {
     /// Sends the request to model `m` and answers the client from it, or says why not.
     async fn go(&mut self, stream: &mut TcpStream, m: usize) -> Tried {
         let shard = self.shard;
-        let config = &shard.config;
+        let routes = self.routes;
+        let config = &routes.config;
         let head = self.head;
         let ask = self.ask;
         let keep_alive = self.keep_alive;
@@ -535,7 +755,7 @@ impl Attempt<'_> {
                     hide_usage,
                 );
                 let s = transcode::stream(
-                    shard,
+                    routes,
                     down(stream),
                     model.provider,
                     resp,
@@ -548,7 +768,7 @@ impl Attempt<'_> {
             let framing = resp.head.framing;
             let mut tap = self.tap.then(Vec::new);
             let keep = relay::relay(
-                shard,
+                routes,
                 stream,
                 model.provider,
                 resp,
@@ -674,7 +894,7 @@ impl Attempt<'_> {
                 extra.push(("x-busbar-dropped", dropped_header(&loss)));
             }
             let s = transcode::stream(
-                shard,
+                routes,
                 down(stream),
                 model.provider,
                 resp,
@@ -684,7 +904,7 @@ impl Attempt<'_> {
             );
             return self.streamed(s.await);
         }
-        let (rhead, rbody) = match shard
+        let (rhead, rbody) = match routes
             .upstream
             .read_to_end(model.provider, resp, MAX_TRANSLATED_BODY)
             .await
@@ -737,8 +957,8 @@ impl Attempt<'_> {
     /// as the body takes (a slow client could hold it for ever).
     fn settle_probe(&mut self, m: usize) {
         if let Some(p) = self.probe.take() {
-            let name = &self.shard.config.models[m].name;
-            self.shard.lanes.record(m, None, None, true, name);
+            let name = &self.routes.config.models[m].name;
+            self.routes.lanes.record(m, None, None, true, name);
             self.settled = true;
             drop(p);
         }
@@ -755,19 +975,20 @@ impl Attempt<'_> {
         body: &[u8],
     ) -> Result<crate::upstream::Response, Tried> {
         let shard = self.shard;
-        let provider = shard.config.models[m].provider;
+        let routes = self.routes;
+        let provider = routes.config.models[m].provider;
         let forward = egress::Forward {
             headers: &self.head.headers,
             same_protocol,
         };
         let request =
-            egress::build(shard, provider, path, Some(forward), body).map_err(Tried::Skipped)?;
-        let resp = shard
+            egress::build(routes, provider, path, Some(forward), body).map_err(Tried::Skipped)?;
+        let resp = routes
             .upstream
             .exchange(provider, request, self.latest)
             .await
             .map_err(|e| {
-                let p = &shard.config.providers[provider];
+                let p = &routes.config.providers[provider];
                 tracing::debug!(shard = shard.id, provider = %p.name, "upstream failed: {e}");
                 if e.is_timeout() && Instant::now() >= self.latest {
                     // The pool's deadline, not the provider's own, ended the attempt.
@@ -783,9 +1004,14 @@ impl Attempt<'_> {
                     retry_after: None,
                 }
             })?;
+        let h = &resp.head;
+        routes
+            .lanes
+            .rate_headers(m, |n| h.header(n).and_then(|v| std::str::from_utf8(v).ok()));
         if !(200..300).contains(&resp.head.status) {
             return Err(self.refused(provider, resp, same_protocol).await);
         }
+        self.head_at = Some(Instant::now());
         self.settle_probe(m);
         self.answered = Some(m);
         self.usage = None;
@@ -802,9 +1028,9 @@ impl Attempt<'_> {
         resp: crate::upstream::Response,
         same_protocol: bool,
     ) -> Tried {
-        let shard = self.shard;
+        let routes = self.routes;
         let status = resp.head.status;
-        let (rhead, rbody) = match shard
+        let (rhead, rbody) = match routes
             .upstream
             .read_to_end(provider, resp, MAX_ERROR_BODY)
             .await
@@ -820,7 +1046,7 @@ impl Attempt<'_> {
         };
         let text = |name: &str| rhead.header(name).and_then(|v| std::str::from_utf8(v).ok());
         let pe = read_provider_error(text("x-amzn-errortype"), &rbody);
-        let p = &shard.config.providers[provider];
+        let p = &routes.config.providers[provider];
         let class = classify(
             &Facts {
                 protocol: p.protocol,
@@ -890,16 +1116,16 @@ fn output_bound(ask: &Ask, model: &Model) -> u64 {
         .unwrap_or(FALLBACK_MAX_TOKENS)
 }
 
-/// The worst case of a request over every member of its plan: (micro-USD, tokens). `choices`
+/// The worst case of a request over `members`: (micro-USD, tokens). `choices`
 /// answers of up to `max_output` tokens each.
 fn worst(
     config: &busbar_core::config::Config,
-    plan: &Plan,
+    members: &[usize],
     body_len: usize,
     max_output: Option<u64>,
     choices: u64,
 ) -> (Micros, u64) {
-    plan.members.iter().fold((0, 0), |(cost, tokens), &m| {
+    members.iter().fold((0, 0), |(cost, tokens), &m| {
         let model = &config.models[m];
         let out = max_output
             .or(model.max_output_tokens)

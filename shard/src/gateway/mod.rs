@@ -14,6 +14,7 @@ mod generate;
 pub(crate) mod ingress;
 mod mock;
 mod relay;
+mod route;
 mod transcode;
 
 use crate::io::write_all;
@@ -93,7 +94,8 @@ pub(crate) enum Caller {
 /// Checks the client key in `protocol`'s carrier, against the config's keys and then the
 /// virtual keys. Once either exists, every request needs one.
 fn authenticate(shard: &Shard, head: &RequestHead, protocol: Protocol) -> Result<Caller, ApiError> {
-    if !shard.keys.is_enabled() && !shard.gate.has_keys() {
+    let routes = shard.routes();
+    if !routes.keys.is_enabled() && !shard.gate.has_keys() {
         return Ok(Caller::Open);
     }
     let secret = match ingress::client_key(head, protocol) {
@@ -114,7 +116,7 @@ fn authenticate(shard: &Shard, head: &RequestHead, protocol: Protocol) -> Result
         }
     };
     let digest = busbar_core::keys::digest(secret);
-    if shard.keys.lookup_digest(&digest).is_some() {
+    if routes.keys.lookup_digest(&digest).is_some() {
         return Ok(Caller::Static);
     }
     match shard.gate.key(&digest) {
@@ -143,8 +145,9 @@ fn authenticate(shard: &Shard, head: &RequestHead, protocol: Protocol) -> Result
 /// 200 while some lane can serve (its provider has credentials and its breaker is not
 /// open); 503 when nothing can.
 fn health(shard: &Shard, keep_alive: bool) -> Vec<u8> {
-    let c = &shard.config;
-    let serving = shard.lanes.any_open_for_traffic(|i| {
+    let routes = shard.routes();
+    let c = &routes.config;
+    let serving = routes.lanes.any_open_for_traffic(|i| {
         let p = &c.providers[c.models[i].provider];
         matches!(p.endpoint, busbar_core::config::Endpoint::Mock(_))
             || egress::missing_credentials(p).is_none()
@@ -170,7 +173,8 @@ fn health(shard: &Shard, keep_alive: bool) -> Vec<u8> {
 
 /// The models and pools the caller may use, in its protocol's list shape.
 fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool, caller: &Caller) -> Vec<u8> {
-    let c = &shard.config;
+    let routes = shard.routes();
+    let c = &routes.config;
     let permits = |name: &str| match caller {
         Caller::Virtual(k) => k.permits(name),
         Caller::Open | Caller::Static => true,

@@ -13,7 +13,6 @@
 
 use crate::io::write_all_within;
 use crate::server::respond::reason;
-use crate::shard::Shard;
 use crate::upstream::Response;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder, write_forwardable};
 use monoio::net::TcpStream;
@@ -121,7 +120,7 @@ impl Mode {
 
 /// Relays `resp` to the client. Returns whether the client connection can carry another request.
 pub(super) async fn relay(
-    shard: &Shard,
+    routes: &crate::routes::Routes,
     client: &mut TcpStream,
     provider: usize,
     resp: Response,
@@ -147,7 +146,7 @@ pub(super) async fn relay(
     };
     keep_tap(&buffered);
     let http11 = client_minor == 1;
-    let limit = std::time::Duration::from_millis(shard.config.limits.write_timeout_ms);
+    let limit = std::time::Duration::from_millis(routes.config.limits.write_timeout_ms);
     let mut mode = match head.framing {
         BodyFraming::Empty => Mode::Empty,
         BodyFraming::Length(n) => Mode::Length { remaining: n },
@@ -158,7 +157,7 @@ pub(super) async fn relay(
     };
     let keep_client = keep_alive && !mode.closes_client();
 
-    let mut out = shard.upstream.buffers.take();
+    let mut out = routes.upstream.buffers.take();
     out.reserve(1024 + buffered.len());
     status_and_headers(&mut out, &head);
     match (&mode, head.framing) {
@@ -194,7 +193,7 @@ pub(super) async fn relay(
     let mut buf = buffered;
     while !step.done {
         buf.clear();
-        let (res, b) = shard.upstream.read_body(&mut stream, buf).await;
+        let (res, b) = routes.upstream.read_body(&mut stream, buf).await;
         buf = b;
         match res {
             Ok(0) => {
@@ -206,12 +205,12 @@ pub(super) async fn relay(
                 }
                 // The provider ended the body early: the client must see a broken response,
                 // not a short one that looks whole.
-                tracing::debug!(shard = shard.id, "provider closed mid-body");
+                tracing::debug!(shard = routes.shard, "provider closed mid-body");
                 return false;
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::debug!(shard = shard.id, "reading provider body failed: {e}");
+                tracing::debug!(shard = routes.shard, "reading provider body failed: {e}");
                 return false;
             }
         }
@@ -243,10 +242,10 @@ pub(super) async fn relay(
             return false;
         }
     }
-    shard.upstream.buffers.give(out);
-    shard.upstream.buffers.give(buf);
+    routes.upstream.buffers.give(out);
+    routes.upstream.buffers.give(buf);
     if reusable {
-        shard.upstream.checkin(provider, stream);
+        routes.upstream.checkin(provider, stream);
     }
     keep_client
 }

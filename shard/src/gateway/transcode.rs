@@ -18,7 +18,6 @@
 
 use crate::io::write_all_within;
 use crate::server::respond::ApiError;
-use crate::shard::Shard;
 use crate::upstream::Response;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder};
@@ -113,7 +112,7 @@ impl Body {
 /// Streams `resp` (a 2xx) to the client through `t`. Until the stream commits, nothing waits
 /// past `latest` (the request's failover deadline).
 pub(super) async fn stream(
-    shard: &Shard,
+    routes: &crate::routes::Routes,
     down: Downstream<'_>,
     provider: usize,
     resp: Response,
@@ -133,7 +132,7 @@ pub(super) async fn stream(
     } = resp;
     let http11 = client_minor == 1;
     let keep = keep_alive && http11;
-    let limit = std::time::Duration::from_millis(shard.config.limits.write_timeout_ms);
+    let limit = std::time::Duration::from_millis(routes.config.limits.write_timeout_ms);
 
     let mut body = Body {
         framing: head.framing,
@@ -154,7 +153,7 @@ pub(super) async fn stream(
     // Why the upstream ended early, when it did not just stop, and what kind of failure that is.
     let mut why: Option<String> = None;
     let mut why_class = Class::Network;
-    let (first_event, gap) = shard.upstream.stream_deadlines();
+    let (first_event, gap) = routes.upstream.stream_deadlines();
     let first_deadline = Instant::now() + first_event;
     let mut seen = 0;
     let mut last_event = Instant::now();
@@ -197,9 +196,9 @@ pub(super) async fn stream(
         if !committed {
             if let Some((code, message)) = t.error().filter(|_| !t.is_committed()) {
                 // Failed before anything the client must see: nothing is written.
-                let class = failure_class(shard, provider, &t, why_class).unwrap_or(why_class);
+                let class = failure_class(routes, provider, &t, why_class).unwrap_or(why_class);
                 return Streamed::Failed {
-                    error: failed(shard, provider, code, message, class),
+                    error: failed(routes, provider, code, message, class),
                     class: (!pool_deadline).then_some(class),
                 };
             }
@@ -246,7 +245,7 @@ pub(super) async fn stream(
         } else {
             deadline.min(latest)
         };
-        let res = match shard
+        let res = match routes
             .upstream
             .read_body_until(&mut upstream, input, deadline)
             .await
@@ -303,8 +302,8 @@ pub(super) async fn stream(
     }
     if let Some(u) = t.usage() {
         tracing::debug!(
-            shard = shard.id,
-            provider = %shard.config.providers[provider].name,
+            shard = routes.shard,
+            provider = %routes.config.providers[provider].name,
             input = u.input,
             output = u.output,
             cache_read = u.cache_read,
@@ -314,24 +313,29 @@ pub(super) async fn stream(
         );
     }
     if body.clean && t.is_complete() {
-        shard.upstream.checkin(provider, upstream);
+        routes.upstream.checkin(provider, upstream);
     }
     Streamed::Done {
         keep,
-        failure: failure_class(shard, provider, &t, why_class),
+        failure: failure_class(routes, provider, &t, why_class),
         usage: t.usage().copied(),
     }
 }
 
 /// What kind of failure ended the stream, if it failed: the provider's own error event by
 /// its code and message; busbar's (cut off, unreadable, a deadline) by what happened.
-fn failure_class(shard: &Shard, provider: usize, t: &Transcoder, why: Class) -> Option<Class> {
+fn failure_class(
+    routes: &crate::routes::Routes,
+    provider: usize,
+    t: &Transcoder,
+    why: Class,
+) -> Option<Class> {
     let (code, message) = t.error()?;
     Some(match code {
         Some("stream_interrupted") => why,
         Some(c) if c == MALFORMED => Class::ServerError,
         _ => {
-            let p = &shard.config.providers[provider];
+            let p = &routes.config.providers[provider];
             classify(
                 &Facts {
                     protocol: p.protocol,
@@ -373,14 +377,14 @@ fn stream_head(
 /// A stream that failed before it committed, as the error the client gets if no other
 /// provider answers.
 fn failed(
-    shard: &Shard,
+    routes: &crate::routes::Routes,
     provider: usize,
     code: Option<&str>,
     message: &str,
     class: Class,
 ) -> ApiError {
-    let name = &shard.config.providers[provider].name;
-    tracing::debug!(shard = shard.id, provider = %name, class = class.as_str(), "stream failed before its first event: {message}");
+    let name = &routes.config.providers[provider].name;
+    tracing::debug!(shard = routes.shard, provider = %name, class = class.as_str(), "stream failed before its first event: {message}");
     let mut e = ApiError::new(
         if class == Class::Timeout { 504 } else { 502 },
         ErrorKind::Upstream,

@@ -74,7 +74,8 @@ async fn read_head(
     buf: &mut Vec<u8>,
     first: bool,
 ) -> HeadOutcome {
-    let limits = &shard.config.limits;
+    let routes = shard.routes();
+    let limits = &routes.config.limits;
     let header_timeout = Duration::from_millis(limits.header_timeout_ms);
     let wait = if first {
         header_timeout
@@ -133,7 +134,8 @@ async fn read_body(
     buf: &mut Vec<u8>,
     head: &RequestHead,
 ) -> Result<Vec<u8>, Option<ApiError>> {
-    let limits = &shard.config.limits;
+    let routes = shard.routes();
+    let limits = &routes.config.limits;
     let max = limits.max_body_bytes;
     let too_large = || {
         ApiError::new(

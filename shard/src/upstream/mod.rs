@@ -139,11 +139,18 @@ impl Upstream {
         tls: Arc<rustls::ClientConfig>,
         addrs: Vec<Vec<SocketAddr>>,
     ) -> Self {
-        let origins = config
+        let endpoints = config
             .providers
             .iter()
-            .zip(addrs)
-            .map(|(p, addrs)| match &p.endpoint {
+            .map(|p| (p.name.as_str(), &p.endpoint))
+            .chain(
+                crate::hooks::webhook_urls(config)
+                    .into_iter()
+                    .map(|u| ("webhook", &u.endpoint)),
+            );
+        let origins = endpoints
+            .zip(addrs.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .map(|((name, endpoint), addrs)| match endpoint {
                 Endpoint::Http {
                     tls, host, port, ..
                 } => {
@@ -160,8 +167,7 @@ impl Upstream {
                     };
                     Some(Origin {
                         label: format!(
-                            "{} ({}{host_header})",
-                            p.name,
+                            "{name} ({}{host_header})",
                             if *tls { "https://" } else { "http://" }
                         ),
                         host_header,

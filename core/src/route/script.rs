@@ -1,0 +1,425 @@
+//! The `script` policy and the script side of the `before_forward` hook: Rhai, sandboxed.
+//!
+//! ```text
+//!   compile (once per shard): parse, check `fn route(request, candidates)` /
+//!                             `fn before_forward(request, texts)` is there
+//!   each call: request + candidates as Rhai maps -> call the function (the AST is not
+//!              re-run) -> check what came back -> Decision / Rewrite, or a ScriptError
+//! ```
+//!
+//! The sandbox: no module loading (the `no_module` feature: `import` does not parse), no
+//! `eval`, no printing, no time; limits on operations, call depth, expression depth, string,
+//! array and map sizes; and a deadline per call, checked against the injected clock every
+//! [`CLOCK_EVERY`] operations. Rhai has no file, network or process access of its own, and
+//! nothing that has is registered.
+
+use super::{Candidate, Decision, Summary};
+use rhai::{
+    AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Scope,
+};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Operations between two looks at the clock.
+pub const CLOCK_EVERY: u64 = 256;
+
+/// Sandbox limits of a script.
+#[derive(Debug, Clone, Copy)]
+pub struct ScriptLimits {
+    /// Most Rhai operations per call.
+    pub max_operations: u64,
+    /// Deepest function call nesting.
+    pub max_call_levels: usize,
+    /// Deepest expression nesting (global and in functions).
+    pub max_expr_depth: usize,
+    /// Longest string in bytes.
+    pub max_string_size: usize,
+    /// Most items of an array.
+    pub max_array_size: usize,
+    /// Most entries of a map.
+    pub max_map_size: usize,
+    /// Wall-clock time allowed per call.
+    pub deadline: Duration,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        Self {
+            max_operations: 200_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 4096,
+            max_map_size: 4096,
+            deadline: Duration::from_millis(1),
+        }
+    }
+}
+
+/// A clock, injected: the shard passes `Instant::now`, tests a fake.
+pub type Clock = Rc<dyn Fn() -> Instant>;
+
+/// What a script is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `fn route(request, candidates)`.
+    Route,
+    /// `fn before_forward(request, texts)`.
+    BeforeForward,
+}
+
+impl Stage {
+    fn function(self) -> &'static str {
+        match self {
+            Stage::Route => "route",
+            Stage::BeforeForward => "before_forward",
+        }
+    }
+}
+
+/// What `before_forward` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Forward the request as it is.
+    Continue,
+    /// The texts, in order, as they should be (same count as given).
+    Texts(Vec<String>),
+    /// Refuse the request.
+    Reject {
+        /// HTTP status (400..=599).
+        status: u16,
+        /// What the client is told.
+        message: String,
+    },
+}
+
+/// Why a call gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    /// It ran more operations than allowed.
+    #[error("the script ran over its operation limit")]
+    Operations,
+    /// It ran past its deadline.
+    #[error("the script ran past its deadline")]
+    Deadline,
+    /// A size or depth limit: string, array, map, call depth, expression depth.
+    #[error("the script went over a size limit: {0}")]
+    TooLarge(String),
+    /// Any other runtime error.
+    #[error("the script failed: {0}")]
+    Runtime(String),
+    /// It returned something that is not an answer.
+    #[error("the script returned {0}")]
+    BadReturn(String),
+}
+
+impl ScriptError {
+    /// A short name for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScriptError::Operations => "operations",
+            ScriptError::Deadline => "deadline",
+            ScriptError::TooLarge(_) => "size",
+            ScriptError::Runtime(_) => "runtime",
+            ScriptError::BadReturn(_) => "bad_return",
+        }
+    }
+}
+
+/// A compiled script with its sandboxed engine (one per shard).
+pub struct Script {
+    engine: Engine,
+    ast: AST,
+    deadline: Rc<Cell<Option<Instant>>>,
+    clock: Clock,
+    limit: Duration,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Script")
+    }
+}
+
+/// The marker `on_progress` stops a script with when its deadline is past.
+const DEADLINE_TOKEN: &str = "busbar:deadline";
+
+impl Script {
+    /// Compiles `source` (`name`, its path, names it in errors) for `stage`.
+    pub fn compile(
+        name: &str,
+        source: &str,
+        stage: Stage,
+        limits: ScriptLimits,
+        clock: Clock,
+    ) -> Result<Script, String> {
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(rhai::packages::Package::as_shared_module(
+            &rhai::packages::StandardPackage::new(),
+        ));
+        engine.disable_symbol("eval");
+        engine.on_print(|_| {});
+        engine.on_debug(|_, _, _| {});
+        engine.set_max_operations(limits.max_operations);
+        engine.set_max_call_levels(limits.max_call_levels);
+        engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
+        engine.set_max_string_size(limits.max_string_size);
+        engine.set_max_array_size(limits.max_array_size);
+        engine.set_max_map_size(limits.max_map_size);
+        engine.set_strict_variables(true);
+        engine.set_optimization_level(rhai::OptimizationLevel::Simple);
+        let (d, c) = (Rc::clone(&deadline), Rc::clone(&clock));
+        engine.on_progress(move |ops| {
+            if ops % CLOCK_EVERY == 0
+                && let Some(at) = d.get()
+                && c() >= at
+            {
+                return Some(Dynamic::from(DEADLINE_TOKEN));
+            }
+            None
+        });
+        let ast = engine.compile(source).map_err(|e| {
+            let p = e.position();
+            match (p.line(), p.position()) {
+                (Some(l), Some(c)) => format!("{name} line {l}, column {c}: {}", e.err_type()),
+                (Some(l), None) => format!("{name} line {l}: {}", e.err_type()),
+                _ => format!("{name}: {}", e.err_type()),
+            }
+        })?;
+        let f = stage.function();
+        if !ast
+            .iter_functions()
+            .any(|x| x.name == f && x.params.len() == 2)
+        {
+            return Err(format!(
+                "{name}: the script must define `fn {f}(request, {})`",
+                match stage {
+                    Stage::Route => "candidates",
+                    Stage::BeforeForward => "texts",
+                }
+            ));
+        }
+        Ok(Script {
+            engine,
+            ast,
+            deadline,
+            clock,
+            limit: limits.deadline,
+        })
+    }
+
+    fn call(&self, f: &str, a: Dynamic, b: Dynamic) -> Result<Dynamic, ScriptError> {
+        self.deadline.set(Some((self.clock)() + self.limit));
+        let mut scope = Scope::new();
+        let r = self.engine.call_fn_with_options::<Dynamic>(
+            CallFnOptions::new().eval_ast(false).rewind_scope(true),
+            &mut scope,
+            &self.ast,
+            f,
+            (a, b),
+        );
+        self.deadline.set(None);
+        r.map_err(|e| error(*e))
+    }
+
+    /// Runs `route(request, candidates)`.
+    pub fn route(
+        &self,
+        request: &Summary,
+        candidates: &[Candidate<'_>],
+    ) -> Result<Decision, ScriptError> {
+        let cands: Array = candidates.iter().map(candidate).collect();
+        let out = self.call("route", summary(request), Dynamic::from_array(cands))?;
+        if let Some((status, message)) = rejection(&out)? {
+            return Ok(Decision::Reject { status, message });
+        }
+        let Ok(items) = out.as_array_ref() else {
+            return Err(ScriptError::BadReturn(format!(
+                "a {} (expected an array of candidate names or a reject map)",
+                out.type_name()
+            )));
+        };
+        if items.is_empty() {
+            return Err(ScriptError::BadReturn("an empty array".into()));
+        }
+        let mut order = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            let i = if let Ok(s) = item.as_immutable_string_ref() {
+                candidates
+                    .iter()
+                    .position(|c| c.name == s.as_str())
+                    .ok_or_else(|| {
+                        ScriptError::BadReturn(format!("`{}`, not a candidate", s.as_str()))
+                    })?
+            } else if let Ok(n) = item.as_int() {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n < candidates.len())
+                    .ok_or_else(|| ScriptError::BadReturn(format!("index {n}, out of range")))?
+            } else {
+                return Err(ScriptError::BadReturn(format!(
+                    "a {} in the order",
+                    item.type_name()
+                )));
+            };
+            if order.contains(&i) {
+                return Err(ScriptError::BadReturn(format!(
+                    "`{}` twice",
+                    candidates[i].name
+                )));
+            }
+            order.push(i);
+        }
+        Ok(Decision::Order(order))
+    }
+
+    /// Runs `before_forward(request, texts)`.
+    pub fn before_forward(
+        &self,
+        request: &Summary,
+        texts: &[&str],
+    ) -> Result<Rewrite, ScriptError> {
+        let arr: Array = texts.iter().map(|t| Dynamic::from(t.to_string())).collect();
+        let out = self.call("before_forward", summary(request), Dynamic::from_array(arr))?;
+        if out.is_unit() {
+            return Ok(Rewrite::Continue);
+        }
+        if let Some((status, message)) = rejection(&out)? {
+            return Ok(Rewrite::Reject { status, message });
+        }
+        let Ok(items) = out.as_array_ref() else {
+            return Err(ScriptError::BadReturn(format!(
+                "a {} (expected (), an array of texts or a reject map)",
+                out.type_name()
+            )));
+        };
+        if items.len() != texts.len() {
+            return Err(ScriptError::BadReturn(format!(
+                "{} texts for {}",
+                items.len(),
+                texts.len()
+            )));
+        }
+        items
+            .iter()
+            .map(|t| {
+                t.as_immutable_string_ref()
+                    .map(|s| s.to_string())
+                    .map_err(|t| ScriptError::BadReturn(format!("a {t} among the texts")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Rewrite::Texts)
+    }
+}
+
+/// A `#{ reject: true, status, message }` map, checked; `None` for anything else.
+fn rejection(out: &Dynamic) -> Result<Option<(u16, String)>, ScriptError> {
+    let Some(map) = out.read_lock::<Map>() else {
+        return Ok(None);
+    };
+    if map.get("reject").is_none_or(|r| r.as_bool() != Ok(true)) {
+        return Err(ScriptError::BadReturn(
+            "a map without `reject: true`".into(),
+        ));
+    }
+    let status = map
+        .get("status")
+        .and_then(|s| s.as_int().ok())
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (400..=599).contains(s))
+        .ok_or_else(|| ScriptError::BadReturn("a reject without a status in 400..599".into()))?;
+    let message = map
+        .get("message")
+        .and_then(|m| m.read_lock::<ImmutableString>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "refused by the routing script".into());
+    Ok(Some((status, message)))
+}
+
+/// The root cause of a Rhai error (a failure inside a called function is wrapped).
+fn error(e: EvalAltResult) -> ScriptError {
+    match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => error(*inner),
+        EvalAltResult::ErrorTooManyOperations(_) => ScriptError::Operations,
+        EvalAltResult::ErrorTerminated(t, _)
+            if t.read_lock::<ImmutableString>()
+                .is_some_and(|s| s.as_str() == DEADLINE_TOKEN) =>
+        {
+            ScriptError::Deadline
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => ScriptError::TooLarge(what),
+        EvalAltResult::ErrorStackOverflow(_) => ScriptError::TooLarge("call depth".into()),
+        other => ScriptError::Runtime(other.to_string()),
+    }
+}
+
+fn opt_int(v: Option<u64>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, |n| {
+        Dynamic::from_int(i64::try_from(n).unwrap_or(i64::MAX))
+    })
+}
+
+fn opt_float(v: Option<f64>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, Dynamic::from_float)
+}
+
+fn opt_str(v: &Option<String>) -> Dynamic {
+    v.as_ref()
+        .map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
+}
+
+fn summary(r: &Summary) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("protocol".into(), Dynamic::from(r.protocol));
+    m.insert("model".into(), Dynamic::from(r.model.clone()));
+    m.insert("messages".into(), Dynamic::from_int(i64::from(r.messages)));
+    m.insert("estimated_tokens".into(), opt_int(Some(r.estimated_tokens)));
+    m.insert("max_output_tokens".into(), opt_int(r.max_output_tokens));
+    m.insert("tools".into(), Dynamic::from_bool(r.tools));
+    m.insert("stream".into(), Dynamic::from_bool(r.stream));
+    m.insert("key".into(), opt_str(&r.key));
+    m.insert("environment".into(), opt_str(&r.environment));
+    let mut h = Map::new();
+    for (k, v) in &r.headers {
+        h.insert(k.as_str().into(), Dynamic::from(v.clone()));
+    }
+    m.insert("headers".into(), Dynamic::from_map(h));
+    Dynamic::from_map(m)
+}
+
+fn candidate(c: &Candidate<'_>) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("name".into(), Dynamic::from(c.name.to_string()));
+    m.insert("provider".into(), Dynamic::from(c.provider.to_string()));
+    m.insert("weight".into(), Dynamic::from_int(i64::from(c.weight)));
+    m.insert("input_price".into(), Dynamic::from_float(c.input_price));
+    m.insert("output_price".into(), Dynamic::from_float(c.output_price));
+    m.insert(
+        "estimated_cost".into(),
+        Dynamic::from_float(c.estimated_cost),
+    );
+    m.insert("context_window".into(), opt_int(c.context_window));
+    m.insert(
+        "in_flight".into(),
+        Dynamic::from_int(i64::from(c.in_flight)),
+    );
+    m.insert(
+        "max_concurrency".into(),
+        Dynamic::from_int(i64::from(c.max_concurrency)),
+    );
+    m.insert("latency_ms".into(), opt_float(c.latency_ms));
+    m.insert("ttft_ms".into(), opt_float(c.ttft_ms));
+    m.insert("requests_left".into(), opt_float(c.requests_left));
+    m.insert("tokens_left".into(), opt_float(c.tokens_left));
+    m.insert(
+        "state".into(),
+        Dynamic::from(match c.state {
+            super::LaneState::Closed => "closed",
+            super::LaneState::HalfOpen => "half_open",
+        }),
+    );
+    m.insert("busy".into(), Dynamic::from_float(c.busy()));
+    m.insert("headroom".into(), Dynamic::from_float(c.headroom()));
+    Dynamic::from_map(m)
+}
