@@ -169,7 +169,7 @@ impl Script {
         engine.set_max_array_size(limits.max_array_size);
         engine.set_max_map_size(limits.max_map_size);
         engine.set_strict_variables(true);
-        engine.set_optimization_level(rhai::OptimizationLevel::Simple);
+        engine.set_optimization_level(rhai::OptimizationLevel::Full);
         let (d, c) = (Rc::clone(&deadline), Rc::clone(&clock));
         engine.on_progress(move |ops| {
             if ops % CLOCK_EVERY == 0
