@@ -423,3 +423,163 @@ fn candidate(c: &Candidate<'_>) -> Dynamic {
     m.insert("headroom".into(), Dynamic::from_float(c.headroom()));
     Dynamic::from_map(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::LaneState;
+
+    fn cand(name: &'static str, cost: f64) -> Candidate<'static> {
+        Candidate {
+            name,
+            provider: "p",
+            member: 0,
+            weight: 1,
+            input_price: 1.0,
+            output_price: 1.0,
+            estimated_cost: cost,
+            context_window: None,
+            in_flight: 0,
+            max_concurrency: 8,
+            latency_ms: None,
+            ttft_ms: None,
+            requests_left: None,
+            tokens_left: None,
+            state: LaneState::Closed,
+        }
+    }
+
+    /// Compiled with a clock that never moves: only the operation and size limits stop it.
+    fn compile(src: &str, stage: Stage) -> Result<Script, String> {
+        let frozen = Instant::now();
+        Script::compile(
+            "t.rhai",
+            src,
+            stage,
+            ScriptLimits::default(),
+            Rc::new(move || frozen),
+        )
+    }
+
+    fn route(src: &str) -> Result<Decision, ScriptError> {
+        let c = [cand("a", 0.3), cand("b", 0.1), cand("c", 0.2)];
+        compile(src, Stage::Route)
+            .expect("compiles")
+            .route(&Summary::default(), &c)
+    }
+
+    #[test]
+    fn orders_by_name_or_index_and_rejects() {
+        let by_cost = "fn route(r, c) { c.sort(|x, y| if x.estimated_cost < y.estimated_cost { -1 } else { 1 }); c.map(|x| x.name) }";
+        assert_eq!(route(by_cost), Ok(Decision::Order(vec![1, 2, 0])));
+        assert_eq!(
+            route("fn route(r, c) { [2, 0] }"),
+            Ok(Decision::Order(vec![2, 0]))
+        );
+        assert_eq!(
+            route(r#"fn route(r, c) { #{ reject: true, status: 429, message: "later" } }"#),
+            Ok(Decision::Reject {
+                status: 429,
+                message: "later".into()
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_bad_return() {
+        for src in [
+            r#"fn route(r, c) { ["zz"] }"#,
+            "fn route(r, c) { [] }",
+            "fn route(r, c) { [0, 0] }",
+            "fn route(r, c) { [7] }",
+            r#"fn route(r, c) { "a" }"#,
+            r#"fn route(r, c) { #{ reject: true, status: 200 } }"#,
+            "fn route(r, c) { #{ order: [0] } }",
+        ] {
+            assert!(
+                matches!(route(src), Err(ScriptError::BadReturn(_))),
+                "{src}: {:?}",
+                route(src)
+            );
+        }
+    }
+
+    #[test]
+    fn runaway_scripts_are_stopped() {
+        assert_eq!(
+            route("fn route(r, c) { loop { } }"),
+            Err(ScriptError::Operations)
+        );
+        assert_eq!(
+            route(r#"fn route(r, c) { let s = "x"; loop { s += s; } }"#).map_err(|e| e.kind()),
+            Err("size")
+        );
+        assert_eq!(
+            route("fn f(n) { f(n + 1) }\nfn route(r, c) { f(0) }").map_err(|e| e.kind()),
+            Err("size")
+        );
+        // A clock that jumps past the deadline stops a script well inside its operation limit.
+        let ticks = Rc::new(Cell::new(0u64));
+        let t = Rc::clone(&ticks);
+        let start = Instant::now();
+        let clock: Clock = Rc::new(move || {
+            t.set(t.get() + 1);
+            start + Duration::from_secs(t.get())
+        });
+        let s = Script::compile(
+            "t.rhai",
+            "fn route(r, c) { loop { } }",
+            Stage::Route,
+            ScriptLimits {
+                max_operations: 0,
+                ..ScriptLimits::default()
+            },
+            clock,
+        )
+        .expect("compiles");
+        assert_eq!(
+            s.route(&Summary::default(), &[cand("a", 0.1)]),
+            Err(ScriptError::Deadline)
+        );
+    }
+
+    #[test]
+    fn no_eval_no_import_and_the_function_must_exist() {
+        assert!(
+            compile(
+                "import \"/etc/passwd\" as p; fn route(r, c) { [0] }",
+                Stage::Route
+            )
+            .is_err()
+        );
+        match compile(r#"fn route(r, c) { eval("[0]") }"#, Stage::Route) {
+            Err(_) => {}
+            Ok(s) => assert!(s.route(&Summary::default(), &[cand("a", 0.1)]).is_err()),
+        }
+        let e = compile("fn other(r, c) { [0] }", Stage::Route).unwrap_err();
+        assert!(e.contains("fn route(request, candidates)"), "{e}");
+        let e = compile("fn route(r, c) {\n  let x = ;\n}", Stage::Route).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn before_forward_rewrites_continues_or_rejects() {
+        let s = compile(
+            r#"fn before_forward(r, texts) { if texts[0] == "keep" { return (); } texts.map(|t| { let x = t; x.replace("4111", "[card]"); x }) }"#,
+            Stage::BeforeForward,
+        )
+        .expect("compiles");
+        let r = Summary::default();
+        assert_eq!(s.before_forward(&r, &["keep"]), Ok(Rewrite::Continue));
+        assert_eq!(
+            s.before_forward(&r, &["pay 4111", "ok"]),
+            Ok(Rewrite::Texts(vec!["pay [card]".into(), "ok".into()]))
+        );
+        let bad =
+            compile("fn before_forward(r, texts) { [] }", Stage::BeforeForward).expect("compiles");
+        assert!(matches!(
+            bad.before_forward(&r, &["a"]),
+            Err(ScriptError::BadReturn(_))
+        ));
+    }
+}
