@@ -56,8 +56,14 @@ fn summary() -> Summary {
     }
 }
 
+/// The example script, or the one `BUSBAR_ROUTE_SCRIPT` names (to compare variants).
 fn script() -> Script {
-    let src = include_str!("../../examples/rhai/route.rhai");
+    let other = std::env::var("BUSBAR_ROUTE_SCRIPT")
+        .ok()
+        .map(|p| std::fs::read_to_string(p).expect("BUSBAR_ROUTE_SCRIPT"));
+    let src = other
+        .as_deref()
+        .unwrap_or(include_str!("../../examples/rhai/route.rhai"));
     Script::compile(
         "route.rhai",
         src,

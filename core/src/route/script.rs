@@ -160,6 +160,7 @@ impl Script {
             &rhai::packages::StandardPackage::new(),
         ));
         engine.disable_symbol("eval");
+        register_types(&mut engine);
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
         engine.set_max_operations(limits.max_operations);
@@ -369,59 +370,137 @@ fn opt_str(v: &Option<String>) -> Dynamic {
         .map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
 }
 
-fn summary(r: &Summary) -> Dynamic {
-    let mut m = Map::new();
-    m.insert("protocol".into(), Dynamic::from(r.protocol));
-    m.insert("model".into(), Dynamic::from(r.model.clone()));
-    m.insert("messages".into(), Dynamic::from_int(i64::from(r.messages)));
-    m.insert("estimated_tokens".into(), opt_int(Some(r.estimated_tokens)));
-    m.insert("max_output_tokens".into(), opt_int(r.max_output_tokens));
-    m.insert("tools".into(), Dynamic::from_bool(r.tools));
-    m.insert("stream".into(), Dynamic::from_bool(r.stream));
-    m.insert("key".into(), opt_str(&r.key));
-    m.insert("environment".into(), opt_str(&r.environment));
-    let mut h = Map::new();
-    for (k, v) in &r.headers {
-        h.insert(k.as_str().into(), Dynamic::from(v.clone()));
+/// The request as a script sees it: a Rhai object with read-only properties (cheaper to
+/// hand over than a map: one allocation instead of one per field).
+#[derive(Clone)]
+struct RequestView {
+    protocol: ImmutableString,
+    model: ImmutableString,
+    messages: i64,
+    estimated_tokens: Dynamic,
+    max_output_tokens: Dynamic,
+    tools: bool,
+    stream: bool,
+    key: Dynamic,
+    environment: Dynamic,
+    headers: Map,
+}
+
+/// A candidate as a script sees it: shared, so the copies Rhai makes (a `for` loop clones
+/// each item) cost a reference count, not the fields.
+#[derive(Clone)]
+struct CandidateView(Rc<CandidateFacts>);
+
+struct CandidateFacts {
+    name: ImmutableString,
+    provider: ImmutableString,
+    weight: i64,
+    input_price: f64,
+    output_price: f64,
+    estimated_cost: f64,
+    context_window: Dynamic,
+    in_flight: i64,
+    max_concurrency: i64,
+    latency_ms: Dynamic,
+    ttft_ms: Dynamic,
+    requests_left: Dynamic,
+    tokens_left: Dynamic,
+    state: &'static str,
+    busy: f64,
+    headroom: f64,
+}
+
+/// Registers the two types and their properties.
+fn register_types(engine: &mut Engine) {
+    macro_rules! get {
+        ($t:ty, $($field:ident),*) => {
+            $(engine.register_get(stringify!($field), |x: &mut $t| x.$field.clone());)*
+        };
     }
-    m.insert("headers".into(), Dynamic::from_map(h));
-    Dynamic::from_map(m)
+    engine.register_type_with_name::<RequestView>("Request");
+    get!(
+        RequestView,
+        protocol,
+        model,
+        messages,
+        estimated_tokens,
+        max_output_tokens,
+        tools,
+        stream,
+        key,
+        environment,
+        headers
+    );
+    engine.register_type_with_name::<CandidateView>("Candidate");
+    macro_rules! get_shared {
+        ($t:ty, $($field:ident),*) => {
+            $(engine.register_get(stringify!($field), |x: &mut $t| x.0.$field.clone());)*
+        };
+    }
+    get_shared!(
+        CandidateView,
+        name,
+        provider,
+        weight,
+        input_price,
+        output_price,
+        estimated_cost,
+        context_window,
+        in_flight,
+        max_concurrency,
+        latency_ms,
+        ttft_ms,
+        requests_left,
+        tokens_left,
+        busy,
+        headroom
+    );
+    engine.register_get("state", |x: &mut CandidateView| {
+        ImmutableString::from(x.0.state)
+    });
+}
+
+fn summary(r: &Summary) -> Dynamic {
+    let mut headers = Map::new();
+    for (k, v) in &r.headers {
+        headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
+    }
+    Dynamic::from(RequestView {
+        protocol: r.protocol.into(),
+        model: r.model.as_str().into(),
+        messages: i64::from(r.messages),
+        estimated_tokens: opt_int(Some(r.estimated_tokens)),
+        max_output_tokens: opt_int(r.max_output_tokens),
+        tools: r.tools,
+        stream: r.stream,
+        key: opt_str(&r.key),
+        environment: opt_str(&r.environment),
+        headers,
+    })
 }
 
 fn candidate(c: &Candidate<'_>) -> Dynamic {
-    let mut m = Map::new();
-    m.insert("name".into(), Dynamic::from(c.name.to_string()));
-    m.insert("provider".into(), Dynamic::from(c.provider.to_string()));
-    m.insert("weight".into(), Dynamic::from_int(i64::from(c.weight)));
-    m.insert("input_price".into(), Dynamic::from_float(c.input_price));
-    m.insert("output_price".into(), Dynamic::from_float(c.output_price));
-    m.insert(
-        "estimated_cost".into(),
-        Dynamic::from_float(c.estimated_cost),
-    );
-    m.insert("context_window".into(), opt_int(c.context_window));
-    m.insert(
-        "in_flight".into(),
-        Dynamic::from_int(i64::from(c.in_flight)),
-    );
-    m.insert(
-        "max_concurrency".into(),
-        Dynamic::from_int(i64::from(c.max_concurrency)),
-    );
-    m.insert("latency_ms".into(), opt_float(c.latency_ms));
-    m.insert("ttft_ms".into(), opt_float(c.ttft_ms));
-    m.insert("requests_left".into(), opt_float(c.requests_left));
-    m.insert("tokens_left".into(), opt_float(c.tokens_left));
-    m.insert(
-        "state".into(),
-        Dynamic::from(match c.state {
+    Dynamic::from(CandidateView(Rc::new(CandidateFacts {
+        name: c.name.into(),
+        provider: c.provider.into(),
+        weight: i64::from(c.weight),
+        input_price: c.input_price,
+        output_price: c.output_price,
+        estimated_cost: c.estimated_cost,
+        context_window: opt_int(c.context_window),
+        in_flight: i64::from(c.in_flight),
+        max_concurrency: i64::from(c.max_concurrency),
+        latency_ms: opt_float(c.latency_ms),
+        ttft_ms: opt_float(c.ttft_ms),
+        requests_left: opt_float(c.requests_left),
+        tokens_left: opt_float(c.tokens_left),
+        state: match c.state {
             super::LaneState::Closed => "closed",
             super::LaneState::HalfOpen => "half_open",
-        }),
-    );
-    m.insert("busy".into(), Dynamic::from_float(c.busy()));
-    m.insert("headroom".into(), Dynamic::from_float(c.headroom()));
-    Dynamic::from_map(m)
+        },
+        busy: c.busy(),
+        headroom: c.headroom(),
+    })))
 }
 
 #[cfg(test)]
