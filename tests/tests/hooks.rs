@@ -632,3 +632,56 @@ fn reload_swaps_models_and_pools_without_failing_in_flight_requests() {
     assert_eq!(stats(&b)["generation"], 2);
     b.stop();
 }
+
+#[test]
+fn a_reload_picks_up_a_rotated_provider_key_from_its_file() {
+    let mock = MockProvider::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("openai.key");
+    std::fs::write(&key, "sk-first\n").expect("key");
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\nshards = 2\n[providers.oai]\nprotocol = \"openai\"\nbase_url = \"http://{}/v1\"\napi_key_file = \"{}\"\n[models.m]\nprovider = \"oai\"\n",
+        mock.addr,
+        key.display()
+    );
+    let b = Busbar::start(&cfg, "epoll", &[]);
+    let auth = |mock: &MockProvider| {
+        let r = mock.requests();
+        let last = r.last().expect("a request").clone();
+        last["headers"]
+            .as_array()
+            .and_then(|h| {
+                h.iter()
+                    .find(|kv| {
+                        kv[0]
+                            .as_str()
+                            .is_some_and(|k| k.eq_ignore_ascii_case("authorization"))
+                    })
+                    .and_then(|kv| kv[1].as_str().map(str::to_string))
+            })
+            .or_else(|| {
+                last["headers"]["authorization"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(chat(&b, "m", "hi", &[]).status, 200);
+    assert_eq!(auth(&mock), "Bearer sk-first");
+    std::fs::write(&key, "sk-second\n").expect("rotate");
+    let r = Client::connect(b.admin.expect("admin")).post_json("/admin/reload", "", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Every shard has it: several connections, each may land on either shard.
+    for _ in 0..6 {
+        assert_eq!(chat(&b, "m", "hi", &[]).status, 200);
+        assert_eq!(auth(&mock), "Bearer sk-second");
+    }
+    // An empty key file is refused, and the last good key stays in use.
+    std::fs::write(&key, "").expect("empty");
+    let r = Client::connect(b.admin.expect("admin")).post_json("/admin/reload", "", &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("api_key_file"), "{}", r.text());
+    assert_eq!(chat(&b, "m", "hi", &[]).status, 200);
+    assert_eq!(auth(&mock), "Bearer sk-second");
+    b.stop();
+}

@@ -187,6 +187,9 @@ struct RawProvider {
     protocol: Spanned<String>,
     base_url: Option<Spanned<String>>,
     api_key_env: Option<String>,
+    /// A file holding the key (a mounted secret): read at start and on every reload, so a
+    /// rotated key is picked up without a restart.
+    api_key_file: Option<Spanned<String>>,
     mock: Option<RawMock>,
     auth: Option<Spanned<String>>,
     anthropic_version: Option<String>,
@@ -460,11 +463,31 @@ fn validate(
                 ));
             }
         };
-        let api_key = p
-            .api_key_env
-            .as_deref()
-            .and_then(env)
-            .filter(|k| !k.is_empty());
+        let api_key = match (&p.api_key_env, &p.api_key_file) {
+            (Some(_), Some(f)) => {
+                return Err(err(
+                    f.span(),
+                    format!("providers.{name}: give api_key_env or api_key_file, not both"),
+                ));
+            }
+            (None, Some(f)) => {
+                let key = files(f.get_ref())
+                    .map_err(|m| err(f.span(), format!("providers.{name}.api_key_file: {m}")))?;
+                let key = key.trim().to_string();
+                if key.is_empty() {
+                    return Err(err(
+                        f.span(),
+                        format!("providers.{name}.api_key_file: `{}` is empty", f.get_ref()),
+                    ));
+                }
+                Some(key)
+            }
+            _ => p
+                .api_key_env
+                .as_deref()
+                .and_then(env)
+                .filter(|k| !k.is_empty()),
+        };
         let faults = fault_rules(name, &p.faults).map_err(|(span, m)| err(span, m))?;
         providers.push(Provider {
             name: name.clone(),
