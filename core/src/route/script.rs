@@ -8,10 +8,10 @@
 //! ```
 //!
 //! The sandbox: no module loading (the `no_module` feature: `import` does not parse), no
-//! `eval`, no printing, no time; limits on operations, call depth, expression depth, string,
-//! array and map sizes; and a deadline per call, checked against the injected clock every
-//! [`CLOCK_EVERY`] operations. Rhai has no file, network or process access of its own, and
-//! nothing that has is registered.
+//! `eval`, no printing, no time, no `sleep`; limits on operations, call depth, expression
+//! depth, string, array and map sizes; and a deadline per call, checked against the injected
+//! clock every [`CLOCK_EVERY`] operations. Rhai has no file, network or process access of its
+//! own, and nothing that has is registered.
 
 use super::{Candidate, Decision, Summary};
 use rhai::{
@@ -145,6 +145,9 @@ impl std::fmt::Debug for Script {
 /// The marker `on_progress` stops a script with when its deadline is past.
 const DEADLINE_TOKEN: &str = "busbar:deadline";
 
+/// What a script that calls `sleep` is told.
+const NO_SLEEP: &str = "`sleep` is not available to busbar scripts";
+
 impl Script {
     /// Compiles `source` (`name`, its path, names it in errors) for `stage`.
     pub fn compile(
@@ -160,6 +163,17 @@ impl Script {
             &rhai::packages::StandardPackage::new(),
         ));
         engine.disable_symbol("eval");
+        // `sleep` (Rhai's core package, with `std`) would block the shard inside one operation,
+        // where neither the operation count nor the deadline is looked at. The engine's own
+        // functions are found before the package's, so these take its place, also through
+        // `Fn("sleep")` and `call`.
+        engine.register_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> {
+            Err(NO_SLEEP.into())
+        });
+        engine.register_fn(
+            "sleep",
+            |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(NO_SLEEP.into()) },
+        );
         register_types(&mut engine);
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
@@ -231,8 +245,15 @@ impl Script {
         request: &Summary,
         candidates: &[Candidate<'_>],
     ) -> Result<Decision, ScriptError> {
-        let cands: Array = candidates.iter().map(candidate).collect();
-        let out = self.call("route", summary(request), Dynamic::from_array(cands))?;
+        let cands: Array = candidates
+            .iter()
+            .map(|c| candidate(&self.engine, c))
+            .collect();
+        let out = self.call(
+            "route",
+            summary(&self.engine, request),
+            Dynamic::from_array(cands),
+        )?;
         if let Some((status, message)) = rejection(&out)? {
             return Ok(Decision::Reject { status, message });
         }
@@ -283,7 +304,11 @@ impl Script {
         texts: &[&str],
     ) -> Result<Rewrite, ScriptError> {
         let arr: Array = texts.iter().map(|t| Dynamic::from(t.to_string())).collect();
-        let out = self.call("before_forward", summary(request), Dynamic::from_array(arr))?;
+        let out = self.call(
+            "before_forward",
+            summary(&self.engine, request),
+            Dynamic::from_array(arr),
+        )?;
         if out.is_unit() {
             return Ok(Rewrite::Continue);
         }
@@ -366,8 +391,8 @@ fn opt_float(v: Option<f64>) -> Dynamic {
 }
 
 fn opt_str(v: &Option<String>) -> Dynamic {
-    v.as_ref()
-        .map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
+    v.as_deref()
+        .map_or(Dynamic::UNIT, |s| Dynamic::from(ImmutableString::from(s)))
 }
 
 /// The request as a script sees it: a Rhai object with read-only properties (cheaper to
@@ -460,13 +485,15 @@ fn register_types(engine: &mut Engine) {
     });
 }
 
-fn summary(r: &Summary) -> Dynamic {
+/// Short strings that come back every call (the protocol here, names and providers in
+/// [`candidate`]) are taken from the engine's interner rather than allocated each time.
+fn summary(engine: &Engine, r: &Summary) -> Dynamic {
     let mut headers = Map::new();
     for (k, v) in &r.headers {
-        headers.insert(k.as_str().into(), Dynamic::from(v.clone()));
+        headers.insert(k.as_str().into(), ImmutableString::from(v.as_str()).into());
     }
     Dynamic::from(RequestView {
-        protocol: r.protocol.into(),
+        protocol: engine.get_interned_string(r.protocol),
         model: r.model.as_str().into(),
         messages: i64::from(r.messages),
         estimated_tokens: opt_int(Some(r.estimated_tokens)),
@@ -479,10 +506,10 @@ fn summary(r: &Summary) -> Dynamic {
     })
 }
 
-fn candidate(c: &Candidate<'_>) -> Dynamic {
+fn candidate(engine: &Engine, c: &Candidate<'_>) -> Dynamic {
     Dynamic::from(CandidateView(Rc::new(CandidateFacts {
-        name: c.name.into(),
-        provider: c.provider.into(),
+        name: engine.get_interned_string(c.name),
+        provider: engine.get_interned_string(c.provider),
         weight: i64::from(c.weight),
         input_price: c.input_price,
         output_price: c.output_price,
@@ -638,7 +665,7 @@ mod tests {
         let e = compile("fn other(r, c) { [0] }", Stage::Route).unwrap_err();
         assert!(e.contains("fn route(request, candidates)"), "{e}");
         let e = compile("fn route(r, c) {\n  let x = ;\n}", Stage::Route).unwrap_err();
-        assert!(e.contains("line 2"), "{e}");
+        assert!(e.starts_with("t.rhai line 2, column "), "{e}");
     }
 
     #[test]
@@ -660,5 +687,168 @@ mod tests {
             bad.before_forward(&r, &["a"]),
             Err(ScriptError::BadReturn(_))
         ));
+    }
+
+    #[test]
+    fn sleep_cannot_block_the_shard() {
+        // Rhai's `sleep` would stop the shard for a second inside one operation, out of reach
+        // of the operation limit and the deadline; it must fail at once, however it is called.
+        for src in [
+            "fn route(r, c) { sleep(1); [0] }",
+            "fn route(r, c) { sleep(1.0); [0] }",
+            r#"fn route(r, c) { call(Fn("sl" + "eep"), 1); [0] }"#,
+        ] {
+            let start = Instant::now();
+            match route(src) {
+                Err(ScriptError::Runtime(m)) => assert!(m.contains("`sleep`"), "{src}: {m}"),
+                other => panic!("{src}: {other:?}"),
+            }
+            assert!(start.elapsed() < Duration::from_millis(500), "{src} slept");
+        }
+    }
+
+    /// A candidate with the facts the example script looks at.
+    fn member(
+        name: &'static str,
+        provider: &'static str,
+        cost: f64,
+        latency: Option<f64>,
+        requests_left: f64,
+    ) -> Candidate<'static> {
+        Candidate {
+            provider,
+            latency_ms: latency,
+            requests_left: Some(requests_left),
+            ..cand(name, cost)
+        }
+    }
+
+    #[test]
+    fn the_example_route_script_decides() {
+        // The 20-line script the README shows and `busbar-bench --bench route` measures.
+        let s = compile(
+            include_str!("../../../examples/rhai/route.rhai"),
+            Stage::Route,
+        )
+        .expect("the example compiles");
+        let c = [
+            member("gpt", "openai", 0.004, Some(300.0), 0.9),
+            member("claude", "anthropic", 0.002, Some(500.0), 0.1), // little headroom
+            member("gemini", "gemini", 0.001, Some(200.0), 1.0),
+            member("mini", "openai", 0.004, Some(250.0), 0.9),
+        ];
+        let plain = Summary::default();
+        let tools = Summary {
+            tools: true,
+            ..Summary::default()
+        };
+        // Roomy first (all but claude), then cost (gemini), then latency (mini before gpt).
+        assert_eq!(s.route(&plain, &c), Ok(Decision::Order(vec![2, 3, 0, 1])));
+        // Tools: only openai and anthropic members are tried.
+        assert_eq!(s.route(&tools, &c), Ok(Decision::Order(vec![3, 0, 1])));
+        // No latency sample yet: taken as 0, so it goes first among equals.
+        let mut fresh = c.clone();
+        fresh[0].latency_ms = None;
+        assert_eq!(s.route(&tools, &fresh), Ok(Decision::Order(vec![0, 3, 1])));
+        // Tools but no trusted provider: every candidate rather than none.
+        let others = [c[2].clone(), member("command", "cohere", 0.0005, None, 0.5)];
+        assert_eq!(s.route(&tools, &others), Ok(Decision::Order(vec![1, 0])));
+        let blocked = Summary {
+            headers: vec![("x-team".into(), "blocked".into())],
+            ..Summary::default()
+        };
+        assert_eq!(
+            s.route(&blocked, &c),
+            Ok(Decision::Reject {
+                status: 403,
+                message: "this team may not use the pool".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_script_sees_every_field() {
+        let s = compile(
+            r#"fn route(r, c) {
+                let x = c[0];
+                let seen = [r.protocol, r.model, r.messages, r.estimated_tokens,
+                    r.max_output_tokens, r.tools, r.stream, r.key, r.environment,
+                    r.headers["x-team"], x.name, x.provider, x.weight, x.input_price,
+                    x.output_price, x.estimated_cost, x.context_window, x.in_flight,
+                    x.max_concurrency, x.latency_ms, x.ttft_ms, x.requests_left,
+                    x.tokens_left, x.state, x.busy, x.headroom];
+                #{ reject: true, status: 400,
+                   message: seen.map(|v| `${type_of(v)}:${v}`).reduce(|a, b| a + " " + b, "") }
+            }"#,
+            Stage::Route,
+        )
+        .expect("compiles");
+        let seen = |r: &Summary, c: &Candidate<'_>| match s.route(r, std::slice::from_ref(c)) {
+            Ok(Decision::Reject { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        let full = Summary {
+            protocol: "anthropic",
+            model: "smart".into(),
+            messages: 3,
+            estimated_tokens: 420,
+            max_output_tokens: Some(256),
+            tools: true,
+            stream: true,
+            key: Some("team-a".into()),
+            environment: Some("prod".into()),
+            headers: vec![("x-team".into(), "a".into())],
+        };
+        let known = Candidate {
+            provider: "openai",
+            weight: 3,
+            input_price: 2.5,
+            output_price: 10.0,
+            context_window: Some(128_000),
+            in_flight: 2,
+            latency_ms: Some(300.5),
+            ttft_ms: Some(80.0),
+            requests_left: Some(0.5),
+            tokens_left: Some(0.6),
+            state: LaneState::HalfOpen,
+            ..cand("gpt", 0.25)
+        };
+        assert_eq!(
+            seen(&full, &known),
+            " string:anthropic string:smart i64:3 i64:420 i64:256 bool:true bool:true \
+             string:team-a string:prod string:a string:gpt string:openai i64:3 f64:2.5 \
+             f64:10.0 f64:0.25 i64:128000 i64:2 i64:8 f64:300.5 f64:80.0 f64:0.5 f64:0.6 \
+             string:half_open f64:0.25 f64:0.5"
+        );
+        // What is not known is `()`.
+        assert_eq!(
+            seen(&Summary::default(), &cand("a", 0.1)),
+            " string: string: i64:0 i64:0 (): bool:false bool:false (): (): (): string:a \
+             string:p i64:1 f64:1.0 f64:1.0 f64:0.1 (): i64:0 i64:8 (): (): (): (): \
+             string:closed f64:0.0 f64:1.0"
+        );
+    }
+
+    #[test]
+    fn before_forward_masks_digits() {
+        let s = compile(
+            r#"fn before_forward(request, texts) {
+                texts.map(|t| {
+                    let out = "";
+                    for ch in t { out += if ch >= '0' && ch <= '9' { '#' } else { ch }; }
+                    out
+                })
+            }"#,
+            Stage::BeforeForward,
+        )
+        .expect("compiles");
+        assert_eq!(
+            s.before_forward(&Summary::default(), &["card 4111-1111", "no digits", ""]),
+            Ok(Rewrite::Texts(vec![
+                "card ####-####".into(),
+                "no digits".into(),
+                "".into()
+            ]))
+        );
     }
 }
