@@ -15,9 +15,11 @@
 
 use super::{Candidate, Decision, Summary};
 use rhai::{
-    AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Scope,
+    AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map,
+    NativeCallContext, Scope,
 };
 use std::cell::Cell;
+use std::cmp::Ordering;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -175,6 +177,8 @@ impl Script {
             |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(NO_SLEEP.into()) },
         );
         register_types(&mut engine);
+        engine.register_fn("order_by", order_by_key);
+        engine.register_fn("order_by", order_by_keys);
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
         engine.set_max_operations(limits.max_operations);
@@ -247,7 +251,8 @@ impl Script {
     ) -> Result<Decision, ScriptError> {
         let cands: Array = candidates
             .iter()
-            .map(|c| candidate(&self.engine, c))
+            .enumerate()
+            .map(|(i, c)| candidate(&self.engine, i, c))
             .collect();
         let out = self.call(
             "route",
@@ -275,6 +280,8 @@ impl Script {
                     .ok_or_else(|| {
                         ScriptError::BadReturn(format!("`{}`, not a candidate", s.as_str()))
                     })?
+            } else if let Some(c) = item.read_lock::<CandidateView>() {
+                c.0.index
             } else if let Ok(n) = item.as_int() {
                 usize::try_from(n)
                     .ok()
@@ -380,6 +387,89 @@ fn error(e: EvalAltResult) -> ScriptError {
     }
 }
 
+/// `order_by(items, |item| key)`: the items sorted by their keys, each key computed once
+/// (a sort with a comparing closure runs script code for every comparison; this runs it once
+/// per item and compares natively). `order_by(items, keys)` takes the keys already computed,
+/// one per item (cheaper still: no closure call at all). Keys are numbers (integers and floats
+/// compare by value), strings, booleans, `()` (after every value: an unknown fact sorts last)
+/// or arrays of those, compared element by element. The sort is stable: equal keys keep the
+/// items' order.
+fn order_by_key(
+    ctx: NativeCallContext,
+    items: Array,
+    key: FnPtr,
+) -> Result<Array, Box<EvalAltResult>> {
+    let mut keys = Vec::with_capacity(items.len());
+    for item in &items {
+        keys.push(key.call_raw(&ctx, None, [item.clone()])?);
+    }
+    sort_by_keys(items, keys)
+}
+
+fn order_by_keys(items: Array, keys: Array) -> Result<Array, Box<EvalAltResult>> {
+    if keys.len() != items.len() {
+        return Err(format!(
+            "order_by: {} keys for {} items (one key per item)",
+            keys.len(),
+            items.len()
+        )
+        .into());
+    }
+    sort_by_keys(items, keys.into_iter().collect())
+}
+
+fn sort_by_keys(items: Array, keys: Vec<Dynamic>) -> Result<Array, Box<EvalAltResult>> {
+    let mut keyed: Vec<(Dynamic, Dynamic)> = keys.into_iter().zip(items).collect();
+    let mut bad = None;
+    keyed.sort_by(|(a, _), (b, _)| {
+        compare_keys(a, b).unwrap_or_else(|| {
+            bad.get_or_insert((a.type_name(), b.type_name()));
+            Ordering::Equal
+        })
+    });
+    if let Some((a, b)) = bad {
+        return Err(
+            format!("order_by: keys of different kinds cannot be compared ({a} and {b})").into(),
+        );
+    }
+    Ok(keyed.into_iter().map(|(_, item)| item).collect())
+}
+
+/// How two `order_by` keys compare; `None` for kinds that do not.
+fn compare_keys(a: &Dynamic, b: &Dynamic) -> Option<Ordering> {
+    fn number(d: &Dynamic) -> Option<f64> {
+        d.as_float()
+            .ok()
+            .or_else(|| d.as_int().ok().map(|i| i as f64))
+    }
+    match (a.is_unit(), b.is_unit()) {
+        (true, true) => return Some(Ordering::Equal),
+        (true, false) => return Some(Ordering::Greater),
+        (false, true) => return Some(Ordering::Less),
+        (false, false) => {}
+    }
+    if let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) {
+        return Some(x.cmp(&y));
+    }
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return Some(x.total_cmp(&y));
+    }
+    if let (Ok(x), Ok(y)) = (a.as_bool(), b.as_bool()) {
+        return Some(x.cmp(&y));
+    }
+    if let (Ok(x), Ok(y)) = (a.as_immutable_string_ref(), b.as_immutable_string_ref()) {
+        return Some(x.as_str().cmp(y.as_str()));
+    }
+    let (x, y) = (a.as_array_ref().ok()?, b.as_array_ref().ok()?);
+    for (p, q) in x.iter().zip(y.iter()) {
+        match compare_keys(p, q)? {
+            Ordering::Equal => {}
+            other => return Some(other),
+        }
+    }
+    Some(x.len().cmp(&y.len()))
+}
+
 fn opt_int(v: Option<u64>) -> Dynamic {
     v.map_or(Dynamic::UNIT, |n| {
         Dynamic::from_int(i64::try_from(n).unwrap_or(i64::MAX))
@@ -417,6 +507,8 @@ struct RequestView {
 struct CandidateView(Rc<CandidateFacts>);
 
 struct CandidateFacts {
+    /// Its place among the candidates (a script may return the candidates themselves).
+    index: usize,
     name: ImmutableString,
     provider: ImmutableString,
     weight: i64,
@@ -506,8 +598,9 @@ fn summary(engine: &Engine, r: &Summary) -> Dynamic {
     })
 }
 
-fn candidate(engine: &Engine, c: &Candidate<'_>) -> Dynamic {
+fn candidate(engine: &Engine, index: usize, c: &Candidate<'_>) -> Dynamic {
     Dynamic::from(CandidateView(Rc::new(CandidateFacts {
+        index,
         name: engine.get_interned_string(c.name),
         provider: engine.get_interned_string(c.provider),
         weight: i64::from(c.weight),
@@ -568,10 +661,13 @@ mod tests {
     }
 
     fn route(src: &str) -> Result<Decision, ScriptError> {
-        let c = [cand("a", 0.3), cand("b", 0.1), cand("c", 0.2)];
+        route_with(src, &[cand("a", 0.3), cand("b", 0.1), cand("c", 0.2)])
+    }
+
+    fn route_with(src: &str, c: &[Candidate<'_>]) -> Result<Decision, ScriptError> {
         compile(src, Stage::Route)
             .expect("compiles")
-            .route(&Summary::default(), &c)
+            .route(&Summary::default(), c)
     }
 
     #[test]
@@ -750,9 +846,9 @@ mod tests {
         let mut fresh = c.clone();
         fresh[0].latency_ms = None;
         assert_eq!(s.route(&tools, &fresh), Ok(Decision::Order(vec![0, 3, 1])));
-        // Tools but no trusted provider: every candidate rather than none.
+        // Tools but no trusted provider: every candidate rather than none, in the pool's order.
         let others = [c[2].clone(), member("command", "cohere", 0.0005, None, 0.5)];
-        assert_eq!(s.route(&tools, &others), Ok(Decision::Order(vec![1, 0])));
+        assert_eq!(s.route(&tools, &others), Ok(Decision::Order(vec![0, 1])));
         let blocked = Summary {
             headers: vec![("x-team".into(), "blocked".into())],
             ..Summary::default()
@@ -850,5 +946,69 @@ mod tests {
                 "".into()
             ]))
         );
+    }
+
+    #[test]
+    fn order_by_sorts_by_keys_computed_once_or_given() {
+        let c = [
+            cand("a", 0.3),
+            Candidate {
+                latency_ms: Some(9.0),
+                ..cand("b", 0.1)
+            },
+            cand("c", 0.1),
+            Candidate {
+                latency_ms: Some(2.0),
+                ..cand("d", 0.2)
+            },
+        ];
+        let order = |src: &str| route_with(src, &c);
+        // A closure key; equal keys keep their order (b before c).
+        assert_eq!(
+            order("fn route(r, c) { order_by(c, |x| x.estimated_cost) }"),
+            Ok(Decision::Order(vec![1, 2, 3, 0]))
+        );
+        // `()` sorts after every value; integers and floats compare by value.
+        assert_eq!(
+            order("fn route(r, c) { order_by(c, |x| x.latency_ms) }"),
+            Ok(Decision::Order(vec![3, 1, 0, 2]))
+        );
+        assert_eq!(
+            order("fn route(r, c) { order_by(c, [2, 1.5, 3.0, 1]) }"),
+            Ok(Decision::Order(vec![3, 1, 0, 2]))
+        );
+        // Arrays compare element by element; a shorter prefix first; strings and booleans.
+        assert_eq!(
+            order(r#"fn route(r, c) { order_by(c, [[1, "b"], [1, "a"], [0], [0, true]]) }"#),
+            Ok(Decision::Order(vec![2, 3, 1, 0]))
+        );
+        // Key kinds that cannot be compared, or the wrong number of keys: the script fails
+        // (and the pool falls back) rather than ordering by accident.
+        match order(r#"fn route(r, c) { order_by(c, [1, "x", 2, 3]) }"#) {
+            Err(ScriptError::Runtime(m)) => assert!(m.contains("cannot be compared"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match order("fn route(r, c) { order_by(c, [1, 2]) }") {
+            Err(ScriptError::Runtime(m)) => assert!(m.contains("2 keys for 4 items"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // A key closure that loops forever is still stopped by the operation limit.
+        assert_eq!(
+            order("fn route(r, c) { order_by(c, |x| { loop {} }) }"),
+            Err(ScriptError::Operations)
+        );
+    }
+
+    #[test]
+    fn candidates_themselves_are_an_order() {
+        let c = [cand("a", 0.3), cand("b", 0.1), cand("c", 0.2)];
+        assert_eq!(
+            route_with("fn route(r, c) { [c[2], c[0]] }", &c),
+            Ok(Decision::Order(vec![2, 0]))
+        );
+        assert!(matches!(
+            route_with("fn route(r, c) { [c[1], c[1]] }", &c),
+            Err(ScriptError::BadReturn(m)) if m.contains("`b` twice")
+        ));
     }
 }
