@@ -80,6 +80,8 @@ pub(crate) struct ShardReport {
     /// Hook counters: (name, counts), and the audit queue's.
     pub(crate) hooks: crate::hooks::HooksReport,
     pub(crate) in_flight: usize,
+    /// Client connections: open now, refused over the limit, failed TLS handshakes.
+    pub(crate) connections: (usize, u64, u64),
     pub(crate) lanes: Vec<crate::lanes::LaneSnapshot>,
     /// Governance leases held: (accounts, unreserved, reserved).
     pub(crate) leases: (usize, u64, u64),

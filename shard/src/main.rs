@@ -113,6 +113,7 @@ fn configure(cli: &Cli) -> Result<Config, String> {
         Some(a) => match a.parse() {
             Ok(addr) => {
                 let token = config.admin.as_ref().and_then(|a| a.token.clone());
+                let tls = config.admin.as_ref().and_then(|a| a.tls.clone());
                 if token.is_none() && !std::net::SocketAddr::ip(&addr).is_loopback() {
                     return Err(format!(
                         "--admin-listen {a}: not a loopback address, and no admin token is configured (admin.token_env)"
@@ -121,6 +122,7 @@ fn configure(cli: &Cli) -> Result<Config, String> {
                 config.admin = Some(config::Admin {
                     listen: addr,
                     token,
+                    tls,
                 });
             }
             Err(_) => {

@@ -26,6 +26,8 @@ pub(crate) struct RoutesInit {
     pub(crate) generation: u64,
     pub(crate) config: Arc<Config>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// The listeners' TLS, built from this generation's certificates.
+    pub(crate) server_tls: crate::server::tls::ServerTls,
     /// Addresses of every provider, then of every webhook (see `hooks::webhook_urls`).
     pub(crate) addrs: Vec<Vec<SocketAddr>>,
     /// What all shards share about this generation's lanes (probe slots, trip numbers).
@@ -49,6 +51,9 @@ pub(crate) struct Routes {
     pub(crate) upstream: Upstream,
     pub(crate) lanes: Lanes,
     pub(crate) hooks: Hooks,
+    /// The listeners' TLS of this generation (a connection is accepted with the generation
+    /// current at its accept).
+    pub(crate) tls: crate::server::tls::ServerTls,
 }
 
 impl Routes {
@@ -76,6 +81,7 @@ impl Routes {
             upstream: Upstream::new(&config, init.tls, init.addrs),
             lanes,
             hooks: Hooks::new(&config, shard),
+            tls: init.server_tls,
             config,
         });
         crate::hooks::audit::Audit::start(&routes);

@@ -117,7 +117,11 @@ impl Current {
         if config.driver != o.driver {
             kept.push("driver");
         }
-        if config.admin != o.admin {
+        let admin_place = |a: &Option<busbar_core::config::Admin>| {
+            a.as_ref()
+                .map(|a| (a.listen, a.token.clone(), a.tls.is_some()))
+        };
+        if admin_place(&config.admin) != admin_place(&o.admin) {
             kept.push("admin");
         }
         if config.ledger != o.ledger {
@@ -126,8 +130,11 @@ impl Current {
         if config.upstream.extra_ca_files != o.upstream.extra_ca_files {
             kept.push("upstream.extra_ca_files");
         }
+        // Certificates are checked before any shard hears of the new config.
+        let server_tls = crate::server::tls::ServerTls::build(&config)?;
         let init = RoutesInit {
             generation: old.generation + 1,
+            server_tls,
             addrs: resolve_all(&config),
             lanes: crate::lanes::shared(&config),
             config: Arc::new(config),
@@ -216,6 +223,7 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
     };
     let first = RoutesInit {
         generation: 0,
+        server_tls: crate::server::tls::ServerTls::build(&config)?,
         config: Arc::clone(&config),
         tls: Arc::clone(&tls),
         addrs: addrs.clone(),

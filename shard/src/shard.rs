@@ -55,6 +55,10 @@ pub(crate) struct Shard {
     pub(crate) in_flight: Cell<usize>,
     /// Open client connections.
     pub(crate) open_conns: Cell<usize>,
+    /// Connections answered 503 for being over `limits.max_connections`.
+    pub(crate) refused_conns: Cell<u64>,
+    /// TLS handshakes that failed or ran out of time (mTLS refusals among them).
+    pub(crate) tls_failures: Cell<u64>,
     /// Set on shutdown: finish what is in flight, keep nothing alive.
     pub(crate) draining: Cell<bool>,
     /// Sequence for ids this shard mints.
@@ -124,6 +128,8 @@ pub(crate) async fn serve(init: ShardInit) {
         )),
         in_flight: Cell::new(0),
         open_conns: Cell::new(0),
+        refused_conns: Cell::new(0),
+        tls_failures: Cell::new(0),
         draining: Cell::new(false),
         seq: Cell::new(0),
     });
@@ -173,6 +179,11 @@ pub(crate) async fn serve(init: ShardInit) {
                                 shard: shard.id,
                                 generation: r.generation,
                                 in_flight: shard.in_flight.get(),
+                                connections: (
+                                    shard.open_conns.get(),
+                                    shard.refused_conns.get(),
+                                    shard.tls_failures.get(),
+                                ),
                                 lanes: r.lanes.snapshot(),
                                 leases: shard.gate.held(),
                                 hooks: crate::hooks::report(&r),

@@ -12,9 +12,11 @@
 //! synchronisation: readiness is the `listening on` line, completion is a read returning.
 
 pub mod client;
+pub mod pki;
 pub mod procs;
 pub mod scripted;
 
 pub use client::{Client, Response};
+pub use pki::{Ca, ClientTls, Issued, TlsConn};
 pub use procs::{Busbar, DRIVERS, MockProvider, bin_path, run_check};
 pub use scripted::{Action, Received, Scripted, json_response};

@@ -93,6 +93,12 @@ pub struct Limits {
     pub write_timeout_ms: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests get to finish.
     pub shutdown_grace_ms: u64,
+    /// Longest gap between two reads of a request body (a body that trickles is cut off
+    /// with 408 well before `body_timeout_ms`).
+    pub body_gap_timeout_ms: u64,
+    /// Client connections one shard holds at once; one more is answered 503 with
+    /// `Retry-After` and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -106,6 +112,8 @@ impl Default for Limits {
             idle_timeout_ms: 60_000,
             write_timeout_ms: 60_000,
             shutdown_grace_ms: 30_000,
+            body_gap_timeout_ms: 10_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -251,6 +259,86 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// The bearer token it requires, when set.
     pub token: Option<String>,
+    /// TLS (and mTLS) on the admin listener, when set.
+    pub tls: Option<Tls>,
+}
+
+/// Which TLS versions a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// A PEM file a config names: its path as written and its content, read when the config is
+/// loaded (so a reload reads it again).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFile {
+    /// The path as written in the config.
+    pub path: String,
+    /// The file's content.
+    pub pem: String,
+}
+
+impl std::fmt::Debug for PemFile {
+    /// The path only: a key's content never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PemFile({})", self.path)
+    }
+}
+
+/// TLS termination on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// The certificate chain, leaf first.
+    pub cert: PemFile,
+    /// The private key of the leaf.
+    pub key: PemFile,
+    /// CA certificates a client's certificate must chain to: set, the listener is mTLS and a
+    /// client without such a certificate fails the handshake.
+    pub client_ca: Option<PemFile>,
+    /// Time allowed from accept to the end of the handshake.
+    pub handshake_timeout_ms: u64,
+    /// The lowest version accepted.
+    pub min_version: TlsVersion,
+}
+
+/// HTTP/2 on the data listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2 {
+    /// Offer `h2` by ALPN on TLS.
+    pub enabled: bool,
+    /// Also take h2 with prior knowledge on a cleartext listener (h2c), told apart from
+    /// HTTP/1.1 by the connection preface.
+    pub cleartext: bool,
+    /// Streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Per-stream receive window (bytes) announced to clients.
+    pub initial_window_size: u32,
+    /// Connection receive window (bytes).
+    pub initial_connection_window_size: u32,
+    /// Largest frame payload accepted.
+    pub max_frame_size: u32,
+    /// Streams a client may reset before they are counted down (rapid reset): past it, the
+    /// connection is closed with ENHANCE_YOUR_CALM.
+    pub max_pending_resets: usize,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cleartext: false,
+            max_concurrent_streams: 128,
+            initial_window_size: 1024 * 1024,
+            initial_connection_window_size: 4 * 1024 * 1024,
+            max_frame_size: 16 * 1024,
+            max_pending_resets: 32,
+        }
+    }
 }
 
 /// One member of a pool.
@@ -393,6 +481,10 @@ pub struct ClientKey {
 pub struct Config {
     /// Data-plane listen address.
     pub listen: SocketAddr,
+    /// TLS on the data listener, when set.
+    pub tls: Option<Tls>,
+    /// HTTP/2 on the data listener.
+    pub http2: Http2,
     /// Shard count; 0 means one per core.
     pub shards: usize,
     /// I/O driver choice.

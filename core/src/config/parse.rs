@@ -55,6 +55,9 @@ fn error_at(text: &str, span: Option<Range<usize>>, message: impl Into<String>) 
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<Spanned<String>>,
+    tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    http2: RawHttp2,
     shards: Option<usize>,
     driver: Option<Spanned<String>>,
     #[serde(default)]
@@ -129,6 +132,7 @@ struct RawAdmin {
     #[serde(default = "yes")]
     enabled: bool,
     token_env: Option<Spanned<String>>,
+    tls: Option<Spanned<RawTls>>,
 }
 
 impl Default for RawAdmin {
@@ -137,6 +141,7 @@ impl Default for RawAdmin {
             listen: None,
             enabled: true,
             token_env: None,
+            tls: None,
         }
     }
 }
@@ -165,6 +170,30 @@ struct RawLimits {
     idle_timeout_ms: Option<u64>,
     write_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    body_gap_timeout_ms: Option<u64>,
+    max_connections: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<String>,
+    key: Spanned<String>,
+    client_ca: Option<Spanned<String>>,
+    handshake_timeout_ms: Option<Spanned<u64>>,
+    min_version: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp2 {
+    enabled: Option<bool>,
+    cleartext: Option<bool>,
+    max_concurrent_streams: Option<Spanned<u32>>,
+    initial_window_size: Option<Spanned<u32>>,
+    initial_connection_window_size: Option<Spanned<u32>>,
+    max_frame_size: Option<Spanned<u32>>,
+    max_pending_resets: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -369,6 +398,17 @@ fn validate(
         idle_timeout_ms: l.idle_timeout_ms.unwrap_or(d.idle_timeout_ms),
         write_timeout_ms: l.write_timeout_ms.unwrap_or(d.write_timeout_ms),
         shutdown_grace_ms: l.shutdown_grace_ms.unwrap_or(d.shutdown_grace_ms),
+        body_gap_timeout_ms: l.body_gap_timeout_ms.unwrap_or(d.body_gap_timeout_ms),
+        max_connections: match &l.max_connections {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(err(
+                    n.span(),
+                    "limits.max_connections must be at least 1".into(),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+            None => d.max_connections,
+        },
     };
     if limits.max_head_bytes < 1024 || limits.max_headers == 0 {
         return Err(error_at(
@@ -420,6 +460,7 @@ fn validate(
         ("limits.idle_timeout_ms", limits.idle_timeout_ms),
         ("limits.write_timeout_ms", limits.write_timeout_ms),
         ("limits.shutdown_grace_ms", limits.shutdown_grace_ms),
+        ("limits.body_gap_timeout_ms", limits.body_gap_timeout_ms),
     ] {
         check_ms(name, ms).map_err(|m| error_at(text, None, m))?;
     }
@@ -524,7 +565,14 @@ fn validate(
     ] {
         check_ms(name, d.as_millis() as u64).map_err(|m| error_at(text, None, m))?;
     }
-    let admin = admin_settings(&raw.admin, env).map_err(|(span, m)| err(span, m))?;
+    let admin = admin_settings(&raw.admin, env, files).map_err(|(span, m)| err(span, m))?;
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| tls_settings(t, "tls", files))
+        .transpose()
+        .map_err(|(span, m)| err(span, m))?;
+    let http2 = http2_settings(&raw.http2).map_err(|(span, m)| err(span, m))?;
 
     let mut models = Vec::with_capacity(raw.models.len());
     for (name, m) in &raw.models {
@@ -694,6 +742,8 @@ fn validate(
     Ok(Config {
         hooks,
         listen,
+        tls,
+        http2,
         shards: raw.shards.unwrap_or(0),
         driver,
         limits,
@@ -1077,9 +1127,118 @@ fn breaker_settings(b: &RawBreaker) -> Result<crate::breaker::Settings, (Range<u
     Ok(s)
 }
 
+/// `[tls]` or `[admin.tls]`: the PEM files are read now (and again on every reload); that
+/// they hold a usable chain and key is checked where TLS is set up (the shard crate).
+fn tls_settings(
+    t: &Spanned<RawTls>,
+    what: &str,
+    files: FileReader<'_>,
+) -> Result<Tls, (Range<usize>, String)> {
+    let read = |f: &Spanned<String>, field: &str| -> Result<PemFile, (Range<usize>, String)> {
+        let pem = files(f.get_ref()).map_err(|m| (f.span(), format!("{what}.{field}: {m}")))?;
+        if !pem.contains("-----BEGIN ") {
+            return Err((
+                f.span(),
+                format!("{what}.{field}: `{}` is not a PEM file", f.get_ref()),
+            ));
+        }
+        Ok(PemFile {
+            path: f.get_ref().clone(),
+            pem,
+        })
+    };
+    let raw = t.get_ref();
+    let handshake_timeout_ms = match &raw.handshake_timeout_ms {
+        Some(ms) => check_ms(&format!("{what}.handshake_timeout_ms"), *ms.get_ref())
+            .map_err(|m| (ms.span(), m))?,
+        None => DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    };
+    let min_version = match raw.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "1.2")) => TlsVersion::Tls12,
+        Some((_, "1.3")) => TlsVersion::Tls13,
+        Some((v, other)) => {
+            return Err((
+                v.span(),
+                format!("{what}.min_version: `{other}` is not \"1.2\" or \"1.3\""),
+            ));
+        }
+    };
+    Ok(Tls {
+        cert: read(&raw.cert, "cert")?,
+        key: read(&raw.key, "key")?,
+        client_ca: raw
+            .client_ca
+            .as_ref()
+            .map(|c| read(c, "client_ca"))
+            .transpose()?,
+        handshake_timeout_ms,
+        min_version,
+    })
+}
+
+/// A TLS handshake's deadline unless the config says otherwise.
+const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// `[http2]`, checked against the limits RFC 9113 sets.
+fn http2_settings(h: &RawHttp2) -> Result<Http2, (Range<usize>, String)> {
+    let d = Http2::default();
+    let bounded = |v: &Option<Spanned<u32>>, name: &str, lo: u32, hi: u32, default: u32| match v {
+        Some(x) if !(lo..=hi).contains(x.get_ref()) => Err((
+            x.span(),
+            format!("http2.{name} must be between {lo} and {hi}"),
+        )),
+        Some(x) => Ok(*x.get_ref()),
+        None => Ok(default),
+    };
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    Ok(Http2 {
+        enabled: h.enabled.unwrap_or(d.enabled),
+        cleartext: h.cleartext.unwrap_or(d.cleartext),
+        max_concurrent_streams: bounded(
+            &h.max_concurrent_streams,
+            "max_concurrent_streams",
+            1,
+            10_000,
+            d.max_concurrent_streams,
+        )?,
+        initial_window_size: bounded(
+            &h.initial_window_size,
+            "initial_window_size",
+            1024,
+            MAX_WINDOW,
+            d.initial_window_size,
+        )?,
+        initial_connection_window_size: bounded(
+            &h.initial_connection_window_size,
+            "initial_connection_window_size",
+            65_535,
+            MAX_WINDOW,
+            d.initial_connection_window_size,
+        )?,
+        max_frame_size: bounded(
+            &h.max_frame_size,
+            "max_frame_size",
+            16_384,
+            16_777_215,
+            d.max_frame_size,
+        )?,
+        max_pending_resets: match &h.max_pending_resets {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err((
+                    n.span(),
+                    "http2.max_pending_resets must be at least 1".into(),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+            None => d.max_pending_resets,
+        },
+    })
+}
+
 fn admin_settings(
     a: &RawAdmin,
     env: &dyn Fn(&str) -> Option<String>,
+    files: FileReader<'_>,
 ) -> Result<Option<Admin>, (Range<usize>, String)> {
     if !a.enabled {
         return Ok(None);
@@ -1121,7 +1280,12 @@ fn admin_settings(
             "admin.listen is not a loopback address: set admin.token_env so the admin API needs a token".into(),
         ));
     }
-    Ok(Some(Admin { listen, token }))
+    let tls = a
+        .tls
+        .as_ref()
+        .map(|t| tls_settings(t, "admin.tls", files))
+        .transpose()?;
+    Ok(Some(Admin { listen, token, tls }))
 }
 
 /// `[[providers.NAME.faults]]`: each rule names a class and at least one condition.

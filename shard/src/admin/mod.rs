@@ -131,7 +131,7 @@ pub(crate) fn start(
 }
 
 /// Reads one request (head and `content-length` body), or the answer that refuses it.
-fn read(s: &mut TcpStream) -> std::io::Result<Result<(Request, Option<String>), Answer>> {
+fn read(s: &mut impl Read) -> std::io::Result<Result<(Request, Option<String>), Answer>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let (method, target, auth, length, head_len) = loop {
@@ -207,9 +207,29 @@ fn read(s: &mut TcpStream) -> std::io::Result<Result<(Request, Option<String>), 
     )))
 }
 
-fn serve(mut s: TcpStream, admin: &Admin) -> std::io::Result<()> {
+/// One admin connection: the TLS handshake first when `[admin.tls]` is set (with the
+/// generation's certificates, so a reload changes them for the next connection; with
+/// `client_ca`, a client without a certificate from that CA fails here, before its token is
+/// read), then one request and its answer.
+fn serve(s: TcpStream, admin: &Admin) -> std::io::Result<()> {
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
+    match admin.current.get().server_tls.admin {
+        None => serve_plain(s, admin),
+        Some(config) => {
+            let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock)?;
+            }
+            serve_plain(&mut tls, admin)?;
+            tls.conn.send_close_notify();
+            tls.flush()
+        }
+    }
+}
+
+fn serve_plain(mut s: impl Read + Write, admin: &Admin) -> std::io::Result<()> {
     let (req, auth) = match read(&mut s)? {
         Ok(r) => r,
         Err(a) => return answer(&mut s, &a),
@@ -298,7 +318,7 @@ fn route(admin: &Admin, req: &Request) -> Answer {
     }
 }
 
-fn answer(s: &mut TcpStream, a: &Answer) -> std::io::Result<()> {
+fn answer(s: &mut impl Write, a: &Answer) -> std::io::Result<()> {
     let body = serde_json::to_vec_pretty(&a.body).unwrap_or_default();
     let reason = crate::server::respond::reason(a.status);
     let allow = a

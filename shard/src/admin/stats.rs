@@ -148,6 +148,11 @@ pub(super) fn stats(config: &Config, shards: usize, reports: &[ShardReport]) -> 
         "generation": reports.iter().map(|r| r.generation).max(),
         "hooks": hooks_json,
         "in_flight": reports.iter().map(|r| r.in_flight).sum::<usize>(),
+        "connections": {
+            "open": reports.iter().map(|r| r.connections.0).sum::<usize>(),
+            "refused_over_limit": reports.iter().map(|r| r.connections.1).sum::<u64>(),
+            "tls_failures": reports.iter().map(|r| r.connections.2).sum::<u64>(),
+        },
         "lanes_serving": serving_lanes(config, reports),
         "mailbox_full_drops": crate::control::CHANNEL_FULL.load(std::sync::atomic::Ordering::Relaxed),
         "lanes": lanes,

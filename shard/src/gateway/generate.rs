@@ -23,9 +23,9 @@ use super::transcode::Streamed;
 use super::{Caller, egress, mock, relay, transcode};
 use crate::gate::{Bill, Stop};
 use crate::hooks::{Forward, audit};
-use crate::io::write_all;
 use crate::lanes::{Probe, Refused};
 use crate::routes::Routes;
+use crate::server::client::ClientIo;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use crate::upstream::UpstreamError;
@@ -41,7 +41,6 @@ use busbar_core::govern::{
     Holder, Limit, Micros, Prices, actual_cost, prompt_token_bound, worst_case,
 };
 use busbar_core::route::Target;
-use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -132,7 +131,7 @@ fn now_secs() -> u64 {
 
 pub(super) async fn generate(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut ClientIo,
     head: &RequestHead,
     body: Vec<u8>,
     keep_alive: bool,
@@ -143,8 +142,9 @@ pub(super) async fn generate(
     let answer = run(shard, stream, head, &body, keep_alive, &ingress, caller).await;
     match answer {
         Outcome::Written(keep) => keep,
-        Outcome::Bytes(bytes) => write_all(stream, bytes).await.0.is_ok() && keep_alive,
-        Outcome::Error(e) => write_all(stream, e.for_protocol(p_in).render(keep_alive))
+        Outcome::Bytes(bytes) => stream.send(bytes).await.0.is_ok() && keep_alive,
+        Outcome::Error(e) => stream
+            .send(e.for_protocol(p_in).render(keep_alive))
             .await
             .0
             .is_ok(),
@@ -161,7 +161,7 @@ enum Outcome {
 
 async fn run(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut ClientIo,
     head: &RequestHead,
     body: &[u8],
     keep_alive: bool,
@@ -230,7 +230,7 @@ async fn run(
 async fn route_and_answer(
     shard: &Rc<Shard>,
     routes: &Routes,
-    stream: &mut TcpStream,
+    stream: &mut ClientIo,
     head: &RequestHead,
     body: &[u8],
     keep_alive: bool,
@@ -478,7 +478,7 @@ fn status_of(response: &[u8]) -> u16 {
 
 impl Attempt<'_> {
     /// Tries the plan's members in order until one answers the client, or none is left.
-    async fn members(&mut self, stream: &mut TcpStream, plan: &Plan) -> Outcome {
+    async fn members(&mut self, stream: &mut ClientIo, plan: &Plan) -> Outcome {
         let shard = self.shard;
         let routes = self.routes;
         let config = &routes.config;
@@ -711,7 +711,7 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     /// Sends the request to model `m` and answers the client from it, or says why not.
-    async fn go(&mut self, stream: &mut TcpStream, m: usize) -> Tried {
+    async fn go(&mut self, stream: &mut ClientIo, m: usize) -> Tried {
         let shard = self.shard;
         let routes = self.routes;
         let config = &routes.config;

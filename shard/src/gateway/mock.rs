@@ -2,19 +2,18 @@
 //! exists so that busbar answers out of the box; its timing (time to first token, gap between
 //! tokens) is real, so streaming behaves as it would against a provider.
 
-use crate::io::write_all;
+use crate::server::client::ClientIo;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::RequestHead;
 use busbar_codec::mock::{MockReply, MockRequest, OpenAiStream, openai_completion};
 use busbar_core::config::MockSettings;
-use monoio::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(super) async fn serve(
     shard: &Shard,
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     head: &RequestHead,
     settings: &MockSettings,
     body: &[u8],
@@ -23,13 +22,13 @@ pub(super) async fn serve(
     let req = match MockRequest::from_openai(body) {
         Ok(r) => r,
         Err(e) => {
-            return write_all(
-                client,
-                ApiError::new(400, ErrorKind::InvalidRequest, e.to_string()).render(keep_alive),
-            )
-            .await
-            .0
-            .is_ok();
+            return client
+                .send(
+                    ApiError::new(400, ErrorKind::InvalidRequest, e.to_string()).render(keep_alive),
+                )
+                .await
+                .0
+                .is_ok();
         }
     };
     let reply = MockReply::plan(&req, settings.tokens);
@@ -50,13 +49,11 @@ pub(super) async fn serve(
             }
             Err(_) => openai_completion(&req, &reply, &id, created),
         };
-        return write_all(
-            client,
-            response(200, "application/json", &json, keep_alive, &[]),
-        )
-        .await
-        .0
-        .is_ok();
+        return client
+            .send(response(200, "application/json", &json, keep_alive, &[]))
+            .await
+            .0
+            .is_ok();
     }
 
     let chunked = head.minor_version == 1;
@@ -79,7 +76,7 @@ pub(super) async fn serve(
         } else {
             out.extend_from_slice(&event);
         }
-        let (res, mut o) = write_all(client, out).await;
+        let (res, mut o) = client.send(out).await;
         if res.is_err() {
             return false;
         }
@@ -89,7 +86,7 @@ pub(super) async fn serve(
             monoio::time::sleep(Duration::from_millis(settings.token_gap_ms)).await;
         }
     }
-    if chunked && write_all(client, b"0\r\n\r\n".to_vec()).await.0.is_err() {
+    if chunked && client.send(b"0\r\n\r\n".to_vec()).await.0.is_err() {
         return false;
     }
     keep

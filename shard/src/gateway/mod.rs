@@ -17,7 +17,7 @@ mod relay;
 mod route;
 mod transcode;
 
-use crate::io::write_all;
+use crate::server::client::ClientIo;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
 use busbar_codec::Protocol;
@@ -25,13 +25,12 @@ use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{Method, RequestHead};
 use busbar_codec::openai::{ModelEntry, list_body};
 use ingress::Route;
-use monoio::net::TcpStream;
 use std::rc::Rc;
 
 /// Answers one request; returns whether the connection can carry another.
 pub(crate) async fn handle(
     shard: &Rc<Shard>,
-    stream: &mut TcpStream,
+    stream: &mut ClientIo,
     head: &RequestHead,
     body: Vec<u8>,
     keep_alive: bool,
@@ -77,7 +76,7 @@ pub(crate) async fn handle(
             bytes.truncate(end + 4);
         }
     }
-    write_all(stream, bytes).await.0.is_ok()
+    stream.send(bytes).await.0.is_ok()
 }
 
 /// Who is calling.

@@ -11,11 +11,10 @@
 //! The connection goes back to the pool only when its body ended cleanly on its own framing.
 //! If the client goes away mid-body the provider connection is dropped at once.
 
-use crate::io::write_all_within;
+use crate::server::client::ClientIo;
 use crate::server::respond::reason;
 use crate::upstream::Response;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder, write_forwardable};
-use monoio::net::TcpStream;
 
 enum Mode {
     Empty,
@@ -121,7 +120,7 @@ impl Mode {
 /// Relays `resp` to the client. Returns whether the client connection can carry another request.
 pub(super) async fn relay(
     routes: &crate::routes::Routes,
-    client: &mut TcpStream,
+    client: &mut ClientIo,
     provider: usize,
     resp: Response,
     client_minor: u8,
@@ -186,7 +185,7 @@ pub(super) async fn relay(
         return false;
     };
     reusable &= !step.excess;
-    let (res, mut out) = write_all_within(client, limit, out).await;
+    let (res, mut out) = client.send_within(limit, out).await;
     if res.is_err() {
         return false;
     }
@@ -199,7 +198,7 @@ pub(super) async fn relay(
             Ok(0) => {
                 if matches!(mode, Mode::CloseWrap | Mode::CloseRaw) {
                     if matches!(mode, Mode::CloseWrap) {
-                        let _ = write_all_within(client, limit, b"0\r\n\r\n".to_vec()).await;
+                        let _ = client.send_within(limit, b"0\r\n\r\n".to_vec()).await;
                     }
                     return keep_client;
                 }
@@ -221,7 +220,7 @@ pub(super) async fn relay(
             Ok(Some((st, used))) => {
                 step = st;
                 buf.truncate(used);
-                let (res, b) = write_all_within(client, limit, buf).await;
+                let (res, b) = client.send_within(limit, buf).await;
                 buf = b;
                 res
             }
@@ -231,7 +230,7 @@ pub(super) async fn relay(
                     return false;
                 };
                 step = st;
-                let (res, o) = write_all_within(client, limit, out).await;
+                let (res, o) = client.send_within(limit, out).await;
                 out = o;
                 res
             }

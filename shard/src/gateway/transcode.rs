@@ -16,14 +16,13 @@
 //! How it went is classified for the lane's breaker: a provider's error event by its code and
 //! message, a deadline as a timeout, a cut-off or unreadable body as a network or server error.
 
-use crate::io::write_all_within;
+use crate::server::client::ClientIo;
 use crate::server::respond::ApiError;
 use crate::upstream::Response;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder};
 use busbar_codec::stream::{MALFORMED, Transcoder};
 use busbar_core::fault::{Class, Facts, classify};
-use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 /// Most client bytes held back while a stream has not committed; past this it commits anyway.
@@ -44,7 +43,7 @@ fn chunk(out: &mut Vec<u8>, data: &[u8], http11: bool) {
 
 /// The client side of a streamed answer.
 pub(super) struct Downstream<'a> {
-    pub(super) stream: &'a mut TcpStream,
+    pub(super) stream: &'a mut ClientIo,
     /// The client's HTTP minor version (1.0 clients get the bytes raw, then a close).
     pub(super) minor: u8,
     pub(super) keep_alive: bool,
@@ -216,7 +215,7 @@ pub(super) async fn stream(
             out.extend_from_slice(b"0\r\n\r\n");
         }
         if committed && !out.is_empty() {
-            let (res, o) = write_all_within(client, limit, std::mem::take(&mut out)).await;
+            let (res, o) = client.send_within(limit, std::mem::take(&mut out)).await;
             if res.is_err() {
                 return Streamed::Done {
                     keep: false,
@@ -292,7 +291,7 @@ pub(super) async fn stream(
         if http11 {
             all.extend_from_slice(b"0\r\n\r\n");
         }
-        if write_all_within(client, limit, all).await.0.is_err() {
+        if client.send_within(limit, all).await.0.is_err() {
             return Streamed::Done {
                 keep: false,
                 failure: None,

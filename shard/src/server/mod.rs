@@ -9,5 +9,8 @@
 //! ambiguous framing 400. Nothing here allocates per byte; the read buffer is reused across
 //! requests on a connection and pipelined bytes stay in it.
 
+pub(crate) mod client;
 pub(crate) mod conn;
+pub(crate) mod h2;
 pub(crate) mod respond;
+pub(crate) mod tls;
