@@ -192,7 +192,12 @@ pub(super) async fn relay(
     let mut buf = buffered;
     while !step.done {
         buf.clear();
-        let (res, b) = routes.upstream.read_body(&mut stream, buf).await;
+        let read = routes.upstream.read_body(&mut stream, buf);
+        // A client that goes away stops the relay at once: the provider's connection is
+        // dropped (not put back) and the request settles with what was read.
+        let Some((res, b)) = client.unless_gone(read).await else {
+            return false;
+        };
         buf = b;
         match res {
             Ok(0) => {

@@ -244,11 +244,19 @@ pub(super) async fn stream(
         } else {
             deadline.min(latest)
         };
-        let res = match routes
+        let read = routes
             .upstream
-            .read_body_until(&mut upstream, input, deadline)
-            .await
-        {
+            .read_body_until(&mut upstream, input, deadline);
+        let Some(read) = client.unless_gone(read).await else {
+            // Nobody will read the rest: the provider's connection is dropped now (not at the
+            // next write), and what the stream used so far is what gets billed.
+            return Streamed::Done {
+                keep: false,
+                failure: None,
+                usage: t.usage().copied(),
+            };
+        };
+        let res = match read {
             Ok((res, b)) => {
                 input = b;
                 res

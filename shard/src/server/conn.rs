@@ -106,9 +106,10 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
         return;
     }
     let acceptor = monoio_rustls::TlsAcceptor::from(config);
+    let watch = super::client::watcher(&tcp);
     let replayed = PrefixedReadIo::new(tcp, std::io::Cursor::new(hello));
     match timeout_at(deadline, acceptor.accept(replayed)).await {
-        Ok(Ok(s)) => serve_h1(shard, ClientIo::Tls(Box::new(s)), Vec::new(), over).await,
+        Ok(Ok(s)) => serve_h1(shard, ClientIo::Tls(Box::new(s), watch), Vec::new(), over).await,
         Ok(Err(e)) => failed(e.to_string()),
         Err(_) => failed("not done within its deadline".into()),
     }

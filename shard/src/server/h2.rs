@@ -405,6 +405,16 @@ impl StreamOut {
         self.body(bytes).await
     }
 
+    /// Completes when the client resets the stream (or the connection goes).
+    pub(crate) async fn reset(&mut self) {
+        let _ = poll_fn(|cx| match (&mut self.out, &mut self.respond) {
+            (Out::Body { stream, .. }, _) => stream.poll_reset(cx),
+            (Out::Head(_), Some(r)) => r.poll_reset(cx),
+            _ => Poll::Pending,
+        })
+        .await;
+    }
+
     /// Sends body bytes, framed as the head said.
     async fn body(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Out::Body {
