@@ -20,3 +20,16 @@ pub use client::{Client, Response};
 pub use pki::{Ca, ClientTls, Issued, TlsConn};
 pub use procs::{Busbar, DRIVERS, MockProvider, bin_path, run_check};
 pub use scripted::{Action, Received, Scripted, json_response};
+
+/// Polls `f` until it holds, for at most `secs` seconds (a bound on waiting for an event, not
+/// a timing assertion).
+pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("not within {secs} s: {what}");
+}

@@ -5,7 +5,7 @@
 //! No test asserts a duration: waits are polls with a bound, and what is checked is who was
 //! asked, what the client got, and what the lanes say.
 
-use busbar_tests::{Busbar, Client, MockProvider};
+use busbar_tests::{Busbar, Client, MockProvider, eventually};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -70,18 +70,6 @@ fn lane(b: &Busbar, name: &str) -> Value {
         .find(|l| l["lane"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("no lane {name}"))
-}
-
-/// Polls `f` until it holds, for at most `secs` seconds.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("not within {secs} s: {what}");
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! once, not at the stream's next event). Both I/O drivers; HTTP/1.1 here, h2 abuse in
 //! tests/sdk/test_h2_abuse.py (raw frames from the `h2` package).
 
-use busbar_tests::{Busbar, Client, DRIVERS, MockProvider};
+use busbar_tests::{Busbar, Client, DRIVERS, MockProvider, eventually};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHAT: &str = r#"{"model":"mock","messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -31,18 +31,6 @@ fn stats(b: &Busbar) -> Value {
     Client::connect(b.admin.expect("admin"))
         .get("/stats", &[])
         .json()
-}
-
-/// Polls `f` until it holds, for at most `secs` seconds.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("not within {secs} s: {what}");
 }
 
 #[test]
