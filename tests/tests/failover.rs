@@ -7,7 +7,6 @@
 
 use busbar_tests::{Busbar, Client, MockProvider, eventually};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 /// A pool of three OpenAI-protocol members on one mock, plus an Anthropic-protocol member
 /// and single models; `extra` is appended (breaker, upstream, lanes settings).
