@@ -98,13 +98,15 @@ pub(super) fn parse_block(v: Value) -> Block {
             citations: citations_of(&v),
             cache: cache_of(&v),
         },
+        // A text source is a document's, not an image's: such a block is kept as it came (the
+        // provider's own validation answers it), not read as an image it cannot be written as.
         "image" => match v.get("source").and_then(source_of) {
-            Some(source) => Block::Image {
+            Some(source) if !matches!(source, Media::Text { .. }) => Block::Image {
                 source,
                 detail: None,
                 cache: cache_of(&v),
             },
-            None => raw(v),
+            _ => raw(v),
         },
         "document" => match v.get("source").and_then(source_of) {
             Some(source) => Block::Document {
