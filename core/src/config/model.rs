@@ -136,6 +136,9 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout_ms: u64,
     /// Most idle connections kept per origin per shard.
     pub max_idle_per_origin: usize,
+    /// Offer h2 by ALPN to `https://` providers; one that takes it gets one multiplexed
+    /// connection per shard instead of a pool.
+    pub http2: bool,
     /// Extra PEM CA files trusted for `https://` upstreams, beside the webpki roots.
     pub extra_ca_files: Vec<String>,
 }
@@ -150,6 +153,7 @@ impl Default for UpstreamSettings {
             event_gap_timeout_ms: 120_000,
             pool_idle_timeout_ms: 60_000,
             max_idle_per_origin: 256,
+            http2: true,
             extra_ca_files: Vec::new(),
         }
     }

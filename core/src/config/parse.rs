@@ -206,6 +206,7 @@ struct RawUpstream {
     event_gap_timeout_ms: Option<u64>,
     pool_idle_timeout_ms: Option<u64>,
     max_idle_per_origin: Option<usize>,
+    http2: Option<bool>,
     #[serde(default)]
     extra_ca_files: Vec<String>,
 }
@@ -429,6 +430,7 @@ fn validate(
         event_gap_timeout_ms: u.event_gap_timeout_ms.unwrap_or(d.event_gap_timeout_ms),
         pool_idle_timeout_ms: u.pool_idle_timeout_ms.unwrap_or(d.pool_idle_timeout_ms),
         max_idle_per_origin: u.max_idle_per_origin.unwrap_or(d.max_idle_per_origin),
+        http2: u.http2.unwrap_or(d.http2),
         extra_ca_files: u.extra_ca_files,
     };
 

@@ -1,11 +1,19 @@
-//! The upstream HTTP/1.1 client of one shard: a keep-alive pool per provider origin, plain or
-//! TLS connections, deadlines for connect and for the response head.
+//! The upstream client of one shard: a keep-alive HTTP/1.1 pool per provider origin, plain or
+//! TLS connections, or, for an `https://` origin that picks `h2` by ALPN, one h2 connection
+//! per origin on this shard that carries every request to it as a stream; deadlines for
+//! connect and for the response head either way.
 //!
 //! ```text
-//!   exchange(): idle conn from the pool? -- write request -- read head (deadline)
-//!                 \-- none / stale --> connect (deadline: TCP + TLS) --/
-//!   the caller relays the body and hands the connection back with `checkin` if reusable
+//!   exchange(): h2 connection to the origin? -- open a stream -- response head (deadline)
+//!               idle conn from the pool? -- write request -- read head (deadline)
+//!                 \-- none / stale --> connect (deadline: TCP + TLS; ALPN h2 | http/1.1) --/
+//!   the caller relays the body and hands an HTTP/1.1 connection back with `checkin`
 //! ```
+//!
+//! The gateway writes every upstream request as HTTP/1.1 bytes; for h2 they are read back
+//! into a request (the same parser as for clients) and the h2 response is given the head an
+//! HTTP/1.1 response would have, so the relay, the transcoders and usage reading are the same
+//! for both.
 //!
 //! A pooled connection the provider closed while idle shows up as a write error or an EOF
 //! before any byte of a response; that exchange is retried once on a fresh connection. Nothing
@@ -16,9 +24,10 @@ pub(crate) mod tls;
 
 pub(crate) use stream::UpstreamStream;
 
-use crate::io::{BufPool, read_append, write_all};
+use crate::io::BufPool;
 use busbar_codec::http1::{
-    BodyFraming, ChunkedDecoder, ResponseError, ResponseHead, parse_response_head,
+    BodyFraming, ChunkedDecoder, ResponseError, ResponseHead, is_hop_by_hop, parse_request_head,
+    parse_response_head,
 };
 use busbar_core::config::{Config, Endpoint, UpstreamSettings};
 use busbar_core::fault::Transport;
@@ -100,6 +109,8 @@ struct Idle {
 }
 
 struct Origin {
+    /// The origin's h2 connection on this shard, once it chose h2.
+    h2: RefCell<Option<h2::client::SendRequest<bytes::Bytes>>>,
     label: String,
     host_header: String,
     server_name: Option<ServerName<'static>>,
@@ -116,6 +127,14 @@ fn tls_reason(e: monoio_rustls::TlsError) -> String {
     }
 }
 
+/// A new connection to an origin.
+enum Connected {
+    /// HTTP/1.1: the connection itself.
+    H1(UpstreamStream),
+    /// h2: a handle on the origin's shared connection.
+    H2(h2::client::SendRequest<bytes::Bytes>),
+}
+
 /// A response whose head has arrived; the body follows on `stream`.
 pub(crate) struct Response {
     pub(crate) stream: UpstreamStream,
@@ -130,6 +149,8 @@ pub(crate) struct Upstream {
     pub(crate) buffers: BufPool,
     settings: UpstreamSettings,
     tls: monoio_rustls::TlsConnector,
+    /// The same trust, offering `h2` then `http/1.1` (when `upstream.http2` is on).
+    tls_h2: Option<tokio_rustls::TlsConnector>,
     origins: Vec<Option<Origin>>,
 }
 
@@ -177,6 +198,7 @@ impl Upstream {
                             None
                         },
                         addrs: RefCell::new(addrs),
+                        h2: RefCell::new(None),
                         next_addr: Cell::new(0),
                         idle: RefCell::new(Vec::new()),
                     })
@@ -184,10 +206,16 @@ impl Upstream {
                 Endpoint::Mock(_) => None,
             })
             .collect();
+        let tls_h2 = config.upstream.http2.then(|| {
+            let mut c = (*tls).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(c))
+        });
         Self {
             buffers: BufPool::new(READ_CHUNK, 1024),
             settings: config.upstream.clone(),
             tls: monoio_rustls::TlsConnector::from(tls),
+            tls_h2,
             origins,
         }
     }
@@ -245,11 +273,7 @@ impl Upstream {
         None
     }
 
-    async fn connect(
-        &self,
-        provider: usize,
-        latest: Instant,
-    ) -> Result<UpstreamStream, UpstreamError> {
+    async fn connect(&self, provider: usize, latest: Instant) -> Result<Connected, UpstreamError> {
         let o = self.origin(provider);
         let addrs = o.addrs.borrow().clone();
         if addrs.is_empty() {
@@ -267,16 +291,19 @@ impl Upstream {
             match timeout_at(deadline, TcpStream::connect_addr(addr)).await {
                 Ok(Ok(tcp)) => {
                     let _ = tcp.set_nodelay(true);
-                    return match &o.server_name {
-                        None => Ok(UpstreamStream::Plain(tcp)),
-                        Some(name) => {
+                    return match (&o.server_name, &self.tls_h2) {
+                        (None, _) => Ok(Connected::H1(UpstreamStream::Plain(tcp))),
+                        (Some(name), None) => {
                             match timeout_at(deadline, self.tls.connect(name.clone(), tcp)).await {
-                                Ok(Ok(t)) => Ok(UpstreamStream::Tls(Box::new(t))),
+                                Ok(Ok(t)) => Ok(Connected::H1(UpstreamStream::Tls(Box::new(t)))),
                                 Ok(Err(e)) => {
                                     Err(UpstreamError::Tls(o.label.clone(), tls_reason(e)))
                                 }
                                 Err(_) => Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
                             }
+                        }
+                        (Some(name), Some(tls_h2)) => {
+                            self.connect_alpn(o, tls_h2, name, tcp, deadline, ms).await
                         }
                     };
                 }
@@ -285,6 +312,136 @@ impl Upstream {
             }
         }
         Err(last.unwrap_or_else(|| UpstreamError::NoAddress(o.label.clone())))
+    }
+
+    /// TLS offering h2: an h2 connection (its driver spawned on this shard, its handle kept
+    /// by the origin) or an HTTP/1.1 connection, as the provider chose.
+    async fn connect_alpn(
+        &self,
+        o: &Origin,
+        tls_h2: &tokio_rustls::TlsConnector,
+        name: &ServerName<'static>,
+        tcp: TcpStream,
+        deadline: Instant,
+        ms: u64,
+    ) -> Result<Connected, UpstreamError> {
+        let poll = tcp
+            .try_into_poll_io()
+            .map_err(|(e, _)| UpstreamError::Connect(o.label.clone(), e))?;
+        let tls = match timeout_at(deadline, tls_h2.connect(name.clone(), poll)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(UpstreamError::Tls(o.label.clone(), e.to_string())),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
+        };
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Ok(Connected::H1(UpstreamStream::PollTls(Box::new(tls))));
+        }
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(16 * 1024 * 1024)
+            .max_header_list_size(MAX_RESPONSE_HEAD as u32)
+            .handshake::<_, bytes::Bytes>(tls);
+        let (send, conn) = match timeout_at(deadline, handshake).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(UpstreamError::Tls(o.label.clone(), format!("h2: {e}"))),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
+        };
+        let label = o.label.clone();
+        monoio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("h2 connection to {label} ended: {e}");
+            }
+        });
+        *o.h2.borrow_mut() = Some(send.clone());
+        Ok(Connected::H2(send))
+    }
+
+    /// One exchange as an h2 stream: the HTTP/1.1 request bytes read back into a request, the
+    /// response head given the shape an HTTP/1.1 head would have (content-length framing
+    /// when the provider sent one, else to the end of the stream).
+    async fn exchange_h2(
+        &self,
+        provider: usize,
+        mut send: h2::client::SendRequest<bytes::Bytes>,
+        request: &[u8],
+        latest: Instant,
+    ) -> Result<Response, UpstreamError> {
+        let o = self.origin(provider);
+        let label = || o.label.clone();
+        let broken = |e: String| {
+            // The connection is no good for further streams: the next request makes another.
+            o.h2.borrow_mut().take();
+            UpstreamError::Send(label(), std::io::Error::other(e))
+        };
+        let head = match parse_request_head(request, request.len(), 1024) {
+            Ok(Some(h)) => h,
+            _ => return Err(broken("unusable request head".into())),
+        };
+        let body = bytes::Bytes::copy_from_slice(&request[head.head_len..]);
+        let mut req = http::Request::builder()
+            .method(head.method.as_str())
+            .uri(format!("https://{}{}", o.host_header, head.target));
+        for (name, value) in head.headers.iter() {
+            let lower = name.to_ascii_lowercase();
+            if is_hop_by_hop(&lower) || lower == "host" || lower == "transfer-encoding" {
+                continue;
+            }
+            req = req.header(lower, value);
+        }
+        let req = req.body(()).map_err(|e| broken(e.to_string()))?;
+        let now = Instant::now();
+        let deadline =
+            (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
+        let ms = deadline.saturating_duration_since(now).as_millis() as u64;
+        // Waits for a free stream slot (the provider's max_concurrent_streams) too.
+        let ready = match timeout_at(deadline, send.ready()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(broken(e.to_string())),
+            Err(_) => return Err(UpstreamError::SendTimeout(label(), ms)),
+        };
+        send = ready;
+        let (response, mut stream) = send
+            .send_request(req, body.is_empty())
+            .map_err(|e| broken(e.to_string()))?;
+        if !body.is_empty() {
+            stream.reserve_capacity(body.len());
+            stream
+                .send_data(body, true)
+                .map_err(|e| broken(e.to_string()))?;
+        }
+        let response = match timeout_at(deadline, response).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_reset() => {
+                return Err(UpstreamError::Closed(format!(
+                    "{} (stream reset: {e})",
+                    label()
+                )));
+            }
+            Ok(Err(e)) => return Err(broken(e.to_string())),
+            Err(_) => return Err(UpstreamError::HeadTimeout(label(), ms)),
+        };
+        let (parts, body) = response.into_parts();
+        let mut text = format!("HTTP/1.1 {} h2\r\n", parts.status.as_u16()).into_bytes();
+        for (name, value) in &parts.headers {
+            text.extend_from_slice(name.as_str().as_bytes());
+            text.extend_from_slice(b": ");
+            text.extend_from_slice(value.as_bytes());
+            text.extend_from_slice(b"\r\n");
+        }
+        text.extend_from_slice(b"connection: close\r\n\r\n");
+        let head = match parse_response_head(&text, text.len() + 1, false) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Err(UpstreamError::Closed(label())),
+            Err(e) => return Err(UpstreamError::BadHead(label(), e)),
+        };
+        Ok(Response {
+            stream: UpstreamStream::H2(Box::new(stream::H2Body {
+                body,
+                rest: bytes::Bytes::new(),
+            })),
+            head,
+            buffered: Vec::new(),
+        })
     }
 
     /// Sends `request` (head and body, whole) and waits for the response head: within the
@@ -298,24 +455,36 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         let label = || self.origin(provider).label.clone();
         let mut request = request;
+        let h2 = self.origin(provider).h2.borrow().clone();
+        if let Some(send) = h2 {
+            let r = self.exchange_h2(provider, send, &request, latest).await;
+            self.buffers.give(request);
+            return r;
+        }
         loop {
             let (mut stream, reused) = match self.checkout(provider) {
                 Some(s) => (s, true),
-                None => (self.connect(provider, latest).await?, false),
+                None => match self.connect(provider, latest).await? {
+                    Connected::H1(s) => (s, false),
+                    Connected::H2(send) => {
+                        let r = self.exchange_h2(provider, send, &request, latest).await;
+                        self.buffers.give(request);
+                        return r;
+                    }
+                },
             };
             // A provider that accepts the connection but never reads must not hold the
             // request: the write has the head's deadline too.
             let now = Instant::now();
             let send_deadline =
                 (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
-            let (res, req_back) =
-                match timeout_at(send_deadline, write_all(&mut stream, request)).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        let ms = send_deadline.saturating_duration_since(now).as_millis() as u64;
-                        return Err(UpstreamError::SendTimeout(label(), ms));
-                    }
-                };
+            let (res, req_back) = match timeout_at(send_deadline, stream.send(request)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let ms = send_deadline.saturating_duration_since(now).as_millis() as u64;
+                    return Err(UpstreamError::SendTimeout(label(), ms));
+                }
+            };
             request = req_back;
             if let Err(e) = res {
                 if reused {
@@ -329,11 +498,10 @@ impl Upstream {
             let ms = deadline.saturating_duration_since(now).as_millis() as u64;
             let mut buf = self.buffers.take();
             loop {
-                let (res, b) =
-                    match timeout_at(deadline, read_append(&mut stream, buf, READ_CHUNK)).await {
-                        Ok(r) => r,
-                        Err(_) => return Err(UpstreamError::HeadTimeout(label(), ms)),
-                    };
+                let (res, b) = match timeout_at(deadline, stream.read_more(buf, READ_CHUNK)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(UpstreamError::HeadTimeout(label(), ms)),
+                };
                 buf = b;
                 match res {
                     Ok(n) if n > 0 => {}
@@ -370,7 +538,7 @@ impl Upstream {
         buf: Vec<u8>,
         deadline: Instant,
     ) -> Result<(std::io::Result<usize>, Vec<u8>), Vec<u8>> {
-        match timeout_at(deadline, read_append(stream, buf, READ_CHUNK)).await {
+        match timeout_at(deadline, stream.read_more(buf, READ_CHUNK)).await {
             Ok(r) => Ok(r),
             Err(_) => Err(Vec::with_capacity(READ_CHUNK)),
         }
@@ -391,12 +559,7 @@ impl Upstream {
         buf: Vec<u8>,
     ) -> (std::io::Result<usize>, Vec<u8>) {
         let ms = self.settings.body_read_timeout_ms;
-        match timeout(
-            Duration::from_millis(ms),
-            read_append(stream, buf, READ_CHUNK),
-        )
-        .await
-        {
+        match timeout(Duration::from_millis(ms), stream.read_more(buf, READ_CHUNK)).await {
             Ok(r) => r,
             Err(_) => (
                 Err(std::io::Error::new(
