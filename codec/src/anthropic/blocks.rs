@@ -129,12 +129,17 @@ pub(super) fn parse_block(v: Value) -> Block {
         "redacted_thinking" => Block::RedactedThinking {
             data: s(&v, "data").unwrap_or_default(),
         },
-        "tool_use" if v.get("cache_control").is_none() => Block::ToolUse {
-            id: s(&v, "id").unwrap_or_default(),
-            name: s(&v, "name").unwrap_or_default(),
-            input: v.get("input").cloned().unwrap_or_else(|| json!({})),
-            thought_signature: None,
-        },
+        // A tool call's input is an object; any other is kept as it came (see "image").
+        "tool_use"
+            if v.get("cache_control").is_none() && v.get("input").is_none_or(Value::is_object) =>
+        {
+            Block::ToolUse {
+                id: s(&v, "id").unwrap_or_default(),
+                name: s(&v, "name").unwrap_or_default(),
+                input: v.get("input").cloned().unwrap_or_else(|| json!({})),
+                thought_signature: None,
+            }
+        }
         "tool_result" => {
             let content = match v.get("content") {
                 Some(Value::String(t)) => vec![Block::Text {
