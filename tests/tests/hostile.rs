@@ -219,14 +219,31 @@ protocol = "anthropic"
 base_url = "http://{m}/v1"
 [models.slow]
 provider = "p"
+input_price = 1.0
+output_price = 2.0
 [models.slow-translated]
 provider = "a"
 upstream = "slow"
+input_price = 1.0
+output_price = 2.0
 "#,
         m = mock.addr
     );
     for d in DRIVERS {
         let b = Busbar::start(&cfg, d, &[]);
+        // A governed key: each stream holds a budget reservation while it runs.
+        let r = Client::connect(b.admin.expect("admin")).post_json(
+            "/admin/keys",
+            &json!({"name": "app", "limits": {"daily_usd": 100}}).to_string(),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let secret = r.json()["secret"].as_str().unwrap().to_string();
+        let reserved = |b: &Busbar| {
+            stats(b)["ledger"]["leases_held"]["reserved"]
+                .as_u64()
+                .unwrap()
+        };
         // Passthrough (relay) and translated (transcoder) streams.
         for model in ["slow", "slow-translated"] {
             let body = json!({"model": model, "stream": true, "max_tokens": 8,
@@ -235,7 +252,7 @@ upstream = "slow"
             let mut s = std::net::TcpStream::connect(b.addr).unwrap();
             s.write_all(
                 format!(
-                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 )
                 .as_bytes(),
@@ -260,9 +277,12 @@ upstream = "slow"
                     .unwrap()
             };
             assert_eq!(lane(&b)["in_flight"], 1, "{d} {model}");
+            assert!(reserved(&b) > 0, "{d} {model}: no reservation held");
             drop(s);
-            // Well before the provider's next token (a minute away).
+            // Well before the provider's next token (a minute away): the lane slot and the
+            // budget reservation both come back.
             eventually(20, "the lane slot is free", || lane(&b)["in_flight"] == 0);
+            eventually(20, "the reservation is settled", || reserved(&b) == 0);
         }
     }
 }

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Normal traffic with and without hostile clients mixed in, through the real busbar and the
+# mock (release builds): one busbar (shards = 1, pinned to one CPU); the mock, the load
+# generator and the hostile clients on the other. Rounds alternate quiet / hostile; each is an
+# open-loop run of the normal traffic at RATE req/s for DURATION. The hostile clients
+# (bench/hostile/clients.py): SLOWLORIS connections dribbling a head a byte at a time, random
+# garbage, bodies over the size limit, and streams dropped after their first event.
+#
+#   bench/hostile.sh      (RUNS=5 DURATION=5s RATE=1000 SLOWLORIS=200 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5}
+DURATION=${DURATION:-5s}
+RATE=${RATE:-1000}
+SLOWLORIS=${SLOWLORIS:-200}
+GARBAGE=${GARBAGE:-50}
+OVERSIZE=${OVERSIZE:-20}
+DISCONNECT=${DISCONNECT:-20}
+BENCH=target/release/busbar-bench
+BUSBAR=target/release/busbar
+[[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+cpus=$(nproc)
+PROXY_CPU=0
+LOAD_CPU=$(( cpus > 1 ? 1 : 0 ))
+secs=${DURATION%s}
+
+taskset -c "$LOAD_CPU" "$BENCH" mock --listen 127.0.0.1:0 --no-record --tokens 16 > "$work/mock.out" &
+pids+=($!)
+until grep -q "listening on" "$work/mock.out" 2>/dev/null; do sleep 0.05; done
+MOCK=$(sed -n 's/.*listening on //p' "$work/mock.out" | head -1)
+# The `slow` model streams one token a second: what the dropped streams ask for.
+curl -sf -XPOST "http://$MOCK/_mock/faults" -H 'content-type: application/json' -d '{"rules": [{"model": "slow", "ttft_ms": 0, "gap_ms": 1000, "tokens": 60}]}' >/dev/null
+
+cat > "$work/busbar.toml" <<EOT
+listen = "127.0.0.1:0"
+shards = 1
+[limits]
+header_timeout_ms = 2000
+max_body_bytes = 1048576
+[providers.openai]
+protocol = "openai"
+base_url = "http://$MOCK/v1"
+[models.mock-model]
+provider = "openai"
+[models.slow]
+provider = "openai"
+EOT
+BUSBAR_LOG=error taskset -c "$PROXY_CPU" "$BUSBAR" --config "$work/busbar.toml" \
+    --admin-listen 127.0.0.1:0 --ledger off > "$work/busbar.out" &
+pids+=($!)
+until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
+BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+ADMIN=$(sed -n 's/.*admin on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+
+run() { # -> JSON on stdout
+    taskset -c "$LOAD_CPU" "$BENCH" load --url "http://$BB/v1/chat/completions" \
+        --duration "$DURATION" --warmup 1s --json --rate "$RATE"
+}
+for i in $(seq 1 "$RUNS"); do
+    run > "$work/quiet.$i.json"
+    taskset -c "$LOAD_CPU" python3 bench/hostile/clients.py "$BB" "$((secs + 2))" \
+        --slowloris "$SLOWLORIS" --garbage "$GARBAGE" --oversize "$OVERSIZE" \
+        --disconnect "$DISCONNECT" > "$work/hostile.$i.counts" &
+    hp=$!
+    sleep 1
+    run > "$work/hostile.$i.json"
+    wait "$hp"
+done
+curl -sf "http://$ADMIN/stats" > "$work/stats.json"
+
+python3 - "$work" "$RUNS" "$RATE" <<'PY'
+import json, statistics, sys
+work, runs, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+res = {k: [json.load(open(f"{work}/{k}.{i}.json")) for i in range(1, runs + 1)] for k in ("quiet", "hostile")}
+print(f"normal traffic, open loop {rate} req/s, {runs} rounds (alternating), medians")
+print(f"{'':10}{'p50 us':>10}{'p99 us':>10}{'req/s':>10}{'errors':>10}")
+for k, rs in res.items():
+    print(f"{k:10}{statistics.median(r['latency_us']['p50'] for r in rs):>10.0f}"
+          f"{statistics.median(r['latency_us']['p99'] for r in rs):>10.0f}"
+          f"{statistics.median(r['rps'] for r in rs):>10.0f}{sum(r['errors'] for r in rs):>10}")
+ratio = statistics.median(h["latency_us"]["p99"] / q["latency_us"]["p99"] for q, h in zip(res["quiet"], res["hostile"]))
+print(f"p99 hostile / quiet, median of the round ratios: {ratio:.2f}")
+counts = {}
+for i in range(1, runs + 1):
+    for k, v in json.load(open(f"{work}/hostile.{i}.counts")).items():
+        counts[k] = counts.get(k, 0) + v
+print("hostile clients, all rounds:", json.dumps(counts, sort_keys=True))
+print("busbar connections:", json.dumps(json.load(open(f"{work}/stats.json"))["connections"]))
+PY
