@@ -183,7 +183,12 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Check { file }) = &cli.command {
-        return match load(Some(file)) {
+        // Certificates and keys are checked as TLS will use them.
+        let checked = load(Some(file)).and_then(|c| {
+            server::tls::ServerTls::build(&c)?;
+            Ok(c)
+        });
+        return match checked {
             Ok(c) => {
                 println!(
                     "{}: ok ({} providers, {} models, {} pools, {} keys)",

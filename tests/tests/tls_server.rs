@@ -415,3 +415,27 @@ provider = "mock"
         }
     }
 }
+
+#[test]
+fn busbar_check_reports_unusable_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("busbar test CA");
+    let other = Ca::new("another CA");
+    ca.server(&["localhost"]).write(dir.path(), "server");
+    let (code, out) = busbar_tests::run_check(&config(dir.path(), "", ""));
+    assert_eq!(code, 0, "{out}");
+    // A key that is not the certificate's.
+    let wrong = other.server(&["localhost"]);
+    std::fs::write(dir.path().join("server.key"), &wrong.key_pem).unwrap();
+    let (code, out) = busbar_tests::run_check(&config(dir.path(), "", ""));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not go with the certificate"), "{out}");
+    // Not PEM at all.
+    std::fs::write(dir.path().join("server.pem"), "hello").unwrap();
+    let (code, out) = busbar_tests::run_check(&config(dir.path(), "", ""));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("tls.cert") && out.contains("not a PEM file"),
+        "{out}"
+    );
+}
