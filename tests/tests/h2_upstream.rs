@@ -48,8 +48,9 @@ fn events(model: &str) -> Vec<String> {
     out
 }
 
-/// Starts the h2 provider; returns its port.
-fn h2_provider(ca: &Ca, seen: Arc<Seen>) -> u16 {
+/// Starts the h2 provider; returns its port. With `per_connection` > 0, a connection is sent
+/// GOAWAY after that many streams (as providers do to rebalance).
+fn h2_provider(ca: &Ca, seen: Arc<Seen>, per_connection: usize) -> u16 {
     let config = ca.server(&["localhost"]).server_config(&[b"h2"]);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -77,9 +78,14 @@ fn h2_provider(ca: &Ca, seen: Arc<Seen>) -> u16 {
                     let Ok(mut conn) = h2::server::handshake(tls).await else {
                         return;
                     };
+                    let mut streams = 0;
                     while let Some(Ok((req, respond))) = conn.accept().await {
                         let seen = Arc::clone(&seen);
                         tokio::task::spawn_local(answer(req, respond, seen));
+                        streams += 1;
+                        if streams == per_connection {
+                            conn.graceful_shutdown();
+                        }
                     }
                 });
             }
@@ -167,7 +173,7 @@ fn an_h2_provider_gets_every_request_as_a_stream_of_one_connection() {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     for d in DRIVERS {
         let seen = Arc::new(Seen::default());
-        let port = h2_provider(&ca, Arc::clone(&seen));
+        let port = h2_provider(&ca, Arc::clone(&seen), 0);
         let b = Busbar::start(
             &config(port, ca_file.to_str().unwrap()),
             d,
@@ -235,4 +241,42 @@ fn an_h2_provider_gets_every_request_as_a_stream_of_one_connection() {
         // One shard, one origin: one connection carried them all.
         assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "{d}");
     }
+}
+
+#[test]
+fn a_provider_that_goes_away_is_connected_to_again_without_a_failed_request() {
+    let ca = Ca::new("h2 provider CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let seen = Arc::new(Seen::default());
+    let port = h2_provider(&ca, Arc::clone(&seen), 5);
+    let b = Busbar::start(
+        &config(port, ca_file.to_str().unwrap()),
+        "epoll",
+        &[("H2_TEST_KEY", "sk-h2")],
+    );
+    let chat =
+        json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let chat = chat.clone();
+            let addr = b.addr;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                (0..10)
+                    .map(|_| c.post_json("/v1/chat/completions", &chat, &[]).status)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        let statuses = t.join().unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    }
+    // Every request reached the provider once, over several connections: each one the
+    // provider sent away was replaced (streams it refused were sent again on the new one).
+    assert_eq!(seen.requests.lock().unwrap().len(), 40);
+    let connections = seen.connections.load(Ordering::SeqCst);
+    assert!(connections >= 2, "{connections} connections");
 }

@@ -127,6 +127,22 @@ fn tls_reason(e: monoio_rustls::TlsError) -> String {
     }
 }
 
+/// How an h2 exchange failed.
+enum H2Failure {
+    /// Before the request left (the shared connection was gone): safe to send again.
+    Unsent(UpstreamError),
+    /// After it may have reached the provider, or for a reason a new connection won't fix.
+    Failed(UpstreamError),
+}
+
+impl H2Failure {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            H2Failure::Unsent(e) | H2Failure::Failed(e) => e,
+        }
+    }
+}
+
 /// A new connection to an origin.
 enum Connected {
     /// HTTP/1.1: the connection itself.
@@ -365,9 +381,10 @@ impl Upstream {
         mut send: h2::client::SendRequest<bytes::Bytes>,
         request: &[u8],
         latest: Instant,
-    ) -> Result<Response, UpstreamError> {
+    ) -> Result<Response, H2Failure> {
         let o = self.origin(provider);
         let label = || o.label.clone();
+        let failed = H2Failure::Failed;
         let broken = |e: String| {
             // The connection is no good for further streams: the next request makes another.
             o.h2.borrow_mut().take();
@@ -375,7 +392,7 @@ impl Upstream {
         };
         let head = match parse_request_head(request, request.len(), 1024) {
             Ok(Some(h)) => h,
-            _ => return Err(broken("unusable request head".into())),
+            _ => return Err(failed(broken("unusable request head".into()))),
         };
         let body = bytes::Bytes::copy_from_slice(&request[head.head_len..]);
         let mut req = http::Request::builder()
@@ -388,37 +405,43 @@ impl Upstream {
             }
             req = req.header(lower, value);
         }
-        let req = req.body(()).map_err(|e| broken(e.to_string()))?;
+        let req = req.body(()).map_err(|e| failed(broken(e.to_string())))?;
         let now = Instant::now();
         let deadline =
             (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
         let ms = deadline.saturating_duration_since(now).as_millis() as u64;
         // Waits for a free stream slot (the provider's max_concurrent_streams) too.
+        // Until the request is handed to h2, nothing has left: a connection that turns out
+        // to be gone (GOAWAY, closed) is `Unsent`, and the caller makes a new one.
         let ready = match timeout_at(deadline, send.ready()).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(broken(e.to_string())),
-            Err(_) => return Err(UpstreamError::SendTimeout(label(), ms)),
+            Ok(Err(e)) => return Err(H2Failure::Unsent(broken(e.to_string()))),
+            Err(_) => return Err(failed(UpstreamError::SendTimeout(label(), ms))),
         };
         send = ready;
         let (response, mut stream) = send
             .send_request(req, body.is_empty())
-            .map_err(|e| broken(e.to_string()))?;
+            .map_err(|e| H2Failure::Unsent(broken(e.to_string())))?;
         if !body.is_empty() {
             stream.reserve_capacity(body.len());
             stream
                 .send_data(body, true)
-                .map_err(|e| broken(e.to_string()))?;
+                .map_err(|e| failed(broken(e.to_string())))?;
         }
         let response = match timeout_at(deadline, response).await {
             Ok(Ok(r)) => r,
+            // Refused (or above a GOAWAY's last stream): the provider did not process it.
+            Ok(Err(e)) if e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+                return Err(H2Failure::Unsent(broken(e.to_string())));
+            }
             Ok(Err(e)) if e.is_reset() => {
-                return Err(UpstreamError::Closed(format!(
+                return Err(failed(UpstreamError::Closed(format!(
                     "{} (stream reset: {e})",
                     label()
-                )));
+                ))));
             }
-            Ok(Err(e)) => return Err(broken(e.to_string())),
-            Err(_) => return Err(UpstreamError::HeadTimeout(label(), ms)),
+            Ok(Err(e)) => return Err(failed(broken(e.to_string()))),
+            Err(_) => return Err(failed(UpstreamError::HeadTimeout(label(), ms))),
         };
         let (parts, body) = response.into_parts();
         let mut text = format!("HTTP/1.1 {} h2\r\n", parts.status.as_u16()).into_bytes();
@@ -431,8 +454,8 @@ impl Upstream {
         text.extend_from_slice(b"connection: close\r\n\r\n");
         let head = match parse_response_head(&text, text.len() + 1, false) {
             Ok(Some(h)) => h,
-            Ok(None) => return Err(UpstreamError::Closed(label())),
-            Err(e) => return Err(UpstreamError::BadHead(label(), e)),
+            Ok(None) => return Err(failed(UpstreamError::Closed(label()))),
+            Err(e) => return Err(failed(UpstreamError::BadHead(label(), e))),
         };
         Ok(Response {
             stream: UpstreamStream::H2(Box::new(stream::H2Body {
@@ -457,9 +480,16 @@ impl Upstream {
         let mut request = request;
         let h2 = self.origin(provider).h2.borrow().clone();
         if let Some(send) = h2 {
-            let r = self.exchange_h2(provider, send, &request, latest).await;
-            self.buffers.give(request);
-            return r;
+            match self.exchange_h2(provider, send, &request, latest).await {
+                // The shared connection had gone before the request left: a new one below.
+                Err(H2Failure::Unsent(e)) => {
+                    tracing::debug!("{e}; connecting again");
+                }
+                r => {
+                    self.buffers.give(request);
+                    return r.map_err(H2Failure::into_error);
+                }
+            }
         }
         loop {
             let (mut stream, reused) = match self.checkout(provider) {
@@ -469,7 +499,7 @@ impl Upstream {
                     Connected::H2(send) => {
                         let r = self.exchange_h2(provider, send, &request, latest).await;
                         self.buffers.give(request);
-                        return r;
+                        return r.map_err(H2Failure::into_error);
                     }
                 },
             };
