@@ -177,3 +177,20 @@ def test_a_header_list_over_the_limit_is_refused(h2c):
     refused = [e for e in seen if isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated))]
     assert statuses in (["431"], []) and (statuses or refused), seen[:5]
     assert served(h2c)[0] == "200"
+
+
+def test_the_servers_settings_are_the_configured_limits(h2c):
+    s, c = connect(h2c)
+    seen = []
+    while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in seen):
+        data = s.recv(65536)
+        assert data, "closed before SETTINGS"
+        seen.extend(c.receive_data(data))
+    settings = next(e for e in seen if isinstance(e, h2.events.RemoteSettingsChanged)).changed_settings
+    got = {k: v.new_value for k, v in settings.items()}
+    S = h2.settings.SettingCodes
+    assert got[S.MAX_CONCURRENT_STREAMS] == 128
+    assert got[S.INITIAL_WINDOW_SIZE] == 1024 * 1024
+    assert got[S.MAX_FRAME_SIZE] == 16384
+    assert got[S.MAX_HEADER_LIST_SIZE] == 16384  # limits.max_head_bytes
+    s.close()

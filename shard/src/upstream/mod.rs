@@ -41,6 +41,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How many times a request that never left (its h2 connection had been sent away) is tried
+/// on another connection: safe to send again, but bounded, for a provider that sends every
+/// connection away at once.
+const MAX_UNSENT_RETRIES: u32 = 5;
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Why an exchange with a provider failed before its response head arrived.
@@ -111,6 +115,11 @@ struct Idle {
 struct Origin {
     /// The origin's h2 connection on this shard, once it chose h2.
     h2: RefCell<Option<h2::client::SendRequest<bytes::Bytes>>>,
+    /// Whether the origin chose HTTP/1.1 when offered h2: then connections are made freely
+    /// (a pool); until then, one at a time, so a burst of first requests shares the one h2
+    /// connection rather than each opening its own.
+    speaks_h1: Cell<bool>,
+    connecting: local_sync::semaphore::Semaphore,
     label: String,
     host_header: String,
     server_name: Option<ServerName<'static>>,
@@ -215,6 +224,8 @@ impl Upstream {
                         },
                         addrs: RefCell::new(addrs),
                         h2: RefCell::new(None),
+                        speaks_h1: Cell::new(false),
+                        connecting: local_sync::semaphore::Semaphore::new(1),
                         next_addr: Cell::new(0),
                         idle: RefCell::new(Vec::new()),
                     })
@@ -330,6 +341,31 @@ impl Upstream {
         Err(last.unwrap_or_else(|| UpstreamError::NoAddress(o.label.clone())))
     }
 
+    /// [`Upstream::connect`], one at a time for an origin that may speak h2: who waited uses
+    /// the h2 connection the one before made, if it made one.
+    async fn connect_once(
+        &self,
+        provider: usize,
+        latest: Instant,
+    ) -> Result<Connected, UpstreamError> {
+        let o = self.origin(provider);
+        if self.tls_h2.is_none() || o.server_name.is_none() || o.speaks_h1.get() {
+            return self.connect(provider, latest).await;
+        }
+        let _one = match timeout_at(latest, o.connecting.acquire()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                let ms = latest.saturating_duration_since(Instant::now()).as_millis() as u64;
+                return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms));
+            }
+        };
+        let made = o.h2.borrow().clone();
+        match made {
+            Some(send) => Ok(Connected::H2(send)),
+            None => self.connect(provider, latest).await,
+        }
+    }
+
     /// TLS offering h2: an h2 connection (its driver spawned on this shard, its handle kept
     /// by the origin) or an HTTP/1.1 connection, as the provider chose.
     async fn connect_alpn(
@@ -350,8 +386,10 @@ impl Upstream {
             Err(_) => return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms)),
         };
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            o.speaks_h1.set(true);
             return Ok(Connected::H1(UpstreamStream::PollTls(Box::new(tls))));
         }
+        o.speaks_h1.set(false);
         let handshake = h2::client::Builder::new()
             .initial_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
@@ -430,8 +468,9 @@ impl Upstream {
         }
         let response = match timeout_at(deadline, response).await {
             Ok(Ok(r)) => r,
-            // Refused (or above a GOAWAY's last stream): the provider did not process it.
-            Ok(Err(e)) if e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            // Refused, or cut by a GOAWAY (which h2 does only to streams above the GOAWAY's
+            // last stream id, RFC 9113 section 6.8): the provider did not process it.
+            Ok(Err(e)) if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
                 return Err(H2Failure::Unsent(broken(e.to_string())));
             }
             Ok(Err(e)) if e.is_reset() => {
@@ -491,15 +530,26 @@ impl Upstream {
                 }
             }
         }
+        let mut unsent = 0;
         loop {
             let (mut stream, reused) = match self.checkout(provider) {
                 Some(s) => (s, true),
-                None => match self.connect(provider, latest).await? {
+                None => match self.connect_once(provider, latest).await? {
                     Connected::H1(s) => (s, false),
                     Connected::H2(send) => {
-                        let r = self.exchange_h2(provider, send, &request, latest).await;
-                        self.buffers.give(request);
-                        return r.map_err(H2Failure::into_error);
+                        match self.exchange_h2(provider, send, &request, latest).await {
+                            // That connection too was gone before the request left (one
+                            // another request had made, since sent away): a new one.
+                            Err(H2Failure::Unsent(e)) if unsent < MAX_UNSENT_RETRIES => {
+                                unsent += 1;
+                                tracing::debug!("{e}; connecting again");
+                                continue;
+                            }
+                            r => {
+                                self.buffers.give(request);
+                                return r.map_err(H2Failure::into_error);
+                            }
+                        }
                     }
                 },
             };
