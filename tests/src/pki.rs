@@ -189,6 +189,20 @@ impl TlsConn {
         Ok(TlsConn { tls: t })
     }
 
+    /// Writes raw bytes.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tls.write_all(bytes)?;
+        self.tls.flush()
+    }
+
+    /// Reads what is there (at least one byte, or 0 at the end).
+    pub fn read_some(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = self.tls.read(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// The ALPN protocol the server chose.
     pub fn alpn(&self) -> Option<Vec<u8>> {
         self.tls.conn.alpn_protocol().map(|p| p.to_vec())

@@ -439,3 +439,88 @@ fn busbar_check_reports_unusable_certificates() {
         "{out}"
     );
 }
+
+#[test]
+fn a_tls_or_h2_client_gone_mid_stream_frees_its_lane_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("busbar test CA");
+    ca.server(&["localhost"]).write(dir.path(), "server");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mock = busbar_tests::MockProvider::start(&[]);
+    // A first token at once, the next a minute later.
+    mock.set_faults(
+        serde_json::json!([{"model": "slow", "ttft_ms": 0, "gap_ms": 60000, "tokens": 3}]),
+    );
+    let cfg = format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 1
+[tls]
+cert = "{d}/server.pem"
+key = "{d}/server.key"
+[providers.p]
+protocol = "openai"
+base_url = "http://{m}/v1"
+[models.slow]
+provider = "p"
+"#,
+        d = dir.path().display(),
+        m = mock.addr
+    );
+    let body = r#"{"model":"slow","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for d in DRIVERS {
+        let b = Busbar::start(&cfg, d, &[]);
+        let in_flight = |b: &Busbar| {
+            stats(b)["lanes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["lane"] == "slow")
+                .unwrap()["in_flight"]
+                .clone()
+        };
+        // HTTP/1.1 over TLS: the first event, then the client hangs up.
+        let mut c = TlsConn::connect(b.addr, "localhost", &ClientTls::trusting(&ca)).unwrap();
+        c.write_raw(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("data: ") {
+            let more = c.read_some().unwrap();
+            assert!(!more.is_empty(), "{d}: closed early");
+            got.extend_from_slice(&more);
+        }
+        assert_eq!(in_flight(&b), 1, "{d}");
+        drop(c);
+        busbar_tests::eventually(20, "the TLS client's lane slot is free", || {
+            in_flight(&b) == 0
+        });
+        // h2: curl gives up after 2 s (a stream reset, then the connection closes).
+        let (_, _, streamed) = curl(
+            b.addr,
+            &[
+                "--cacert",
+                ca_file.to_str().unwrap(),
+                "--http2",
+                "-N",
+                "--max-time",
+                "2",
+            ],
+            "/v1/chat/completions",
+            body,
+        );
+        assert!(
+            streamed.contains("data: "),
+            "{d}: the stream had begun: {streamed}"
+        );
+        busbar_tests::eventually(20, "the h2 client's lane slot is free", || {
+            in_flight(&b) == 0
+        });
+    }
+}
