@@ -162,6 +162,50 @@ per_protocol! {
     bedrock_response_ir: response_ir(Bedrock);
 }
 
+/// Whole request bodies translated: the first byte picks the pair (all 36), the rest is the
+/// client's body. Whatever parses in one protocol writes in any other without panicking, and
+/// what is written parses in that protocol (what cannot be carried is reported, not invented).
+pub fn translate_request(data: &[u8]) {
+    use crate::translate::{parse_request, write_request};
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let from = crate::Protocol::ALL[(pick as usize / 6) % 6];
+    let to = crate::Protocol::ALL[pick as usize % 6];
+    if let Ok(ir) = parse_request(from, body, "fuzz-model") {
+        let mut loss = crate::ir::LossReport::default();
+        let out = write_request(to, &ir, 1024, &mut loss);
+        if let Err(e) = parse_request(to, &out, "fuzz-model") {
+            panic!(
+                "a {} request written as {} does not parse back: {e}",
+                from.as_str(),
+                to.as_str()
+            );
+        }
+    }
+}
+
+/// Whole response bodies translated: as for requests, provider's answer to client's protocol.
+pub fn translate_response(data: &[u8]) {
+    use crate::translate::{parse_response, write_response};
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let from = crate::Protocol::ALL[(pick as usize / 6) % 6];
+    let to = crate::Protocol::ALL[pick as usize % 6];
+    if let Ok(ir) = parse_response(from, body) {
+        let mut loss = crate::ir::LossReport::default();
+        let out = write_response(to, &ir, 1_700_000_000, &mut loss);
+        if let Err(e) = parse_response(to, &out) {
+            panic!(
+                "a {} response written as {} does not parse back: {e}",
+                from.as_str(),
+                to.as_str()
+            );
+        }
+    }
+}
+
 /// Splits `data` at a point chosen by its first byte: (whole input, left part, right part).
 fn cut(data: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let (&c, body) = data.split_first()?;
@@ -332,4 +376,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("frame_jsonarray", frame_jsonarray),
     ("stream_transcode", stream_transcode),
     ("stream_passthrough", stream_passthrough),
+    ("translate_request", translate_request),
+    ("translate_response", translate_response),
 ];
