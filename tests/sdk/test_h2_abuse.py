@@ -24,6 +24,7 @@ listen = "127.0.0.1:0"
 shards = 1
 [limits]
 max_head_bytes = 16384
+write_timeout_ms = 500
 [http2]
 cleartext = true
 max_pending_resets = 32
@@ -194,3 +195,27 @@ def test_the_servers_settings_are_the_configured_limits(h2c):
     assert got[S.MAX_FRAME_SIZE] == 16384
     assert got[S.MAX_HEADER_LIST_SIZE] == 16384  # limits.max_head_bytes
     s.close()
+
+
+def test_a_client_that_grants_no_window_is_let_go(h2c):
+    """A client whose stream window is 0 never takes a byte of the answer: busbar gives up after
+    write_timeout_ms (the stream is reset) instead of holding the stream, its task and the
+    connection for ever."""
+    s = socket.create_connection(("127.0.0.1", h2c), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    c.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, request_headers(h2c))
+    c.send_data(sid, BODY, end_stream=True)
+    s.sendall(c.data_to_send())
+    seen = []
+    while not any(isinstance(e, h2.events.StreamReset) for e in seen):
+        data = s.recv(65536)
+        assert data, f"closed without a reset: {seen}"
+        seen.extend(c.receive_data(data))
+        s.sendall(c.data_to_send())
+    assert not any(isinstance(e, h2.events.StreamEnded) for e in seen)
+    s.close()
+    assert served(h2c)[0] == "200"

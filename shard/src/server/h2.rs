@@ -143,8 +143,16 @@ where
         }
     };
     let resets = Rc::new(Cell::new(0usize));
+    // Request body bytes held by this connection's streams: at most one body's limit in all,
+    // as on an HTTP/1.1 connection (many streams must not multiply it).
+    let held = Rc::new(Cell::new(0usize));
     let idle = Duration::from_millis(limits.idle_timeout_ms);
-    let mut closing = false;
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    // Over the connection limit: its streams are answered 503, and it is asked to go at once.
+    let mut closing = over;
+    if over {
+        conn.graceful_shutdown();
+    }
     loop {
         if !closing && (shard.draining.get() || resets.get() > h.max_pending_resets) {
             if resets.get() > h.max_pending_resets {
@@ -157,7 +165,17 @@ where
         }
         // Accepting also drives the connection (every stream's frames go through it), so
         // it is awaited for as long as streams are open; only an idle connection times out.
-        let next = if conn.has_streams() || closing {
+        // A closing connection gets the shutdown grace at most (a client that never answers
+        // the GOAWAY's PING must not keep it).
+        let next = if closing {
+            match timeout(grace, conn.accept()).await {
+                Ok(n) => Ok(n),
+                Err(_) => {
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    break;
+                }
+            }
+        } else if conn.has_streams() {
             Ok(conn.accept().await)
         } else {
             timeout(idle, conn.accept()).await
@@ -170,6 +188,7 @@ where
                     respond,
                     over,
                     Rc::clone(&resets),
+                    Rc::clone(&held),
                 ));
             }
             Ok(Some(Err(e))) => {
@@ -194,14 +213,24 @@ async fn stream(
     respond: h2::server::SendResponse<Bytes>,
     over: bool,
     resets: Rc<Cell<usize>>,
+    held: Rc<Cell<usize>>,
 ) {
     let (parts, body) = request.into_parts();
     let head_request = parts.method == http::Method::HEAD;
-    let mut out = ClientIo::H2(Box::new(StreamOut::new(respond, head_request)));
+    let limit = Duration::from_millis(shard.routes().config.limits.write_timeout_ms);
+    let mut out = ClientIo::H2(Box::new(StreamOut::new(respond, head_request, limit)));
     shard.in_flight.set(shard.in_flight.get() + 1);
     let protocol = |head: &RequestHead| gateway::ingress::protocol_of(head);
+    let held_here = Held(held, Cell::new(0));
     let served = async {
-        let body = match read_body(&shard, body).await {
+        if over {
+            let head = request_head(&shard, &parts, 0).ok();
+            let p = head
+                .as_ref()
+                .map_or(busbar_codec::Protocol::OpenAiChat, protocol);
+            return Some(super::conn::busy(&shard).for_protocol(p));
+        }
+        let body = match read_body(&shard, body, &held_here).await {
             Ok(b) => b,
             Err(Some(e)) => return Some(e),
             Err(None) => return None,
@@ -210,9 +239,6 @@ async fn stream(
             Ok(h) => h,
             Err(e) => return Some(e),
         };
-        if over {
-            return Some(super::conn::busy(&shard).for_protocol(protocol(&head)));
-        }
         gateway::handle(&shard, &mut out, &head, body, true).await;
         None
     }
@@ -221,17 +247,34 @@ async fn stream(
         let _ = out.send(e.render(true)).await;
     }
     shard.in_flight.set(shard.in_flight.get() - 1);
-    if let ClientIo::H2(s) = &mut out
-        && s.finish()
-    {
-        resets.set(resets.get() + 1);
+    // Resets count up, streams that end normally count down: a client that stops a
+    // generation now and then is fine; one that mostly resets (rapid reset) is cut off.
+    if let ClientIo::H2(s) = &mut out {
+        if s.finish() {
+            resets.set(resets.get() + 1);
+        } else {
+            resets.set(resets.get().saturating_sub(1));
+        }
     }
 }
 
 /// The request body, whole: within `limits.max_body_bytes`, `body_timeout_ms` in all and
 /// `body_gap_timeout_ms` between frames, the window given back as it is read. `Err(None)`:
 /// the client reset the stream.
-async fn read_body(shard: &Shard, mut body: h2::RecvStream) -> Result<Vec<u8>, Option<ApiError>> {
+/// This stream's share of its connection's held body bytes, given back when it ends.
+struct Held(Rc<Cell<usize>>, Cell<usize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(self.1.get()));
+    }
+}
+
+async fn read_body(
+    shard: &Shard,
+    mut body: h2::RecvStream,
+    held: &Held,
+) -> Result<Vec<u8>, Option<ApiError>> {
     let routes = shard.routes();
     let limits = &routes.config.limits;
     let max = limits.max_body_bytes;
@@ -253,6 +296,17 @@ async fn read_body(shard: &Shard, mut body: h2::RecvStream) -> Result<Vec<u8>, O
                 format!("request body is larger than the limit of {max} bytes"),
             )));
         }
+        if held.0.get() + chunk.len() > max {
+            return Err(Some(ApiError::new(
+                413,
+                ErrorKind::TooLarge,
+                format!(
+                    "the request bodies in flight on this connection are over the limit of {max} bytes; send fewer at once"
+                ),
+            )));
+        }
+        held.0.set(held.0.get() + chunk.len());
+        held.1.set(held.1.get() + chunk.len());
         out.extend_from_slice(&chunk);
         let _ = body.flow_control().release_capacity(chunk.len());
     }
@@ -333,6 +387,9 @@ pub(crate) struct StreamOut {
     respond: Option<h2::server::SendResponse<Bytes>>,
     head_request: bool,
     out: Out,
+    /// Longest a write may wait for the client's window (`limits.write_timeout_ms`): a
+    /// client that grants none must not hold the stream, its task or its connection.
+    limit: Duration,
 }
 
 fn broken(what: impl std::fmt::Display) -> io::Error {
@@ -340,16 +397,28 @@ fn broken(what: impl std::fmt::Display) -> io::Error {
 }
 
 impl StreamOut {
-    fn new(respond: h2::server::SendResponse<Bytes>, head_request: bool) -> Self {
+    fn new(respond: h2::server::SendResponse<Bytes>, head_request: bool, limit: Duration) -> Self {
         Self {
             respond: Some(respond),
             head_request,
             out: Out::Head(Vec::new()),
+            limit,
         }
     }
 
-    /// Takes the next bytes of the HTTP/1.1 answer.
-    pub(crate) async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Takes the next bytes of the HTTP/1.1 answer, within the write limit.
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let limit = self.limit;
+        match timeout(limit, self.write_now(bytes)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client took nothing for {} ms", limit.as_millis()),
+            )),
+        }
+    }
+
+    async fn write_now(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         if let Out::Head(buf) = &mut self.out {
             buf.extend_from_slice(bytes);
             let head = match parse_response_head(buf, 64 * 1024, self.head_request) {

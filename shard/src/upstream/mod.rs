@@ -114,7 +114,7 @@ struct Idle {
 
 struct Origin {
     /// The origin's h2 connection on this shard, once it chose h2.
-    h2: RefCell<Option<h2::client::SendRequest<bytes::Bytes>>>,
+    h2: RefCell<Option<SharedH2>>,
     /// Whether the origin chose HTTP/1.1 when offered h2: then connections are made freely
     /// (a pool); until then, one at a time, so a burst of first requests shares the one h2
     /// connection rather than each opening its own.
@@ -133,6 +133,35 @@ fn tls_reason(e: monoio_rustls::TlsError) -> String {
     match e {
         monoio_rustls::TlsError::Io(e) => e.to_string(),
         monoio_rustls::TlsError::Rustls(e) => e.to_string(),
+    }
+}
+
+/// Streams one shared h2 connection carries at once; one more request opens another
+/// connection (the old one stays for the streams it has). Providers commonly allow 100.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// An origin's shared h2 connection on this shard.
+#[derive(Clone)]
+pub(crate) struct SharedH2 {
+    /// Which connection this is, so a failure on an old one does not drop a newer one.
+    id: u64,
+    send: h2::client::SendRequest<bytes::Bytes>,
+    /// Its streams in flight.
+    active: std::rc::Rc<Cell<usize>>,
+}
+
+impl SharedH2 {
+    fn has_room(&self) -> bool {
+        self.active.get() < H2_STREAMS_PER_CONNECTION
+    }
+}
+
+/// One stream counted on its connection until dropped (with the response body).
+pub(crate) struct StreamSlot(std::rc::Rc<Cell<usize>>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -157,7 +186,7 @@ enum Connected {
     /// HTTP/1.1: the connection itself.
     H1(UpstreamStream),
     /// h2: a handle on the origin's shared connection.
-    H2(h2::client::SendRequest<bytes::Bytes>),
+    H2(SharedH2),
 }
 
 /// A response whose head has arrived; the body follows on `stream`.
@@ -177,6 +206,8 @@ pub(crate) struct Upstream {
     /// The same trust, offering `h2` then `http/1.1` (when `upstream.http2` is on).
     tls_h2: Option<tokio_rustls::TlsConnector>,
     origins: Vec<Option<Origin>>,
+    /// The id the next h2 connection gets.
+    next_h2: Cell<u64>,
 }
 
 impl Upstream {
@@ -244,6 +275,7 @@ impl Upstream {
             tls: monoio_rustls::TlsConnector::from(tls),
             tls_h2,
             origins,
+            next_h2: Cell::new(0),
         }
     }
 
@@ -352,18 +384,23 @@ impl Upstream {
         if self.tls_h2.is_none() || o.server_name.is_none() || o.speaks_h1.get() {
             return self.connect(provider, latest).await;
         }
-        let _one = match timeout_at(latest, o.connecting.acquire()).await {
+        let one = match timeout_at(latest, o.connecting.acquire()).await {
             Ok(Ok(p)) => p,
             _ => {
                 let ms = latest.saturating_duration_since(Instant::now()).as_millis() as u64;
                 return Err(UpstreamError::ConnectTimeout(o.label.clone(), ms));
             }
         };
-        let made = o.h2.borrow().clone();
-        match made {
-            Some(send) => Ok(Connected::H2(send)),
-            None => self.connect(provider, latest).await,
+        let made = o.h2.borrow().clone().filter(SharedH2::has_room);
+        if let Some(shared) = made {
+            return Ok(Connected::H2(shared));
         }
+        // The one before learned that the origin speaks HTTP/1.1: no reason to connect one at
+        // a time any more.
+        if o.speaks_h1.get() {
+            drop(one);
+        }
+        self.connect(provider, latest).await
     }
 
     /// TLS offering h2: an h2 connection (its driver spawned on this shard, its handle kept
@@ -391,7 +428,9 @@ impl Upstream {
         }
         o.speaks_h1.set(false);
         let handshake = h2::client::Builder::new()
-            .initial_window_size(4 * 1024 * 1024)
+            // A stream's window well under the connection's: a few relays stalled on slow
+            // clients cannot take the whole connection's window from the others.
+            .initial_window_size(1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
             .max_header_list_size(MAX_RESPONSE_HEAD as u32)
             .handshake::<_, bytes::Bytes>(tls);
@@ -406,8 +445,14 @@ impl Upstream {
                 tracing::debug!("h2 connection to {label} ended: {e}");
             }
         });
-        *o.h2.borrow_mut() = Some(send.clone());
-        Ok(Connected::H2(send))
+        let shared = SharedH2 {
+            id: self.next_h2.get(),
+            send,
+            active: std::rc::Rc::new(Cell::new(0)),
+        };
+        self.next_h2.set(shared.id + 1);
+        *o.h2.borrow_mut() = Some(shared.clone());
+        Ok(Connected::H2(shared))
     }
 
     /// One exchange as an h2 stream: the HTTP/1.1 request bytes read back into a request, the
@@ -416,21 +461,29 @@ impl Upstream {
     async fn exchange_h2(
         &self,
         provider: usize,
-        mut send: h2::client::SendRequest<bytes::Bytes>,
+        shared: SharedH2,
         request: &[u8],
         latest: Instant,
     ) -> Result<Response, H2Failure> {
         let o = self.origin(provider);
         let label = || o.label.clone();
         let failed = H2Failure::Failed;
+        let retire = || {
+            // This connection is no good for further streams (the current one may already be
+            // a newer connection: that one stays): the next request makes another.
+            let mut current = o.h2.borrow_mut();
+            if current.as_ref().is_some_and(|c| c.id == shared.id) {
+                current.take();
+            }
+        };
         let broken = |e: String| {
-            // The connection is no good for further streams: the next request makes another.
-            o.h2.borrow_mut().take();
+            retire();
             UpstreamError::Send(label(), std::io::Error::other(e))
         };
+        let unusable = |e: String| UpstreamError::Send(label(), std::io::Error::other(e));
         let head = match parse_request_head(request, request.len(), 1024) {
             Ok(Some(h)) => h,
-            _ => return Err(failed(broken("unusable request head".into()))),
+            _ => return Err(failed(unusable("unusable request head".into()))),
         };
         let body = bytes::Bytes::copy_from_slice(&request[head.head_len..]);
         let mut req = http::Request::builder()
@@ -443,7 +496,7 @@ impl Upstream {
             }
             req = req.header(lower, value);
         }
-        let req = req.body(()).map_err(|e| failed(broken(e.to_string())))?;
+        let req = req.body(()).map_err(|e| failed(unusable(e.to_string())))?;
         let now = Instant::now();
         let deadline =
             (now + Duration::from_millis(self.settings.response_head_timeout_ms)).min(latest);
@@ -451,12 +504,16 @@ impl Upstream {
         // Waits for a free stream slot (the provider's max_concurrent_streams) too.
         // Until the request is handed to h2, nothing has left: a connection that turns out
         // to be gone (GOAWAY, closed) is `Unsent`, and the caller makes a new one.
-        let ready = match timeout_at(deadline, send.ready()).await {
+        let slot = StreamSlot(std::rc::Rc::clone(&shared.active));
+        shared.active.set(shared.active.get() + 1);
+        let mut send = match timeout_at(deadline, shared.send.clone().ready()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(H2Failure::Unsent(broken(e.to_string()))),
-            Err(_) => return Err(failed(UpstreamError::SendTimeout(label(), ms))),
+            Err(_) => {
+                retire();
+                return Err(failed(UpstreamError::SendTimeout(label(), ms)));
+            }
         };
-        send = ready;
         let (response, mut stream) = send
             .send_request(req, body.is_empty())
             .map_err(|e| H2Failure::Unsent(broken(e.to_string())))?;
@@ -470,7 +527,12 @@ impl Upstream {
             Ok(Ok(r)) => r,
             // Refused, or cut by a GOAWAY (which h2 does only to streams above the GOAWAY's
             // last stream id, RFC 9113 section 6.8): the provider did not process it.
-            Ok(Err(e)) if e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+            // Only when the provider said so: a GOAWAY or reset busbar's own h2 raised (on a
+            // connection error) may cut streams the provider was working on.
+            Ok(Err(e))
+                if e.is_remote()
+                    && (e.is_go_away() || e.reason() == Some(h2::Reason::REFUSED_STREAM)) =>
+            {
                 return Err(H2Failure::Unsent(broken(e.to_string())));
             }
             Ok(Err(e)) if e.is_reset() => {
@@ -480,7 +542,12 @@ impl Upstream {
                 ))));
             }
             Ok(Err(e)) => return Err(failed(broken(e.to_string()))),
-            Err(_) => return Err(failed(UpstreamError::HeadTimeout(label(), ms))),
+            Err(_) => {
+                // Perhaps a slow answer, perhaps a connection gone silent: new requests get a
+                // new connection either way (this one keeps the streams it has).
+                retire();
+                return Err(failed(UpstreamError::HeadTimeout(label(), ms)));
+            }
         };
         let (parts, body) = response.into_parts();
         let mut text = format!("HTTP/1.1 {} h2\r\n", parts.status.as_u16()).into_bytes();
@@ -498,6 +565,7 @@ impl Upstream {
         };
         Ok(Response {
             stream: UpstreamStream::H2(Box::new(stream::H2Body {
+                _slot: slot,
                 body,
                 rest: bytes::Bytes::new(),
             })),
@@ -517,9 +585,14 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         let label = || self.origin(provider).label.clone();
         let mut request = request;
-        let h2 = self.origin(provider).h2.borrow().clone();
-        if let Some(send) = h2 {
-            match self.exchange_h2(provider, send, &request, latest).await {
+        let h2 = self
+            .origin(provider)
+            .h2
+            .borrow()
+            .clone()
+            .filter(SharedH2::has_room);
+        if let Some(shared) = h2 {
+            match self.exchange_h2(provider, shared, &request, latest).await {
                 // The shared connection had gone before the request left: a new one below.
                 Err(H2Failure::Unsent(e)) => {
                     tracing::debug!("{e}; connecting again");
@@ -536,8 +609,8 @@ impl Upstream {
                 Some(s) => (s, true),
                 None => match self.connect_once(provider, latest).await? {
                     Connected::H1(s) => (s, false),
-                    Connected::H2(send) => {
-                        match self.exchange_h2(provider, send, &request, latest).await {
+                    Connected::H2(shared) => {
+                        match self.exchange_h2(provider, shared, &request, latest).await {
                             // That connection too was gone before the request left (one
                             // another request had made, since sent away): a new one.
                             Err(H2Failure::Unsent(e)) if unsent < MAX_UNSENT_RETRIES => {

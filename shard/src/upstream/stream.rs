@@ -29,6 +29,8 @@ pub(crate) enum UpstreamStream {
 
 /// An h2 response body, read DATA frame by DATA frame, the window given back as it is read.
 pub(crate) struct H2Body {
+    /// Counts the stream on its connection while the body is read.
+    pub(crate) _slot: super::StreamSlot,
     pub(crate) body: h2::RecvStream,
     /// Bytes of a frame not yet handed out (a frame larger than the reader's spare room).
     pub(crate) rest: Bytes,
