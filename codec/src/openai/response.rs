@@ -259,13 +259,27 @@ pub fn write_response(r: &Response, created: u64, loss: &mut LossReport) -> Vec<
         let d = usage
             .entry("prompt_tokens_details")
             .or_insert_with(|| json!({}));
-        d["cached_tokens"] = json!(u.cache_read);
+        // A provider's details that are not an object (malformed) give way to the counter,
+        // or stay as they came when there is nothing to say; indexing them would panic.
+        match d {
+            Value::Object(m) => {
+                m.insert("cached_tokens".into(), json!(u.cache_read));
+            }
+            other if u.cache_read > 0 => *other = json!({"cached_tokens": u.cache_read}),
+            _ => {}
+        }
     }
     if u.reasoning > 0 || usage.contains_key("completion_tokens_details") {
         let d = usage
             .entry("completion_tokens_details")
             .or_insert_with(|| json!({}));
-        d["reasoning_tokens"] = json!(u.reasoning);
+        match d {
+            Value::Object(m) => {
+                m.insert("reasoning_tokens".into(), json!(u.reasoning));
+            }
+            other if u.reasoning > 0 => *other = json!({"reasoning_tokens": u.reasoning}),
+            _ => {}
+        }
     }
     if u.cache_write > 0 {
         loss.drop_field("usage.cache_write");
