@@ -119,6 +119,9 @@ struct Origin {
     /// (a pool); until then, one at a time, so a burst of first requests shares the one h2
     /// connection rather than each opening its own.
     speaks_h1: Cell<bool>,
+    /// The last connect made one at a time failed: those waiting behind it do not queue on
+    /// (a provider that cannot be reached would make each wait out all the connects before).
+    last_failed: Cell<bool>,
     connecting: local_sync::semaphore::Semaphore,
     label: String,
     host_header: String,
@@ -256,6 +259,7 @@ impl Upstream {
                         addrs: RefCell::new(addrs),
                         h2: RefCell::new(None),
                         speaks_h1: Cell::new(false),
+                        last_failed: Cell::new(false),
                         connecting: local_sync::semaphore::Semaphore::new(1),
                         next_addr: Cell::new(0),
                         idle: RefCell::new(Vec::new()),
@@ -395,12 +399,14 @@ impl Upstream {
         if let Some(shared) = made {
             return Ok(Connected::H2(shared));
         }
-        // The one before learned that the origin speaks HTTP/1.1: no reason to connect one at
-        // a time any more.
-        if o.speaks_h1.get() {
+        // The one before learned that the origin speaks HTTP/1.1, or failed: no reason to
+        // connect one at a time.
+        if o.speaks_h1.get() || o.last_failed.get() {
             drop(one);
         }
-        self.connect(provider, latest).await
+        let made = self.connect(provider, latest).await;
+        o.last_failed.set(made.is_err());
+        made
     }
 
     /// TLS offering h2: an h2 connection (its driver spawned on this shard, its handle kept
