@@ -146,6 +146,11 @@ impl ChunkedDecoder {
                         self.state = State::SizeLf;
                         i += off + 1;
                     }
+                    // A bare LF: too long first if the line already is (the same answer
+                    // whether the line came in one read or several).
+                    Some(off) if self.line_len + off > MAX_SIZE_LINE => {
+                        return Err(ChunkedError::LineTooLong);
+                    }
                     Some(_) => return Err(ChunkedError::ExpectedCrlf),
                     None => {
                         self.line_len += input.len() - i;
