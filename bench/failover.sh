@@ -16,32 +16,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
-BENCH=target/release/busbar-bench
-BUSBAR=target/release/busbar
-[[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source bench/lib.sh
+# Unpinned: the shards of part 2 and 3 take every CPU.
+PROXY_CPU=0-$((cpus - 1))
+LOAD_CPU=$PROXY_CPU
 
-start_mock() { # -> MOCK (host:port)
-    "$BENCH" mock --listen 127.0.0.1:0 --no-record --tokens 16 "$@" > "$work/mock.out" &
-    pids+=($!)
-    until grep -q "listening on" "$work/mock.out" 2>/dev/null; do sleep 0.05; done
-    MOCK=$(sed -n 's/.*listening on //p' "$work/mock.out" | head -1)
-}
-
-start_busbar() { # $1 = config text, $2 = shards -> BB, ADMIN
+config_busbar() { # $1 = config text, $2 = shards -> BB, ADMIN
     printf '%s' "$1" > "$work/busbar.toml"
-    BUSBAR_LOG=error "$BUSBAR" --config "$work/busbar.toml" --shards "$2" \
-        --admin-listen 127.0.0.1:0 --ledger off > "$work/busbar.out" &
-    pids+=($!)
-    until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
-    BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
-    ADMIN=$(sed -n 's/.*admin on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+    start_busbar "$work/busbar.toml" --shards "$2"
 }
 
-stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 
 p50() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latency_us"]["p50"], d["latency_us"]["p99"], int(d["rps"]))'; }
 
@@ -75,7 +59,7 @@ EOF
 
 echo "== 1. failover cost (first member fails fast with 503, breaker off), c=1, $RUNS runs"
 start_mock --fault '{"model":"bad","status":503}'
-start_busbar "$(config $'[breaker]\nenabled = false')" 1
+config_busbar "$(config $'[breaker]\nenabled = false')" 1
 for i in $(seq "$RUNS"); do
     echo "direct   $(load good --concurrency 1)"
     echo "failover $(load failover --concurrency 1)"
@@ -84,7 +68,7 @@ stop_all
 
 echo "== 2. outage -> every shard routing around it (2 shards, default breaker, load c=8)"
 start_mock
-start_busbar "$(config '')" 2
+config_busbar "$(config '')" 2
 "$BENCH" load --url "http://$BB/v1/chat/completions" --model both --concurrency 8 \
     --duration 8s --warmup 0s --json > "$work/load2.json" &
 lp=$!
@@ -116,7 +100,7 @@ stop_all
 
 echo "== 3. a 429 storm on one lane (stormy) vs the same load on a healthy lane (calm): latency of a third lane (good), c=1, $RUNS runs"
 start_mock --fault '{"model":"stormy","status":429}'
-start_busbar "$(config '')" 2
+config_busbar "$(config '')" 2
 RATE=${RATE:-3000}
 side() { # $1 = model: an open-loop load at $RATE req/s on it, while `good` is measured
     "$BENCH" load --url "http://$BB/v1/chat/completions" --model "$1" --rate "$RATE" \

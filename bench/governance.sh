@@ -17,21 +17,9 @@ RUNS=${RUNS:-5}
 DURATION=${DURATION:-5s}
 CONC=${CONC:-32}
 RATE=${RATE:-5000}
-BENCH=target/release/busbar-bench
-BUSBAR=target/release/busbar
-[[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-cpus=$(nproc)
-PROXY_CPU=0
-LOAD_CPU=$(( cpus > 1 ? 1 : 0 ))
+source bench/lib.sh
 
-taskset -c "$LOAD_CPU" "$BENCH" mock --listen 127.0.0.1:0 --no-record --tokens 16 > "$work/mock.out" &
-pids+=($!)
-until grep -q "listening on" "$work/mock.out" 2>/dev/null; do sleep 0.05; done
-MOCK=$(sed -n 's/.*listening on //p' "$work/mock.out" | head -1)
+start_mock
 
 cat > "$work/busbar.toml" <<EOF
 listen = "127.0.0.1:0"
@@ -47,12 +35,7 @@ output_price = 0.6
 name = "open"
 key_env = "BENCH_OPEN_KEY"
 EOF
-BENCH_OPEN_KEY=bench-open BUSBAR_LOG=error taskset -c "$PROXY_CPU" "$BUSBAR" \
-    --config "$work/busbar.toml" --admin-listen 127.0.0.1:0 --ledger "$work/ledger" > "$work/busbar.out" &
-pids+=($!)
-until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
-BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
-ADMIN=$(sed -n 's/.*admin on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+BENCH_OPEN_KEY=bench-open start_busbar "$work/busbar.toml" --ledger "$work/ledger"
 
 curl -sf -XPUT "http://$ADMIN/admin/environments/bench" \
     -d '{"limits": {"daily_usd": 1000000, "rpm": 1000000000}}' > /dev/null

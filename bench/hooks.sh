@@ -14,25 +14,12 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-5s}
 RATE=${RATE:-500}
-BENCH=target/release/busbar-bench
-BUSBAR=target/release/busbar
-[[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-cpus=$(nproc)
-PROXY_CPU=0
-LOAD_CPU=$(( cpus > 1 ? 1 : 0 ))
+source bench/lib.sh
 
-taskset -c "$LOAD_CPU" "$BENCH" mock --listen 127.0.0.1:0 --no-record --tokens 16 > "$work/mock.out" &
-pids+=($!)
+start_mock
 taskset -c "$LOAD_CPU" node examples/node/hooks.js --port 0 > "$work/hook.out" &
 pids+=($!)
-until grep -q "listening on" "$work/mock.out" 2>/dev/null; do sleep 0.05; done
-until grep -q "listening on" "$work/hook.out" 2>/dev/null; do sleep 0.05; done
-MOCK=$(sed -n 's/.*listening on //p' "$work/mock.out" | head -1)
-HOOK=$(sed -n 's/.*listening on //p' "$work/hook.out" | head -1)
+HOOK=$(addr_in "$work/hook.out" 's/.*listening on //p')
 
 cat > "$work/busbar.toml" <<EOF
 listen = "127.0.0.1:0"
@@ -60,12 +47,7 @@ webhook = "http://$HOOK/route"
 timeout_ms = 50
 members = [{ model = "a" }, { model = "b" }]
 EOF
-BUSBAR_LOG=error taskset -c "$PROXY_CPU" "$BUSBAR" --config "$work/busbar.toml" \
-    --admin-listen 127.0.0.1:0 --ledger off > "$work/busbar.out" &
-pids+=($!)
-until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
-BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
-ADMIN=$(sed -n 's/.*admin on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+start_busbar "$work/busbar.toml"
 
 run() { # $1 = pool -> JSON on stdout
     taskset -c "$LOAD_CPU" "$BENCH" load --url "http://$BB/v1/chat/completions" --model "$1" \

@@ -18,22 +18,10 @@ SLOWLORIS=${SLOWLORIS:-200}
 GARBAGE=${GARBAGE:-50}
 OVERSIZE=${OVERSIZE:-20}
 DISCONNECT=${DISCONNECT:-20}
-BENCH=target/release/busbar-bench
-BUSBAR=target/release/busbar
-[[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-cpus=$(nproc)
-PROXY_CPU=0
-LOAD_CPU=$(( cpus > 1 ? 1 : 0 ))
+source bench/lib.sh
 secs=${DURATION%s}
 
-taskset -c "$LOAD_CPU" "$BENCH" mock --listen 127.0.0.1:0 --no-record --tokens 16 > "$work/mock.out" &
-pids+=($!)
-until grep -q "listening on" "$work/mock.out" 2>/dev/null; do sleep 0.05; done
-MOCK=$(sed -n 's/.*listening on //p' "$work/mock.out" | head -1)
+start_mock
 # The `slow` model streams one token a second: what the dropped streams ask for.
 curl -sf -XPOST "http://$MOCK/_mock/faults" -H 'content-type: application/json' -d '{"rules": [{"model": "slow", "ttft_ms": 0, "gap_ms": 1000, "tokens": 60}]}' >/dev/null
 
@@ -51,12 +39,7 @@ provider = "openai"
 [models.slow]
 provider = "openai"
 EOT
-BUSBAR_LOG=error taskset -c "$PROXY_CPU" "$BUSBAR" --config "$work/busbar.toml" \
-    --admin-listen 127.0.0.1:0 --ledger off > "$work/busbar.out" &
-pids+=($!)
-until grep -q "listening on" "$work/busbar.out" 2>/dev/null; do sleep 0.05; done
-BB=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
-ADMIN=$(sed -n 's/.*admin on \([^ ]*\).*/\1/p' "$work/busbar.out" | head -1)
+start_busbar "$work/busbar.toml"
 
 run() { # -> JSON on stdout
     taskset -c "$LOAD_CPU" "$BENCH" load --url "http://$BB/v1/chat/completions" \

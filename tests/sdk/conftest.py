@@ -5,6 +5,7 @@ Every test runs once per I/O driver (io_uring and epoll). busbar is stopped with
 the end and must exit 0.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -38,6 +39,45 @@ def _start(args, marker, env=None):
             return proc, int(addr.rsplit(":", 1)[1]), err_lines
     proc.wait()
     raise RuntimeError(f"{args[0]} exited ({proc.returncode}) before `{marker}`: {''.join(err_lines)}")
+
+
+@contextlib.contextmanager
+def running_busbar(config, *args, env=None):
+    """busbar with this config text and these arguments (the provider and client keys in its
+    environment, plus `env`), until the block ends; then SIGTERM, and it must exit 0.
+    Yields (port, stdout lines read up to readiness, e.g. the admin address)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(config)
+        path = f.name
+    full = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, SDKTEST_CLIENT_KEY=CLIENT_KEY)
+    full.pop("AWS_SESSION_TOKEN", None)
+    full.update(env or {})
+    proc = subprocess.Popen([BUSBAR, "--config", path, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
+    err, seen = [], []
+    threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()
+    port = None
+    for line in proc.stdout:
+        seen.append(line)
+        if "listening on " in line:
+            port = int(line.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1])
+            break
+    if port is None:
+        proc.wait()
+        os.unlink(path)
+        raise RuntimeError(f"busbar exited ({proc.returncode}) before listening: {''.join(err)}")
+    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
+    try:
+        yield port, seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        os.unlink(path)
+    assert code == 0, f"busbar exited {code} after SIGTERM: {''.join(err)}"
+
+
+def admin_address(seen):
+    """The admin listener's address from busbar's readiness lines."""
+    return next(line.split("admin on ", 1)[1].split()[0] for line in seen if "admin on " in line)
 
 
 class Mock:
@@ -118,16 +158,10 @@ class Gateway:
 @pytest.fixture(scope="session", params=["io_uring", "epoll"])
 def gateway(request, mock):
     driver = request.param
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(CONFIG.format(mock=mock.url, dead=_closed_port()))
-        path = f.name
-    env = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, SDKTEST_CLIENT_KEY=CLIENT_KEY)
-    proc, port, err = _start([BUSBAR, "--config", path, "--driver", driver, "--admin-listen", "127.0.0.1:0", "--ledger", tempfile.mkdtemp(prefix="busbar-ledger-")], "listening on ", env)
-    yield Gateway(port, driver)
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
-    os.unlink(path)
-    assert code == 0, f"busbar exited {code} after SIGTERM: {''.join(err)}"
+    config = CONFIG.format(mock=mock.url, dead=_closed_port())
+    ledger = tempfile.mkdtemp(prefix="busbar-ledger-")
+    with running_busbar(config, "--driver", driver, "--admin-listen", "127.0.0.1:0", "--ledger", ledger) as (port, _):
+        yield Gateway(port, driver)
 
 
 @pytest.fixture
@@ -197,23 +231,11 @@ class MatrixGateway:
 
 @pytest.fixture(scope="session")
 def matrix(mock):
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(MATRIX_CONFIG.format(mock=mock.url, models=_models()))
-        path = f.name
-    env = dict(
-        os.environ,
-        SDKTEST_PROVIDER_KEY=PROVIDER_KEY,
-        SDKTEST_CLIENT_KEY=CLIENT_KEY,
-        AWS_ACCESS_KEY_ID=AWS_KEY_ID,
-        AWS_SECRET_ACCESS_KEY=AWS_SECRET,
-    )
-    env.pop("AWS_SESSION_TOKEN", None)
-    proc, port, err = _start([BUSBAR, "--config", path, "--admin-listen", "127.0.0.1:0", "--ledger", tempfile.mkdtemp(prefix="busbar-ledger-")], "listening on ", env)
-    yield MatrixGateway(port)
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
-    os.unlink(path)
-    assert code == 0, f"busbar exited {code} after SIGTERM: {''.join(err)}"
+    config = MATRIX_CONFIG.format(mock=mock.url, models=_models())
+    ledger = tempfile.mkdtemp(prefix="busbar-ledger-")
+    aws = {"AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+    with running_busbar(config, "--admin-listen", "127.0.0.1:0", "--ledger", ledger, env=aws) as (port, _):
+        yield MatrixGateway(port)
 
 
 # ingress -> egress -> "ok" or the first failure, printed as a 6 x 6 table at the end.

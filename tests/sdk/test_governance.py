@@ -3,10 +3,7 @@ is over its requests-per-minute limit, over its spend cap, or asks for a model o
 allowance gets that SDK's own rate-limit or permission error, with the limit named."""
 
 import json
-import os
-import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -15,7 +12,7 @@ import pytest
 from google import genai
 
 import adapters
-from conftest import BUSBAR, PROVIDER_KEY, AWS_KEY_ID, AWS_SECRET
+from conftest import AWS_KEY_ID, AWS_SECRET, admin_address, running_busbar
 from test_errors import EXPECTED, BEDROCK_CODES
 
 CONFIG = """
@@ -48,29 +45,10 @@ class Governed:
 
 @pytest.fixture(scope="module")
 def governed(mock):
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(CONFIG.format(mock=mock.url))
-        path = f.name
-    env = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, AWS_ACCESS_KEY_ID=AWS_KEY_ID,
-               AWS_SECRET_ACCESS_KEY=AWS_SECRET)
+    aws = {"AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
     ledger = tempfile.mkdtemp(prefix="busbar-ledger-")
-    proc = subprocess.Popen([BUSBAR, "--config", path, "--admin-listen", "127.0.0.1:0", "--ledger", ledger],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    err = []
-    threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True).start()
-    admin = port = None
-    for line in proc.stdout:
-        if "admin on " in line:
-            admin = line.split("admin on ", 1)[1].split()[0]
-        if "listening on " in line:
-            port = int(line.split("listening on ", 1)[1].split()[0].rsplit(":", 1)[1])
-            break
-    assert port and admin, f"busbar did not start: {''.join(err)}"
-    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-    yield Governed(port, admin)
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0, "".join(err)
-    os.unlink(path)
+    with running_busbar(CONFIG.format(mock=mock.url), "--admin-listen", "127.0.0.1:0", "--ledger", ledger, env=aws) as (port, seen):
+        yield Governed(port, admin_address(seen))
 
 
 def assert_sdk_error(sdk, err, status, words):

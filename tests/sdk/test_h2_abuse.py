@@ -5,9 +5,7 @@ goes on serving other clients.
 """
 
 import json
-import signal
 import socket
-import tempfile
 import urllib.request
 
 import h2.config
@@ -17,7 +15,7 @@ import hpack
 import pytest
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from conftest import BUSBAR, _start
+from conftest import running_busbar
 
 CONFIG = """
 listen = "127.0.0.1:0"
@@ -40,16 +38,8 @@ BODY = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "hi
 
 @pytest.fixture(scope="module", params=["io_uring", "epoll"])
 def h2c(request):
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(CONFIG)
-        path = f.name
-    proc, port, err = _start(
-        [BUSBAR, "--config", path, "--driver", request.param, "--admin-listen", "off", "--ledger", "off"],
-        "listening on ",
-    )
-    yield port
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, "".join(err)
+    with running_busbar(CONFIG, "--driver", request.param, "--admin-listen", "off", "--ledger", "off") as (port, _):
+        yield port
 
 
 def connect(port):

@@ -7,8 +7,6 @@ The test makes its own CA and certificates (cryptography) on every run.
 
 import datetime
 import ipaddress
-import os
-import signal
 import ssl
 import tempfile
 
@@ -21,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import BUSBAR, CLIENT_KEY, PROVIDER_KEY, _start
+from conftest import CLIENT_KEY, running_busbar
 
 try:  # the HTTP package the installed Anthropic SDK takes its client from
     import httpx2
@@ -127,18 +125,9 @@ def tls_gateway(request, mock):
         f.write(ca.pem())
     good = ca.issue(f"{d}/good", "team-a", server=False)
     bad = rogue.issue(f"{d}/bad", "intruder", server=False)
-    path = f"{d}/busbar.toml"
-    with open(path, "w") as f:
-        f.write(CONFIG.format(d=d, mock=mock.url))
-    env = dict(os.environ, SDKTEST_PROVIDER_KEY=PROVIDER_KEY, SDKTEST_CLIENT_KEY=CLIENT_KEY)
-    proc, port, err = _start(
-        [BUSBAR, "--config", path, "--driver", request.param, "--admin-listen", "off", "--ledger", "off"],
-        "listening on ",
-        env,
-    )
-    yield {"port": port, "ca": f"{d}/ca.pem", "good": good, "bad": bad}
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, "".join(err)
+    config = CONFIG.format(d=d, mock=mock.url)
+    with running_busbar(config, "--driver", request.param, "--admin-listen", "off", "--ledger", "off") as (port, _):
+        yield {"port": port, "ca": f"{d}/ca.pem", "good": good, "bad": bad}
 
 
 def http_client(g, identity, http2, versions, module=httpx):

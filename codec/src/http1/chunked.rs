@@ -219,6 +219,11 @@ impl ChunkedDecoder {
                         self.state = State::TrailerLf;
                         i += off + 1;
                     }
+                    // A bare LF: too large first if the trailers already are (as for the
+                    // extension above: one answer however the bytes were split).
+                    Some(off) if self.trailer_len + off > MAX_TRAILERS => {
+                        return Err(ChunkedError::TrailersTooLarge);
+                    }
                     Some(_) => return Err(ChunkedError::ExpectedCrlf),
                     None => {
                         self.bump_trailer(input.len() - i)?;
@@ -313,6 +318,28 @@ mod tests {
                 }
                 assert_eq!((out.clone(), used, d.is_done()), whole, "cuts {cut} {cut2}");
             }
+        }
+    }
+
+    #[test]
+    fn an_over_long_trailer_ending_in_a_bare_lf_is_too_large_whole_or_split() {
+        // Found by fuzzing: whole it was ExpectedCrlf, split before the LF TrailersTooLarge.
+        let mut body = b"0\r\nX-T: ".to_vec();
+        body.extend(std::iter::repeat_n(b'a', MAX_TRAILERS + 10));
+        body.push(b'\n');
+        assert_eq!(
+            decode_all(&body).unwrap_err(),
+            ChunkedError::TrailersTooLarge
+        );
+        for cut in [5, MAX_TRAILERS, body.len() - 1] {
+            let mut d = ChunkedDecoder::new();
+            let first = d.feed(&body[..cut], |_| {});
+            let second = first.and_then(|_| d.feed(&body[cut..], |_| {}));
+            assert_eq!(
+                second.unwrap_err(),
+                ChunkedError::TrailersTooLarge,
+                "cut {cut}"
+            );
         }
     }
 

@@ -11,7 +11,7 @@
 //! The connection goes back to the pool only when its body ended cleanly on its own framing.
 //! If the client goes away mid-body the provider connection is dropped at once.
 
-use crate::server::client::ClientIo;
+use crate::server::client::{ClientIo, Watch};
 use crate::server::respond::reason;
 use crate::upstream::Response;
 use busbar_codec::http1::{BodyFraming, ChunkedDecoder, write_forwardable};
@@ -190,12 +190,13 @@ pub(super) async fn relay(
         return false;
     }
     let mut buf = buffered;
+    let mut watch = Watch::default();
     while !step.done {
         buf.clear();
         let read = routes.upstream.read_body(&mut stream, buf);
         // A client that goes away stops the relay at once: the provider's connection is
         // dropped (not put back) and the request settles with what was read.
-        let Some((res, b)) = client.unless_gone(read).await else {
+        let Some((res, b)) = client.unless_gone(&mut watch, read).await else {
             return false;
         };
         buf = b;

@@ -16,7 +16,7 @@
 //! How it went is classified for the lane's breaker: a provider's error event by its code and
 //! message, a deadline as a timeout, a cut-off or unreadable body as a network or server error.
 
-use crate::server::client::ClientIo;
+use crate::server::client::{ClientIo, Watch};
 use crate::server::respond::ApiError;
 use crate::upstream::Response;
 use busbar_codec::errors::ErrorKind;
@@ -158,6 +158,7 @@ pub(super) async fn stream(
     let mut last_event = Instant::now();
     // The pool's failover deadline (not the provider's own) ended the wait.
     let mut pool_deadline = false;
+    let mut watch = Watch::default();
     loop {
         events.clear();
         let done = match body.step(&input, &mut data) {
@@ -247,7 +248,7 @@ pub(super) async fn stream(
         let read = routes
             .upstream
             .read_body_until(&mut upstream, input, deadline);
-        let Some(read) = client.unless_gone(read).await else {
+        let Some(read) = client.unless_gone(&mut watch, read).await else {
             // Nobody will read the rest: the provider's connection is dropped now (not at the
             // next write), and what the stream used so far is what gets billed.
             return Streamed::Done {

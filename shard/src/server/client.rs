@@ -6,9 +6,12 @@
 //! frames (`super::h2::StreamOut`), so there is one way of answering for both versions.
 
 use crate::io::{read_append, write_all, write_all_within};
-use monoio::io::PrefixedReadIo;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, PrefixedReadIo};
 use monoio::net::TcpStream;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// A client's TCP connection with the bytes busbar read ahead of the TLS handshake (the
@@ -20,21 +23,46 @@ pub(crate) type TlsClient = monoio_rustls::ServerTlsStream<Replayed>;
 
 /// One client.
 pub(crate) enum ClientIo {
-    /// Cleartext HTTP/1.1.
-    Plain(TcpStream),
+    /// Cleartext HTTP/1.1, with a second descriptor of its socket (made the first time an
+    /// answer watches for the client going away, then kept for the connection's life).
+    Plain(TcpStream, Option<Rc<TcpStream>>),
     /// HTTP/1.1 in TLS terminated here (boxed: the session state is large), with a second
     /// descriptor of its socket to watch for the client going away (the TLS stream cannot
     /// lend its socket out).
-    Tls(Box<TlsClient>, Option<TcpStream>),
+    Tls(Box<TlsClient>, Option<Rc<TcpStream>>),
     /// One HTTP/2 stream's answer (the request was read by the h2 connection).
     H2(Box<super::h2::StreamOut>),
 }
 
+/// Watches one answer's client for going away, beside each provider read of that answer.
+/// Armed once per answer, not per read: on a socket it is one readiness wait for the whole
+/// answer (a stream of a thousand events costs one wait, not a thousand armed and cancelled).
+#[derive(Default)]
+pub(crate) enum Watch {
+    /// Not armed yet: the first read of the answer arms it (an answer read whole with its
+    /// head never waits, and never pays for a watch).
+    #[default]
+    Unarmed,
+    /// The client's socket closing (a second descriptor of it, shared with the connection).
+    Socket(Pin<Box<dyn Future<Output = ()>>>),
+    /// An h2 stream's reset, asked of the stream itself at each read (no syscall).
+    Stream,
+    /// Nothing to watch (no second descriptor could be had): the answer's next write tells.
+    Never,
+    /// The client has gone.
+    Gone,
+}
+
 impl ClientIo {
+    /// Cleartext HTTP/1.1.
+    pub(crate) fn plain(tcp: TcpStream) -> Self {
+        ClientIo::Plain(tcp, None)
+    }
+
     /// Writes all of `buf`; returns it for reuse.
     pub(crate) async fn send(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         match self {
-            ClientIo::Plain(s) => write_all(s, buf).await,
+            ClientIo::Plain(s, _) => write_all(s, buf).await,
             ClientIo::Tls(s, _) => write_all(s.as_mut(), buf).await,
             ClientIo::H2(s) => {
                 let r = s.write(&buf).await;
@@ -51,7 +79,7 @@ impl ClientIo {
         buf: Vec<u8>,
     ) -> (io::Result<()>, Vec<u8>) {
         match self {
-            ClientIo::Plain(s) => write_all_within(s, limit, buf).await,
+            ClientIo::Plain(s, _) => write_all_within(s, limit, buf).await,
             ClientIo::Tls(s, _) => write_all_within(s.as_mut(), limit, buf).await,
             ClientIo::H2(s) => match monoio::time::timeout(limit, s.write(&buf)).await {
                 Ok(r) => (r, buf),
@@ -74,37 +102,65 @@ impl ClientIo {
         min_spare: usize,
     ) -> (io::Result<usize>, Vec<u8>) {
         match self {
-            ClientIo::Plain(s) => read_append(s, buf, min_spare).await,
+            ClientIo::Plain(s, _) => read_append(s, buf, min_spare).await,
             ClientIo::Tls(s, _) => read_append(s.as_mut(), buf, min_spare).await,
             ClientIo::H2(_) => (Err(io::ErrorKind::Unsupported.into()), buf),
         }
     }
 
-    /// Completes when the client has gone away (closed its connection, or reset its h2
-    /// stream); never completes while it is still there. Awaited beside a provider read, so an
-    /// answer nobody will read stops at once, not at its next write.
-    pub(crate) async fn gone(&mut self) {
-        match self {
-            ClientIo::Plain(s) => socket_closed(s).await,
-            ClientIo::Tls(_, Some(watch)) => socket_closed(watch).await,
-            ClientIo::Tls(_, None) => std::future::pending().await,
-            ClientIo::H2(s) => s.reset().await,
+    /// A watch for this client going away (see [`ClientIo::unless_gone`]).
+    fn arm(&mut self) -> Watch {
+        let fd = match self {
+            ClientIo::Plain(s, w) => {
+                if w.is_none() {
+                    *w = watcher(s).map(Rc::new);
+                }
+                w.clone()
+            }
+            ClientIo::Tls(_, w) => w.clone(),
+            ClientIo::H2(_) => return Watch::Stream,
+        };
+        match fd {
+            Some(fd) => Watch::Socket(Box::pin(async move { socket_closed(&fd).await })),
+            None => Watch::Never,
         }
     }
 
-    /// `fut`, unless the client goes away first (`None`).
+    /// `fut`, unless the client goes away first (`None`). Awaited beside a provider read, so
+    /// an answer nobody will read stops at once, not at its next write.
     pub(crate) async fn unless_gone<T>(
         &mut self,
-        fut: impl std::future::Future<Output = T>,
+        watch: &mut Watch,
+        fut: impl Future<Output = T>,
     ) -> Option<T> {
-        monoio::select! {
-            out = fut => Some(out),
-            _ = self.gone() => None,
+        if let Watch::Unarmed = watch {
+            *watch = self.arm();
         }
+        let out = match (&mut *watch, &mut *self) {
+            (Watch::Socket(closed), _) => {
+                monoio::select! {
+                    out = fut => Some(out),
+                    _ = closed.as_mut() => None,
+                }
+            }
+            (Watch::Stream, ClientIo::H2(s)) => {
+                monoio::select! {
+                    out = fut => Some(out),
+                    _ = s.reset() => None,
+                }
+            }
+            (Watch::Gone, _) => None,
+            _ => Some(fut.await),
+        };
+        if out.is_none() {
+            *watch = Watch::Gone;
+        }
+        out
     }
 }
 
-/// A second descriptor of `tcp`'s socket, for [`ClientIo::gone`] once TLS owns the first.
+/// A second descriptor of `tcp`'s socket: to watch for the client going away once TLS owns the
+/// first, and to close the connection gently ([`linger`]) once h2 has dropped it.
 pub(crate) fn watcher(tcp: &TcpStream) -> Option<TcpStream> {
     use std::os::fd::{AsRawFd, FromRawFd};
     #[allow(unsafe_code)]
@@ -119,6 +175,55 @@ pub(crate) fn watcher(tcp: &TcpStream) -> Option<TcpStream> {
     // SAFETY: `dup` was just returned by dup(2), is open, and is owned by nothing else.
     let std = unsafe { std::net::TcpStream::from_raw_fd(dup) };
     TcpStream::from_std(std).ok()
+}
+
+impl ClientIo {
+    /// Closes a connection busbar ends after an error answer ([`linger`]): the client may
+    /// still be sending what busbar refused to read.
+    pub(crate) async fn close_gently(self) {
+        let tcp = match self {
+            ClientIo::Plain(s, _) => s,
+            ClientIo::Tls(mut s, w) => {
+                // The TLS close_notify first, then the socket through its second descriptor.
+                let _ = monoio::time::timeout(LINGER, s.shutdown()).await;
+                drop(s);
+                match w.and_then(|w| Rc::try_unwrap(w).ok()) {
+                    Some(w) => w,
+                    None => return,
+                }
+            }
+            ClientIo::H2(_) => return,
+        };
+        linger(tcp).await;
+    }
+}
+
+/// Longest a closing connection is read from and its bytes dropped ([`linger`]).
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes a closing connection has read and dropped.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes a connection gently: what was written goes out and is followed by a FIN, and what
+/// the client is still sending (a body busbar refused, the rest of an h2 frame) is read and
+/// dropped for a short while (at most [`LINGER`], [`LINGER_BYTES`]). Closed at once, unread
+/// bytes turn the close into a reset, and a reset can destroy the answer in the client's
+/// receive buffer before it has been read (a 413, a GOAWAY).
+pub(crate) async fn linger(mut tcp: TcpStream) {
+    if tcp.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = monoio::time::Instant::now() + LINGER;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        match monoio::time::timeout_at(deadline, tcp.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                dropped += n;
+                buf = b;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Completes once the peer has closed or reset the socket. Bytes waiting to be read (a

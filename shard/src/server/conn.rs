@@ -58,7 +58,7 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
     drop(routes);
     let Some(config) = tls else {
         if !h2c {
-            return serve_h1(shard, ClientIo::Plain(tcp), Vec::new(), over).await;
+            return serve_h1(shard, ClientIo::plain(tcp), Vec::new(), over).await;
         }
         // h2 with prior knowledge or HTTP/1.1: the first bytes tell.
         let mut tcp = tcp;
@@ -71,11 +71,15 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
             }
         }
         if !ahead.starts_with(h2::PREFACE) {
-            return serve_h1(shard, ClientIo::Plain(tcp), ahead, over).await;
+            return serve_h1(shard, ClientIo::plain(tcp), ahead, over).await;
         }
+        let second = super::client::watcher(&tcp);
         match tcp.try_into_poll_io() {
             Ok(poll) => h2::serve(shard, h2::Replay::new(ahead, poll), over).await,
             Err((e, _)) => tracing::warn!(shard = shard.id, "h2c: {e}"),
+        }
+        if let Some(second) = second {
+            super::client::linger(second).await;
         }
         return;
     };
@@ -93,20 +97,26 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
         Err(_) => return failed("not done within its deadline".into()),
     };
     if offers_h2 && config.alpn_protocols.iter().any(|p| p == tls::ALPN_H2) {
+        let second = super::client::watcher(&tcp);
         let poll = match tcp.try_into_poll_io() {
             Ok(p) => p,
             Err((e, _)) => return failed(e.to_string()),
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         match timeout_at(deadline, acceptor.accept(h2::Replay::new(hello, poll))).await {
-            Ok(Ok(s)) => h2::serve(shard, s, over).await,
+            Ok(Ok(s)) => {
+                h2::serve(shard, s, over).await;
+                if let Some(second) = second {
+                    super::client::linger(second).await;
+                }
+            }
             Ok(Err(e)) => failed(e.to_string()),
             Err(_) => failed("not done within its deadline".into()),
         }
         return;
     }
     let acceptor = monoio_rustls::TlsAcceptor::from(config);
-    let watch = super::client::watcher(&tcp);
+    let watch = super::client::watcher(&tcp).map(std::rc::Rc::new);
     let replayed = PrefixedReadIo::new(tcp, std::io::Cursor::new(hello));
     match timeout_at(deadline, acceptor.accept(replayed)).await {
         Ok(Ok(s)) => serve_h1(shard, ClientIo::Tls(Box::new(s), watch), Vec::new(), over).await,
@@ -119,13 +129,14 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
 async fn serve_h1(shard: Rc<Shard>, mut stream: ClientIo, mut buf: Vec<u8>, over: bool) {
     buf.reserve(READ_CHUNK);
     let mut first = true;
-    loop {
+    // Ended after an error answer, the client may still be sending: closed gently.
+    let refused = loop {
         let head = match read_head(&shard, &mut stream, &mut buf, first).await {
             HeadOutcome::Head(h) => h,
-            HeadOutcome::Closed => break,
+            HeadOutcome::Closed => break false,
             HeadOutcome::Refuse(e) => {
                 let _ = stream.send(e.render(false)).await;
-                break;
+                break true;
             }
         };
         first = false;
@@ -133,15 +144,28 @@ async fn serve_h1(shard: Rc<Shard>, mut stream: ClientIo, mut buf: Vec<u8>, over
         if over {
             let e = busy(&shard).for_protocol(gateway::ingress::protocol_of(&head));
             let _ = stream.send(e.render(false)).await;
-            break;
+            break true;
         }
         shard.in_flight.set(shard.in_flight.get() + 1);
-        let keep = serve_request(&shard, &mut stream, &mut buf, &head).await;
+        let next = serve_request(&shard, &mut stream, &mut buf, &head).await;
         shard.in_flight.set(shard.in_flight.get() - 1);
-        if !keep || shard.draining.get() {
-            break;
+        match next {
+            Next::KeepAlive if !shard.draining.get() => {}
+            Next::KeepAlive | Next::Close => break false,
+            Next::Refused => break true,
         }
+    };
+    if refused {
+        stream.close_gently().await;
     }
+}
+
+/// How a connection goes on after a request.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Its body was refused (too large, too slow, malformed) and answered with an error.
+    Refused,
 }
 
 /// A request body that did not come in time: past its whole deadline, or a gap between reads
@@ -179,18 +203,22 @@ async fn serve_request(
     stream: &mut ClientIo,
     buf: &mut Vec<u8>,
     head: &RequestHead,
-) -> bool {
+) -> Next {
     let body = match read_body(shard, stream, buf, head).await {
         Ok(b) => b,
         Err(Some(e)) => {
             let e = e.for_protocol(gateway::ingress::protocol_of(head));
             let _ = stream.send(e.render(false)).await;
-            return false;
+            return Next::Refused;
         }
-        Err(None) => return false,
+        Err(None) => return Next::Close,
     };
     let keep_alive = head.keep_alive && !shard.draining.get();
-    gateway::handle(shard, stream, head, body, keep_alive).await && keep_alive
+    if gateway::handle(shard, stream, head, body, keep_alive).await && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
 }
 
 async fn read_head(
