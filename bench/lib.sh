@@ -4,7 +4,7 @@
 #   PROXY_CPU  busbar's CPU(s) (0 by default); LOAD_CPU  the mock's and the load's (1 on a
 #   machine with two or more, else 0). A script may set either before starting anything.
 BENCH=target/release/busbar-bench
-BUSBAR=target/release/busbar
+BUSBAR=${BUSBAR:-target/release/busbar}
 [[ -x $BENCH && -x $BUSBAR ]] || cargo build --release --bins -q
 work=$(mktemp -d)
 pids=()

@@ -49,8 +49,13 @@ def status_of(s):
     return data.split(b" ", 2)[1].decode(errors="replace") if data.startswith(b"HTTP/1.1 ") else "other"
 
 
+SYNC = os.environ.get("HOSTILE_SYNC") == "1"
+
+
 def slowloris():
     head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    if not SYNC:
+        time.sleep(random.uniform(0, 1.0))
     while time.monotonic() < end:
         try:
             s = conn(timeout=30)
@@ -59,7 +64,7 @@ def slowloris():
                 if time.monotonic() >= end:
                     break
                 s.sendall(bytes([b]))
-                time.sleep(0.5)
+                time.sleep(0.5 if SYNC else random.uniform(0.25, 0.75))
             s.settimeout(10)
             count("slowloris_" + status_of(s))
             s.close()

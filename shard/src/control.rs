@@ -85,6 +85,8 @@ pub(crate) struct ShardReport {
     pub(crate) lanes: Vec<crate::lanes::LaneSnapshot>,
     /// Governance leases held: (accounts, unreserved, reserved).
     pub(crate) leases: (usize, u64, u64),
+    /// The shard's metric cells.
+    pub(crate) metrics: crate::telemetry::cells::Snapshot,
 }
 
 /// Messages dropped because a shard's channel was full.

@@ -436,6 +436,9 @@ impl Lanes {
                     last_spread: l.last_spread.get(),
                     hard_failures: self.shared[i].hard_failures.load(Ordering::Relaxed),
                     probing: self.shared[i].probing.load(Ordering::Acquire),
+                    trips: self.shared[i].trips.load(Ordering::Relaxed),
+                    latency_ms: l.latency.get().get(),
+                    ttft_ms: l.ttft.get().get(),
                 }
             })
             .collect()
@@ -472,6 +475,11 @@ pub(crate) struct LaneSnapshot {
     pub(crate) last_spread: Option<Duration>,
     pub(crate) hard_failures: u64,
     pub(crate) probing: bool,
+    /// Times the lane tripped, on any shard, in this config generation.
+    pub(crate) trips: u64,
+    /// Moving averages of whole-request latency and time to the response head (ms).
+    pub(crate) latency_ms: Option<f64>,
+    pub(crate) ttft_ms: Option<f64>,
 }
 
 #[cfg(test)]

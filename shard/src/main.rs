@@ -22,6 +22,7 @@ mod routes;
 mod runtime;
 mod server;
 mod shard;
+mod telemetry;
 mod upstream;
 
 use busbar_core::config::{self, Config, Driver};

@@ -130,6 +130,9 @@ impl Current {
         if config.upstream.extra_ca_files != o.upstream.extra_ca_files {
             kept.push("upstream.extra_ca_files");
         }
+        if config.telemetry != o.telemetry {
+            kept.push("telemetry");
+        }
         // Certificates are checked before any shard hears of the new config.
         let server_tls = crate::server::tls::ServerTls::build(&config)?;
         let init = RoutesInit {
@@ -238,6 +241,8 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         None => (Arc::new(Vec::new()), Arc::new(Vec::new())),
     };
 
+    let telemetry = crate::telemetry::export::start(&config.telemetry)?;
+
     let mut handles = Vec::with_capacity(count);
     let mut listen = config.listen;
     for (id, inbox) in inboxes.into_iter().enumerate() {
@@ -262,6 +267,7 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
             keys: Arc::clone(&keys),
             envs: Arc::clone(&envs),
             keys_issued: ledger.as_ref().is_some_and(|l| l.keys_issued),
+            telemetry: telemetry.clone(),
         };
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()

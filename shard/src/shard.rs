@@ -38,6 +38,8 @@ pub(crate) struct ShardInit {
     pub(crate) envs: Arc<Vec<busbar_core::govern::EnvRecord>>,
     /// A virtual key was ever issued (the data plane needs keys).
     pub(crate) keys_issued: bool,
+    /// The telemetry thread's channel, when traces or the access log are on.
+    pub(crate) telemetry: Option<crossbeam_channel::Sender<crate::telemetry::export::Finished>>,
 }
 
 /// A shard's state, shared by its tasks.
@@ -63,6 +65,8 @@ pub(crate) struct Shard {
     pub(crate) draining: Cell<bool>,
     /// Sequence for ids this shard mints.
     pub(crate) seq: Cell<u64>,
+    /// Metric cells, request ids, trace contexts, the way to the telemetry thread.
+    pub(crate) telemetry: crate::telemetry::Telemetry,
 }
 
 impl Shard {
@@ -82,6 +86,48 @@ impl Shard {
             Some(&old),
         );
         *self.routes.borrow_mut() = new;
+    }
+
+    /// This shard's numbers, for `/stats` and `/metrics`.
+    pub(crate) fn report(&self) -> crate::control::ShardReport {
+        let r = self.routes();
+        crate::control::ShardReport {
+            shard: self.id,
+            generation: r.generation,
+            in_flight: self.in_flight.get(),
+            connections: (
+                self.open_conns.get(),
+                self.refused_conns.get(),
+                self.tls_failures.get(),
+            ),
+            lanes: r.lanes.snapshot(),
+            leases: self.gate.held(),
+            hooks: crate::hooks::report(&r),
+            metrics: self.telemetry.cells.snapshot(),
+        }
+    }
+
+    /// Every shard's report, this one's and its peers' (a peer that does not answer within
+    /// 2 s is left out). Waits on timers, never blocks the shard.
+    pub(crate) async fn gather(&self) -> Vec<crate::control::ShardReport> {
+        let (tx, rx) = crossbeam_channel::bounded(self.peers.len().max(1));
+        for p in self.peers.iter() {
+            p.send(ShardMsg::Stats(tx.clone()));
+        }
+        drop(tx);
+        let mut out = vec![self.report()];
+        let deadline = monoio::time::Instant::now() + Duration::from_secs(2);
+        while out.len() < self.shards && monoio::time::Instant::now() < deadline {
+            match rx.try_recv() {
+                Ok(r) => out.push(r),
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            }
+        }
+        out.sort_by_key(|r| r.shard);
+        out
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -113,7 +159,17 @@ pub(crate) async fn serve(init: ShardInit) {
     };
     let local = listener.local_addr().unwrap_or(init.listen);
     let peers = Rc::new(init.peers);
+    let telemetry_settings = init.routes.config.telemetry.clone();
     let routes = Routes::build(init.routes, init.id, init.shards, Rc::clone(&peers), None);
+    let mut seed = [0u8; 8];
+    // A shard's ids need only be unpredictable enough not to collide across shards and
+    // restarts; without the OS's entropy the shard id and the time still tell them apart.
+    if getrandom::fill(&mut seed).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        seed = (now ^ (init.id as u64).rotate_left(48)).to_le_bytes();
+    }
     let shard = Rc::new(Shard {
         id: init.id,
         shards: init.shards,
@@ -132,6 +188,11 @@ pub(crate) async fn serve(init: ShardInit) {
         tls_failures: Cell::new(0),
         draining: Cell::new(false),
         seq: Cell::new(0),
+        telemetry: crate::telemetry::Telemetry::new(
+            telemetry_settings,
+            init.telemetry,
+            u64::from_le_bytes(seed),
+        ),
     });
     let _ = init.bound.send(Ok(local));
     monoio::spawn(sweep_idle(Rc::clone(&shard)));
@@ -174,20 +235,7 @@ pub(crate) async fn serve(init: ShardInit) {
                             }
                         }
                         ShardMsg::Stats(reply) => {
-                            let r = shard.routes();
-                            let _ = reply.try_send(crate::control::ShardReport {
-                                shard: shard.id,
-                                generation: r.generation,
-                                in_flight: shard.in_flight.get(),
-                                connections: (
-                                    shard.open_conns.get(),
-                                    shard.refused_conns.get(),
-                                    shard.tls_failures.get(),
-                                ),
-                                lanes: r.lanes.snapshot(),
-                                leases: shard.gate.held(),
-                                hooks: crate::hooks::report(&r),
-                            });
+                            let _ = reply.try_send(shard.report());
                         }
                         ShardMsg::Reload { routes, ack } => {
                             shard.reload(routes);

@@ -6,17 +6,20 @@
 //!              answers with raw bytes the test chose (the providers themselves cannot run here)
 //!   Client     a raw HTTP/1.1 client on a std socket, for byte-exact requests
 //!   MockProvider  `busbar-bench mock`, all six protocols, with fault rules set at run time
+//!   OtlpReceiver  an OTLP/HTTP trace receiver (opentelemetry-proto types)
 //! ```
 //!
 //! No fixed ports: everything binds port 0 and reports the port it got. No sleeps as
 //! synchronisation: readiness is the `listening on` line, completion is a read returning.
 
 pub mod client;
+pub mod otlp;
 pub mod pki;
 pub mod procs;
 pub mod scripted;
 
 pub use client::{Client, Response};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use pki::{Ca, ClientTls, Issued, TlsConn};
 pub use procs::{Busbar, DRIVERS, MockProvider, bin_path, run_check};
 pub use scripted::{Action, Received, Scripted, json_response};

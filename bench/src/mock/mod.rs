@@ -39,7 +39,8 @@
 //! `{"rules": [...]}` replaces them, `GET` lists them with their counts, `DELETE` clears them;
 //! `--fault '<rule>'` (repeatable) starts with them. The first rule that matches a request and
 //! fires overrides the request's own steering for the fields it sets. `GET` and `DELETE` on
-//! `/_mock/requests` read and clear the record.
+//! `/_mock/requests` read and clear the record; `POST /_mock/v1/traces` takes OTLP trace
+//! exports (a sink for benchmarks with tracing on), counted at `GET /_mock/otlp`.
 
 mod errors;
 mod openai;
@@ -86,6 +87,8 @@ type Records = Arc<Mutex<VecDeque<serde_json::Value>>>;
 struct Shared {
     records: Records,
     rules: Arc<Rules>,
+    /// OTLP trace exports taken at `/_mock/v1/traces`.
+    otlp_exports: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A fault rule from its JSON text (`--fault`).
@@ -106,6 +109,7 @@ pub(crate) fn run(
     let shared = Shared {
         records: Arc::new(Mutex::new(VecDeque::new())),
         rules: Arc::new(Rules::new(rules)),
+        otlp_exports: Arc::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut addr = listen;
@@ -221,6 +225,24 @@ async fn conn(
             }
             (m, "/_mock/faults") => {
                 write(&mut stream, faults_endpoint(m, &body, &shared.rules)).await
+            }
+            // An OTLP/HTTP trace sink (for measuring busbar with tracing on): every export is
+            // taken and answered with an empty ExportTraceServiceResponse.
+            (Method::Post, "/_mock/v1/traces") => {
+                shared
+                    .otlp_exports
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                write(
+                    &mut stream,
+                    respond(200, "application/x-protobuf", b"", &[]),
+                )
+                .await
+            }
+            (Method::Get, "/_mock/otlp") => {
+                let n = shared
+                    .otlp_exports
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                write(&mut stream, json_response(200, &json!({"exports": n}))).await
             }
             _ => provider(&mut stream, &head, &body, &options, &shared.rules, &seq).await,
         };

@@ -12,7 +12,7 @@ pub use default::{DEFAULT_SOURCE_NAME, default_toml};
 pub use model::{
     Admin, AfterResponse, Auth, AwsSigning, BeforeForward, ClientKey, Config, Driver, Endpoint,
     HookTarget, HookUrl, Hooks, Http2, LaneLimits, Limits, MockSettings, Model, PemFile,
-    PolicyKind, Pool, PoolMember, PoolPolicy, Protocol, Provider, ScriptSource, Tls, TlsVersion,
-    UpstreamSettings,
+    PolicyKind, Pool, PoolMember, PoolPolicy, Protocol, Provider, ScriptSource, Telemetry, Tls,
+    TlsVersion, UpstreamSettings,
 };
 pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, FileReader, parse, parse_with_files};

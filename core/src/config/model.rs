@@ -407,6 +407,17 @@ pub enum PolicyKind {
     Webhook(HookUrl),
 }
 
+impl PolicyKind {
+    /// The policy's name: a built-in's, `script` or `webhook`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyKind::Builtin(b) => b.as_str(),
+            PolicyKind::Script(_) => "script",
+            PolicyKind::Webhook(_) => "webhook",
+        }
+    }
+}
+
 /// A Rhai script from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptSource {
@@ -480,6 +491,42 @@ pub struct ClientKey {
     pub sha256: [u8; 32],
 }
 
+/// What busbar tells about itself (`[telemetry]`): metrics, traces, the access log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telemetry {
+    /// Count requests in the shards' metric cells (`GET /metrics`); off, nothing is counted
+    /// on the request path.
+    pub metrics: bool,
+    /// Serve `GET /metrics` on the data listener too (it is always on the admin listener).
+    pub metrics_on_data_listener: bool,
+    /// Where OTLP/HTTP (protobuf) traces go, e.g. `http://127.0.0.1:4318/v1/traces`; `None`:
+    /// no traces.
+    pub otlp_endpoint: Option<String>,
+    /// Longest one export to the OTLP endpoint may take.
+    pub otlp_timeout_ms: u64,
+    /// The share of requests without a sampled parent that are traced (0 to 1). A client's
+    /// `traceparent` decides for its own requests.
+    pub sample_ratio: f64,
+    /// `service.name` on every span.
+    pub service_name: String,
+    /// A JSON line per request: `-` for stdout, else a file appended to; `None`: off.
+    pub access_log: Option<String>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            metrics_on_data_listener: false,
+            otlp_endpoint: None,
+            otlp_timeout_ms: 5_000,
+            sample_ratio: 1.0,
+            service_name: "busbar".into(),
+            access_log: None,
+        }
+    }
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -513,4 +560,6 @@ pub struct Config {
     pub ledger: Option<String>,
     /// The hooks beyond routing.
     pub hooks: Hooks,
+    /// Metrics, traces and the access log.
+    pub telemetry: Telemetry,
 }

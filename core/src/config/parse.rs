@@ -84,6 +84,20 @@ struct RawConfig {
     ledger: RawLedger,
     #[serde(default)]
     hooks: RawHooks,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    metrics: Option<bool>,
+    metrics_on_data_listener: Option<bool>,
+    otlp_endpoint: Option<Spanned<String>>,
+    otlp_timeout_ms: Option<u64>,
+    sample_ratio: Option<Spanned<f64>>,
+    service_name: Option<Spanned<String>>,
+    access_log: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -740,9 +754,11 @@ fn validate(
     }
 
     let hooks = hooks(&raw.hooks, files).map_err(|(span, m)| err(span, m))?;
+    let telemetry = telemetry(&raw.telemetry).map_err(|(span, m)| err(span, m))?;
 
     Ok(Config {
         hooks,
+        telemetry,
         listen,
         tls,
         http2,
@@ -1234,6 +1250,76 @@ fn http2_settings(h: &RawHttp2) -> Result<Http2, (Range<usize>, String)> {
             Some(n) => *n.get_ref(),
             None => d.max_pending_resets,
         },
+    })
+}
+
+/// `[telemetry]`.
+fn telemetry(t: &RawTelemetry) -> Result<Telemetry, (Range<usize>, String)> {
+    let d = Telemetry::default();
+    let otlp_endpoint = match &t.otlp_endpoint {
+        Some(e) => {
+            let url = e.get_ref();
+            let ok = url
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            if !ok {
+                return Err((
+                    e.span(),
+                    format!(
+                        "telemetry.otlp_endpoint: `{url}` is not an http:// URL like \
+                         http://127.0.0.1:4318/v1/traces (OTLP/HTTP with protobuf; TLS to the \
+                         collector is not supported: run the collector beside busbar)"
+                    ),
+                ));
+            }
+            Some(url.clone())
+        }
+        None => None,
+    };
+    let sample_ratio = match &t.sample_ratio {
+        Some(r) if !(0.0..=1.0).contains(r.get_ref()) => {
+            return Err((
+                r.span(),
+                format!(
+                    "telemetry.sample_ratio must be between 0 and 1, not {}",
+                    r.get_ref()
+                ),
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => d.sample_ratio,
+    };
+    let service_name = match &t.service_name {
+        Some(n) if n.get_ref().trim().is_empty() => {
+            return Err((n.span(), "telemetry.service_name is empty".into()));
+        }
+        Some(n) => n.get_ref().clone(),
+        None => d.service_name,
+    };
+    let access_log = match &t.access_log {
+        Some(p) if p.get_ref().is_empty() => {
+            return Err((
+                p.span(),
+                "telemetry.access_log is empty: `-` for stdout, or a file".into(),
+            ));
+        }
+        Some(p) => Some(p.get_ref().clone()),
+        None => None,
+    };
+    let otlp_timeout_ms = t.otlp_timeout_ms.unwrap_or(d.otlp_timeout_ms);
+    if otlp_timeout_ms == 0 {
+        return Err((0..0, "telemetry.otlp_timeout_ms must be at least 1".into()));
+    }
+    Ok(Telemetry {
+        metrics: t.metrics.unwrap_or(d.metrics),
+        metrics_on_data_listener: t
+            .metrics_on_data_listener
+            .unwrap_or(d.metrics_on_data_listener),
+        otlp_endpoint,
+        otlp_timeout_ms,
+        sample_ratio,
+        service_name,
+        access_log,
     })
 }
 

@@ -48,11 +48,12 @@ pub(crate) struct Request {
     body: Vec<u8>,
 }
 
-/// An answer: status, JSON body, extra headers.
+/// An answer: status, JSON body (or another, with its content type), extra headers.
 pub(crate) struct Answer {
     status: u16,
     body: Value,
     allow: Option<&'static str>,
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 impl Answer {
@@ -61,6 +62,7 @@ impl Answer {
             status: 200,
             body,
             allow: None,
+            raw: None,
         }
     }
 
@@ -69,6 +71,17 @@ impl Answer {
             status,
             body,
             allow: None,
+            raw: None,
+        }
+    }
+
+    /// A body that is not JSON.
+    pub(crate) fn raw(content_type: &'static str, body: Vec<u8>) -> Answer {
+        Answer {
+            status: 200,
+            body: Value::Null,
+            allow: None,
+            raw: Some((content_type, body)),
         }
     }
 
@@ -91,6 +104,7 @@ impl Answer {
             status: 405,
             body: json!({"error": {"message": format!("{method} is not allowed on {path}; use {allow}")}}),
             allow: Some(allow),
+            raw: None,
         }
     }
 }
@@ -234,7 +248,9 @@ fn serve_plain(mut s: impl Read + Write, admin: &Admin) -> std::io::Result<()> {
         Ok(r) => r,
         Err(a) => return answer(&mut s, &a),
     };
-    if let Some(t) = &admin.token {
+    // The status page itself is static (its numbers come from /stats, which needs the token).
+    let page = req.path == "/" && req.method == "GET";
+    if let Some(t) = admin.token.as_ref().filter(|_| !page) {
         let given = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
         // Compared in full whatever the first difference, so timing says nothing of the token.
         let ok = given.is_some_and(|g| {
@@ -266,6 +282,33 @@ fn route(admin: &Admin, req: &Request) -> Answer {
                     v["ledger"] = govern::ledger_stats(l, &reports);
                 }
                 Answer::ok(v)
+            }
+            _ => Answer::method(m, &req.path, "GET"),
+        },
+        "/" => match m {
+            "GET" => Answer::raw(
+                "text/html; charset=utf-8",
+                include_bytes!("status.html").to_vec(),
+            ),
+            _ => Answer::method(m, &req.path, "GET"),
+        },
+        "/metrics" => match m {
+            "GET" => {
+                let reports = stats::gather(&admin.mailboxes);
+                let config = admin.current.get().config;
+                let outside = crate::telemetry::exposition::Outside {
+                    control_full: crate::control::CHANNEL_FULL
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    ledger_full: admin
+                        .ledger
+                        .as_ref()
+                        .map(|(l, _)| l.stats.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+                };
+                let text = crate::telemetry::exposition::render(&config, &reports, outside);
+                Answer::raw(
+                    crate::telemetry::exposition::CONTENT_TYPE,
+                    text.into_bytes(),
+                )
             }
             _ => Answer::method(m, &req.path, "GET"),
         },
@@ -312,21 +355,27 @@ fn route(admin: &Admin, req: &Request) -> Answer {
         p => Answer::error(
             404,
             format!(
-                "no admin route {p}; there are GET /stats, /healthz, /admin/openapi.json, POST /admin/reload and /admin/keys, /admin/environments, /admin/models/{{name}}/usage"
+                "no admin route {p}; there are GET / (the status page), /metrics, /stats, /healthz, /admin/openapi.json, POST /admin/reload and /admin/keys, /admin/environments, /admin/models/{{name}}/usage"
             ),
         ),
     }
 }
 
 fn answer(s: &mut impl Write, a: &Answer) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(&a.body).unwrap_or_default();
+    let (content_type, body) = match &a.raw {
+        Some((t, b)) => (*t, std::borrow::Cow::Borrowed(b.as_slice())),
+        None => (
+            "application/json",
+            std::borrow::Cow::Owned(serde_json::to_vec_pretty(&a.body).unwrap_or_default()),
+        ),
+    };
     let reason = crate::server::respond::reason(a.status);
     let allow = a
         .allow
         .map(|m| format!("allow: {m}\r\n"))
         .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\n{allow}connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\ncache-control: no-store\r\n{allow}connection: close\r\n\r\n",
         a.status,
         body.len()
     );

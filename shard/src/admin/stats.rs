@@ -30,6 +30,12 @@ pub(super) fn gather(mailboxes: &[Mailbox]) -> Vec<ShardReport> {
     out
 }
 
+/// The mean of some shards' moving averages (`None` when no shard has one yet).
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (n, sum) = values.fold((0u32, 0.0), |(n, s), v| (n + 1, s + v));
+    (n > 0).then(|| (sum / f64::from(n) * 100.0).round() / 100.0)
+}
+
 fn usable(config: &Config, lane: usize) -> bool {
     let p = &config.providers[config.models[lane].provider];
     matches!(p.endpoint, Endpoint::Mock(_)) || p.api_key_env.is_none() || p.api_key.is_some()
@@ -103,6 +109,9 @@ pub(super) fn stats(config: &Config, shards: usize, reports: &[ShardReport]) -> 
                 "errors_by_class": by_class,
                 "recent_errors": recent.iter().map(|(ago, c)| json!({"class": c.as_str(), "ago_ms": ago.as_millis() as u64})).collect::<Vec<_>>(),
                 "last_change_spread_us": spread.map(|d| d.as_micros() as u64),
+                "trips": views.first().map_or(0, |(_, l)| l.trips),
+                "latency_ms": mean(views.iter().filter_map(|(_, l)| l.latency_ms)),
+                "ttft_ms": mean(views.iter().filter_map(|(_, l)| l.ttft_ms)),
                 "shards": views.iter().map(|(s, l)| json!({
                     "shard": s,
                     "state": l.state.as_str(),
@@ -142,7 +151,44 @@ pub(super) fn stats(config: &Config, shards: usize, reports: &[ShardReport]) -> 
             json!({"queued": audit.queued, "sent": audit.sent, "failed": audit.failed, "dropped": audit.dropped}),
         );
     }
+    // Requests and spend since start, from the shards' metric cells.
+    let mut pool_requests: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut keys: std::collections::BTreeMap<(&str, &str), (u64, u64, u64)> = Default::default();
+    for r in reports {
+        for (k, n) in &r.metrics.requests {
+            *pool_requests.entry(k.pool.as_str()).or_default() += n;
+        }
+        for (k, s) in &r.metrics.spend {
+            let e = keys.entry((k.0[0].as_str(), k.0[1].as_str())).or_default();
+            e.0 += s.cost_micros;
+            e.1 += s.input + s.cache_read + s.cache_write;
+            e.2 += s.output;
+        }
+    }
+    let pools: Vec<Value> = config
+        .pools
+        .iter()
+        .map(|p| {
+            json!({
+                "pool": p.name,
+                "policy": p.policy.kind.name(),
+                "members": p.members.iter().map(|m| json!({"lane": config.models[m.model].name, "weight": m.weight})).collect::<Vec<_>>(),
+                "requests": pool_requests.get(p.name.as_str()).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut top: Vec<_> = keys.into_iter().collect();
+    top.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    top.truncate(10);
+    let top_keys: Vec<Value> = top
+        .iter()
+        .map(|((key, env), (cost, input, output))| {
+            json!({"key": key, "environment": env, "spend_usd": *cost as f64 / 1e6, "input_tokens": input, "output_tokens": output})
+        })
+        .collect();
     json!({
+        "pools": pools,
+        "top_keys": top_keys,
         "shards": shards,
         "shards_answered": reports.len(),
         "generation": reports.iter().map(|r| r.generation).max(),

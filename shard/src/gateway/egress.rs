@@ -122,6 +122,8 @@ pub(crate) struct Forward<'a> {
     pub(crate) headers: &'a Fields,
     /// Same protocol on both sides: protocol-specific headers go on too.
     pub(crate) same_protocol: bool,
+    /// busbar's own trace context for this attempt, in place of the client's.
+    pub(crate) traceparent: Option<&'a str>,
 }
 
 /// A whole upstream request: head and body.
@@ -150,11 +152,17 @@ pub(crate) fn build(
         client_version = f.same_protocol && f.headers.get("anthropic-version").is_some();
         write_forwardable(&mut out, f.headers, |name| {
             NOT_FORWARDED.iter().any(|n| n.eq_ignore_ascii_case(name))
+                || (f.traceparent.is_some() && name.eq_ignore_ascii_case("traceparent"))
                 || (!f.same_protocol
                     && PROTOCOL_FAMILIES.iter().any(|fam| {
                         name.len() >= fam.len() && name[..fam.len()].eq_ignore_ascii_case(fam)
                     }))
         });
+    }
+    if let Some(tp) = forward.as_ref().and_then(|f| f.traceparent) {
+        out.extend_from_slice(b"traceparent: ");
+        out.extend_from_slice(tp.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if provider.protocol == Protocol::Anthropic && !client_version {
         out.extend_from_slice(b"anthropic-version: ");

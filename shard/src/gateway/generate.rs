@@ -28,6 +28,7 @@ use crate::routes::Routes;
 use crate::server::client::ClientIo;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
+use crate::telemetry::{AttemptTrail, Trail};
 use crate::upstream::UpstreamError;
 use busbar_codec::errors::{ErrorKind, read_provider_error};
 use busbar_codec::http1::RequestHead;
@@ -129,6 +130,7 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn generate(
     shard: &Rc<Shard>,
     stream: &mut ClientIo,
@@ -137,17 +139,45 @@ pub(super) async fn generate(
     keep_alive: bool,
     ingress: Ingress,
     caller: Caller,
+    trail: &mut Trail,
 ) -> bool {
     let p_in = ingress.protocol;
-    let answer = run(shard, stream, head, &body, keep_alive, &ingress, caller).await;
+    trail.ingress = Some(p_in);
+    match &caller {
+        Caller::Virtual(k) => {
+            trail.key = Some(k.name.clone());
+            trail.environment = Some(k.environment.clone());
+        }
+        Caller::Static(name) => trail.key = Some(name.to_string()),
+        Caller::Open => {}
+    }
+    let answer = run(
+        shard, stream, head, &body, keep_alive, &ingress, caller, trail,
+    )
+    .await;
     match answer {
-        Outcome::Written(keep) => keep,
-        Outcome::Bytes(bytes) => stream.send(bytes).await.0.is_ok() && keep_alive,
-        Outcome::Error(e) => stream
-            .send(e.for_protocol(p_in).render(keep_alive))
-            .await
-            .0
-            .is_ok(),
+        Outcome::Written(keep) => {
+            if trail.status == 0 {
+                trail.status = 200;
+            }
+            keep
+        }
+        Outcome::Bytes(bytes) => {
+            trail.status = super::status_of(&bytes);
+            if trail.status >= 400 {
+                trail.error.get_or_insert(super::error_type(trail.status));
+            }
+            stream.send(bytes).await.0.is_ok() && keep_alive
+        }
+        Outcome::Error(e) => {
+            trail.status = e.status;
+            trail.error.get_or_insert(super::error_type(e.status));
+            stream
+                .send(e.for_protocol(p_in).render(keep_alive))
+                .await
+                .0
+                .is_ok()
+        }
     }
 }
 
@@ -159,6 +189,7 @@ enum Outcome {
     Error(ApiError),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     shard: &Rc<Shard>,
     stream: &mut ClientIo,
@@ -167,6 +198,7 @@ async fn run(
     keep_alive: bool,
     ingress: &Ingress,
     caller: Caller,
+    trail: &mut Trail,
 ) -> Outcome {
     let routes = shard.routes();
     let started = Instant::now();
@@ -174,6 +206,9 @@ async fn run(
         Ok(a) => a,
         Err(e) => return Outcome::Error(e),
     };
+    trail.model = Some(ask.model.clone());
+    trail.stream = ask.stream;
+    trail.max_tokens = ask.max_output;
     let p_in = ingress.protocol;
     let programmable = |headers: &[String], body: &[u8], ask: &Ask| {
         route::summary(
@@ -203,8 +238,10 @@ async fn run(
                     Ok(a) => a,
                     Err(e) => return Outcome::Error(e),
                 };
+                trail.model = Some(ask.model.clone());
             }
             Forward::Reject(status, message) => {
+                trail.error = Some("rejected_by_hook");
                 return Outcome::Error(
                     ApiError::new(status, ErrorKind::from_status(status), message)
                         .code("rejected_by_hook"),
@@ -214,7 +251,7 @@ async fn run(
     }
 
     let outcome = route_and_answer(
-        shard, &routes, stream, head, body, keep_alive, ingress, &caller, &ask, started,
+        shard, &routes, stream, head, body, keep_alive, ingress, &caller, &ask, started, trail,
     )
     .await;
     if let Some(audit) = &routes.hooks.after {
@@ -238,6 +275,7 @@ async fn route_and_answer(
     caller: &Caller,
     ask: &Ask,
     started: Instant,
+    trail: &mut Trail,
 ) -> (Outcome, audit::Outcome) {
     let config = &routes.config;
     let p_in = ingress.protocol;
@@ -272,6 +310,7 @@ async fn route_and_answer(
         }
         Some(Target::Pool(p)) => {
             let pool = &config.pools[p];
+            trail.pool = Some(pool.name.clone());
             let pool_allowed = match caller {
                 Caller::Virtual(key) => key.permits(&ask.model),
                 _ => true,
@@ -319,6 +358,7 @@ async fn route_and_answer(
                     &pool.policy.headers,
                     full,
                 );
+                trail.policy = Some(pool.policy.kind.name());
                 match route::order(shard.id, routes, p, &summary, &candidates).await {
                     Ok(m) => m,
                     Err(e) => return refuse(e, report),
@@ -408,11 +448,15 @@ async fn route_and_answer(
         probe: None,
         settled: false,
         bound_output,
-        tap: ticket.is_some(),
+        // Usage is read from a relayed body when it is billed or told (metrics, spans, log).
+        tap: ticket.is_some() || shard.telemetry.wants_usage(),
         answered: None,
         usage: None,
+        trail,
     };
     let outcome = cx.members(stream, &plan).await;
+    let trail = cx.trail;
+    trail.usage = cx.usage;
     let billed = cx.answered.map(|m| {
         let model = &config.models[m];
         let known = cx.usage.map(|u| {
@@ -453,6 +497,9 @@ async fn route_and_answer(
         Outcome::Bytes(b) => status_of(b),
         Outcome::Error(e) => e.status,
     };
+    if let Some((_, Some((_, _, cost)))) = billed {
+        trail.cost_micros = Some(cost);
+    }
     if let Some((model, known)) = billed {
         report.model = Some(model.name.clone());
         report.provider = Some(config.providers[model.provider].name.clone());
@@ -520,9 +567,11 @@ impl Attempt<'_> {
                 if ingress.protocol == Protocol::OpenAiChat {
                     let body = splice(body, ask, model);
                     self.answered = Some(m);
-                    return Outcome::Written(
-                        mock::serve(shard, stream, head, settings, &body, keep_alive).await,
-                    );
+                    self.begin_attempt(m);
+                    self.trail.answered = Some(self.trail.attempts.len() - 1);
+                    let keep = mock::serve(shard, stream, head, settings, &body, keep_alive).await;
+                    self.end_attempt(None);
+                    return Outcome::Written(keep);
                 }
             } else if let Some(why) = egress::missing_credentials(provider) {
                 last = Some(Outcome::Error(ApiError::new(503, ErrorKind::Upstream, why)));
@@ -548,6 +597,7 @@ impl Attempt<'_> {
             self.settled = false;
             self.head_at = None;
             let began = Instant::now();
+            self.begin_attempt(m);
             let result = self.go(stream, m).await;
             if let (Some(at), Tried::Done { failure: None, .. }) = (self.head_at, &result) {
                 routes.lanes.observe(m, at - began, began.elapsed());
@@ -557,6 +607,18 @@ impl Attempt<'_> {
             // the probe's.
             let held = self.probe.take();
             let probe = held.is_some();
+            match &result {
+                Tried::Done { failure, .. } => {
+                    self.trail.answered = Some(self.trail.attempts.len() - 1);
+                    self.end_attempt(*failure);
+                }
+                Tried::Failed { class, .. } => self.end_attempt(Some(*class)),
+                Tried::Expired(_) => self.end_attempt(Some(Class::Timeout)),
+                // Nothing was sent.
+                Tried::Skipped(_) | Tried::Refused(_) => {
+                    self.trail.attempts.pop();
+                }
+            }
             match result {
                 Tried::Done { outcome, failure } => {
                     // A probe already settled at its 2xx head counts once.
@@ -707,9 +769,44 @@ struct Attempt<'a> {
     attempts: u32,
     /// When the current attempt's provider answered 2xx (its response head).
     head_at: Option<Instant>,
+    /// The request's trail: each attempt is added to it.
+    trail: &'a mut Trail,
 }
 
 impl Attempt<'_> {
+    /// An attempt on model `m` begins: its span and start, in the trail.
+    fn begin_attempt(&mut self, m: usize) {
+        let config = &self.routes.config;
+        let model = &config.models[m];
+        let provider = &config.providers[model.provider];
+        let server = match &provider.endpoint {
+            Endpoint::Http { host, port, .. } => Some((host.clone(), *port)),
+            Endpoint::Mock(_) => None,
+        };
+        self.trail.attempts.push(AttemptTrail {
+            lane: model.name.clone(),
+            provider: provider.name.clone(),
+            protocol: provider.protocol,
+            upstream_model: model.upstream.clone(),
+            server,
+            span_id: self.shard.telemetry.span_id(),
+            start: Instant::now(),
+            wall: SystemTime::now(),
+            head_at: None,
+            end: None,
+            status: 0,
+            class: None,
+        });
+    }
+
+    /// The attempt under way ended, with `class` if it went wrong.
+    fn end_attempt(&mut self, class: Option<Class>) {
+        if let Some(a) = self.trail.current() {
+            a.end = Some(Instant::now());
+            a.class = class;
+        }
+    }
+
     /// Sends the request to model `m` and answers the client from it, or says why not.
     async fn go(&mut self, stream: &mut ClientIo, m: usize) -> Tried {
         let shard = self.shard;
@@ -840,7 +937,15 @@ impl Attempt<'_> {
                 }
                 Outcome::Bytes(response(200, w.content_type(), &bytes, keep_alive, &[]))
             } else {
-                Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive))
+                Outcome::Bytes(finish(
+                    shard,
+                    p_in,
+                    r,
+                    created,
+                    loss,
+                    keep_alive,
+                    &mut self.trail.dropped,
+                ))
             };
             return Tried::Done {
                 outcome,
@@ -865,6 +970,11 @@ impl Attempt<'_> {
             model.max_output_tokens.unwrap_or(FALLBACK_MAX_TOKENS),
             &mut loss,
         );
+        for field in &loss.dropped {
+            if !self.trail.dropped.contains(field) {
+                self.trail.dropped.push(field.clone());
+            }
+        }
         if (model.strict || self.strict) && !loss.is_empty() {
             return Tried::Skipped(
                 ApiError::new(
@@ -937,6 +1047,9 @@ impl Attempt<'_> {
             }
         };
         self.usage = Some(r.usage);
+        if !r.model.is_empty() {
+            self.trail.response_model = Some(r.model.clone());
+        }
         if r.id.is_empty() {
             r.id = rhead
                 .header("x-amzn-requestid")
@@ -947,7 +1060,15 @@ impl Attempt<'_> {
                 );
         }
         Tried::Done {
-            outcome: Outcome::Bytes(finish(shard, p_in, r, created, loss, keep_alive)),
+            outcome: Outcome::Bytes(finish(
+                shard,
+                p_in,
+                r,
+                created,
+                loss,
+                keep_alive,
+                &mut self.trail.dropped,
+            )),
             failure: None,
         }
     }
@@ -977,9 +1098,14 @@ impl Attempt<'_> {
         let shard = self.shard;
         let routes = self.routes;
         let provider = routes.config.models[m].provider;
+        let traceparent = match (self.trail.trace, self.trail.attempts.last()) {
+            (Some(cx), Some(a)) => Some(crate::telemetry::trail::traceparent(&cx, a.span_id)),
+            _ => None,
+        };
         let forward = egress::Forward {
             headers: &self.head.headers,
             same_protocol,
+            traceparent: traceparent.as_deref(),
         };
         let request =
             egress::build(routes, provider, path, Some(forward), body).map_err(Tried::Skipped)?;
@@ -1005,6 +1131,10 @@ impl Attempt<'_> {
                 }
             })?;
         let h = &resp.head;
+        if let Some(a) = self.trail.current() {
+            a.head_at = Some(Instant::now());
+            a.status = h.status;
+        }
         routes
             .lanes
             .rate_headers(m, |n| h.header(n).and_then(|v| std::str::from_utf8(v).ok()));
@@ -1302,12 +1432,18 @@ fn finish(
     created: u64,
     mut loss: LossReport,
     keep_alive: bool,
+    dropped: &mut Vec<String>,
 ) -> Vec<u8> {
     let prefix = translate::id_prefix(p_in);
     if !prefix.is_empty() {
         r.id = caller_id(prefix, &r.id);
     }
     let body = translate::write_response(p_in, &r, created, &mut loss);
+    for field in &loss.dropped {
+        if !dropped.contains(field) {
+            dropped.push(field.clone());
+        }
+    }
     let mut extra: Vec<(&str, String)> = Vec::new();
     if !loss.is_empty() {
         extra.push(("x-busbar-dropped", dropped_header(&loss)));

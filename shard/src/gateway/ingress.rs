@@ -35,6 +35,8 @@ pub(crate) enum Route {
     Generate(Ingress),
     ListModels(Protocol),
     Health,
+    /// `GET /metrics` (served when `telemetry.metrics_on_data_listener` is set).
+    Metrics,
     /// A known path with the wrong method; the methods it allows.
     WrongMethod(Protocol, &'static str),
     Unknown(Protocol),
@@ -73,7 +75,7 @@ pub(crate) fn protocol_of(head: &RequestHead) -> Protocol {
     match route(head) {
         Route::Generate(i) => i.protocol,
         Route::ListModels(p) | Route::WrongMethod(p, _) | Route::Unknown(p) => p,
-        Route::Health => Protocol::OpenAiChat,
+        Route::Health | Route::Metrics => Protocol::OpenAiChat,
     }
 }
 
@@ -115,6 +117,13 @@ pub(crate) fn route(head: &RequestHead) -> Route {
                 Route::WrongMethod(protocol, "POST")
             };
         }
+    }
+    if path == "/metrics" {
+        return if get {
+            Route::Metrics
+        } else {
+            Route::WrongMethod(Protocol::OpenAiChat, "GET")
+        };
     }
     let list = match path {
         "/v1/models" if head.header("anthropic-version").is_some() => Some(Protocol::Anthropic),

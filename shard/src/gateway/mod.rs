@@ -20,6 +20,7 @@ mod transcode;
 use crate::server::client::ClientIo;
 use crate::server::respond::{ApiError, response};
 use crate::shard::Shard;
+use crate::telemetry::Trail;
 use busbar_codec::Protocol;
 use busbar_codec::errors::ErrorKind;
 use busbar_codec::http1::{Method, RequestHead};
@@ -27,7 +28,8 @@ use busbar_codec::openai::{ModelEntry, list_body};
 use ingress::Route;
 use std::rc::Rc;
 
-/// Answers one request; returns whether the connection can carry another.
+/// Answers one request; returns whether the connection can carry another. Every answer
+/// carries `x-request-id`; every request is counted and, when on, traced and logged.
 pub(crate) async fn handle(
     shard: &Rc<Shard>,
     stream: &mut ClientIo,
@@ -35,19 +37,71 @@ pub(crate) async fn handle(
     body: Vec<u8>,
     keep_alive: bool,
 ) -> bool {
+    let mut trail = shard.telemetry.begin(head);
+    stream.begin_answer(trail.request_id.clone());
+    let keep = answer(shard, stream, head, body, keep_alive, &mut trail).await;
+    trail.first_byte = stream.first_byte();
+    trail.end = Some(monoio::time::Instant::now());
+    shard.telemetry.finish(shard.id, trail);
+    keep
+}
+
+async fn answer(
+    shard: &Rc<Shard>,
+    stream: &mut ClientIo,
+    head: &RequestHead,
+    body: Vec<u8>,
+    keep_alive: bool,
+    trail: &mut Trail,
+) -> bool {
     let path = head.path();
     let result = match ingress::route(head) {
         Route::Generate(ing) => match authenticate(shard, head, ing.protocol) {
             Ok(caller) => {
-                return generate::generate(shard, stream, head, body, keep_alive, ing, caller)
-                    .await;
+                return generate::generate(
+                    shard, stream, head, body, keep_alive, ing, caller, trail,
+                )
+                .await;
             }
-            Err(e) => Err(e.for_protocol(ing.protocol)),
+            Err(e) => {
+                trail.ingress = Some(ing.protocol);
+                Err(e.for_protocol(ing.protocol))
+            }
         },
         Route::ListModels(p) => authenticate(shard, head, p)
             .map(|caller| list_models(shard, p, keep_alive, &caller))
             .map_err(|e| e.for_protocol(p)),
         Route::Health => Ok(health(shard, keep_alive)),
+        Route::Metrics if shard.routes().config.telemetry.metrics_on_data_listener => {
+            match authenticate(shard, head, Protocol::OpenAiChat) {
+                Ok(_) => {
+                    let reports = shard.gather().await;
+                    let text = crate::telemetry::exposition::render(
+                        &shard.routes().config,
+                        &reports,
+                        crate::telemetry::exposition::Outside {
+                            control_full: crate::control::CHANNEL_FULL
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                            ledger_full: None,
+                        },
+                    );
+                    Ok(response(
+                        200,
+                        crate::telemetry::exposition::CONTENT_TYPE,
+                        text.as_bytes(),
+                        keep_alive,
+                        &[],
+                    ))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Route::Metrics => Err(ApiError::new(
+            404,
+            ErrorKind::NotFound,
+            "metrics are served on the admin listener; set telemetry.metrics_on_data_listener = true to serve GET /metrics here too",
+        )
+        .code("unknown_url")),
         Route::WrongMethod(p, allow) => Err(ApiError::new(
             405,
             ErrorKind::InvalidRequest,
@@ -68,8 +122,12 @@ pub(crate) async fn handle(
     };
     let mut bytes = match result {
         Ok(b) => b,
-        Err(e) => e.render(keep_alive),
+        Err(e) => {
+            trail.error = Some(error_type(e.status));
+            e.render(keep_alive)
+        }
     };
+    trail.status = status_of(&bytes);
     if head.method == Method::Head {
         // The same head as for GET, without the body.
         if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -79,13 +137,42 @@ pub(crate) async fn handle(
     stream.send(bytes).await.0.is_ok()
 }
 
+/// The status of a whole HTTP/1.1 response (0 when it cannot be read).
+pub(crate) fn status_of(response: &[u8]) -> u16 {
+    response
+        .get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `error.type` of an answer busbar refused with `status`.
+pub(crate) fn error_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        402 => "budget_exhausted",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        413 => "too_large",
+        429 => "rate_limited",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        504 => "gateway_timeout",
+        s if s >= 500 => "server_error",
+        _ => "client_error",
+    }
+}
+
 /// Who is calling.
 pub(crate) enum Caller {
     /// No keys exist: the gateway is open (loopback only, or by explicit
     /// `allow_unauthenticated`).
     Open,
-    /// A key from the config's static list (not governed).
-    Static,
+    /// A key from the config's static list (not governed), by its name.
+    Static(Rc<str>),
     /// A virtual key from the admin API: its allowance, caps and limits apply.
     Virtual(Rc<busbar_core::govern::KeyRecord>),
 }
@@ -115,8 +202,9 @@ fn authenticate(shard: &Shard, head: &RequestHead, protocol: Protocol) -> Result
         }
     };
     let digest = busbar_core::keys::digest(secret);
-    if routes.keys.lookup_digest(&digest).is_some() {
-        return Ok(Caller::Static);
+    if let Some(i) = routes.keys.lookup_digest(&digest) {
+        let name = routes.config.keys.get(i).map_or("", |k| k.name.as_str());
+        return Ok(Caller::Static(name.into()));
     }
     match shard.gate.key(&digest) {
         Some(k) if k.revoked => Err(ApiError::new(
@@ -176,7 +264,7 @@ fn list_models(shard: &Shard, protocol: Protocol, keep_alive: bool, caller: &Cal
     let c = &routes.config;
     let permits = |name: &str| match caller {
         Caller::Virtual(k) => k.permits(name),
-        Caller::Open | Caller::Static => true,
+        Caller::Open | Caller::Static(_) => true,
     };
     let mut entries: Vec<ModelEntry<'_>> = c
         .models

@@ -21,8 +21,23 @@ pub(crate) type Replayed = PrefixedReadIo<TcpStream, io::Cursor<Vec<u8>>>;
 /// A TLS session over a client's TCP connection.
 pub(crate) type TlsClient = monoio_rustls::ServerTlsStream<Replayed>;
 
-/// One client.
-pub(crate) enum ClientIo {
+/// One client: its connection (or h2 stream) and what the answer being written carries.
+pub(crate) struct ClientIo {
+    io: Io,
+    answer: Answer,
+}
+
+/// What the current answer's first write gets, and when it went.
+#[derive(Default)]
+struct Answer {
+    /// `x-request-id`, put into the answer's head at its first write.
+    request_id: Option<String>,
+    /// When the answer's first bytes were written.
+    first_byte: Option<monoio::time::Instant>,
+}
+
+/// The connection itself.
+enum Io {
     /// Cleartext HTTP/1.1, with a second descriptor of its socket (made the first time an
     /// answer watches for the client going away, then kept for the connection's life).
     Plain(TcpStream, Option<Rc<TcpStream>>),
@@ -54,17 +69,71 @@ pub(crate) enum Watch {
 }
 
 impl ClientIo {
+    fn new(io: Io) -> Self {
+        Self {
+            io,
+            answer: Answer::default(),
+        }
+    }
+
     /// Cleartext HTTP/1.1.
     pub(crate) fn plain(tcp: TcpStream) -> Self {
-        ClientIo::Plain(tcp, None)
+        Self::new(Io::Plain(tcp, None))
+    }
+
+    /// HTTP/1.1 in TLS, with a second descriptor of its socket when one could be had.
+    pub(crate) fn tls(s: TlsClient, watch: Option<Rc<TcpStream>>) -> Self {
+        Self::new(Io::Tls(Box::new(s), watch))
+    }
+
+    /// One h2 stream's answer.
+    pub(crate) fn h2(out: super::h2::StreamOut) -> Self {
+        Self::new(Io::H2(Box::new(out)))
+    }
+
+    /// The h2 stream, when this is one.
+    pub(crate) fn h2_stream(&mut self) -> Option<&mut super::h2::StreamOut> {
+        match &mut self.io {
+            Io::H2(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A new answer begins: its head will carry `x-request-id: id`.
+    pub(crate) fn begin_answer(&mut self, request_id: String) {
+        self.answer = Answer {
+            request_id: Some(request_id),
+            first_byte: None,
+        };
+    }
+
+    /// When the current answer's first bytes were written (`None`: not yet).
+    pub(crate) fn first_byte(&self) -> Option<monoio::time::Instant> {
+        self.answer.first_byte
+    }
+
+    /// The answer's first write: the request id spliced in after the status line.
+    fn mark(&mut self, buf: &mut Vec<u8>) {
+        if self.answer.first_byte.is_some() || buf.is_empty() {
+            return;
+        }
+        self.answer.first_byte = Some(monoio::time::Instant::now());
+        if let Some(id) = self.answer.request_id.take()
+            && buf.starts_with(b"HTTP/1.1 ")
+            && let Some(eol) = memchr::memmem::find(buf, b"\r\n")
+        {
+            let line = format!("x-request-id: {id}\r\n");
+            buf.splice(eol + 2..eol + 2, line.into_bytes());
+        }
     }
 
     /// Writes all of `buf`; returns it for reuse.
-    pub(crate) async fn send(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        match self {
-            ClientIo::Plain(s, _) => write_all(s, buf).await,
-            ClientIo::Tls(s, _) => write_all(s.as_mut(), buf).await,
-            ClientIo::H2(s) => {
+    pub(crate) async fn send(&mut self, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.mark(&mut buf);
+        match &mut self.io {
+            Io::Plain(s, _) => write_all(s, buf).await,
+            Io::Tls(s, _) => write_all(s.as_mut(), buf).await,
+            Io::H2(s) => {
                 let r = s.write(&buf).await;
                 (r, buf)
             }
@@ -76,12 +145,13 @@ impl ClientIo {
     pub(crate) async fn send_within(
         &mut self,
         limit: Duration,
-        buf: Vec<u8>,
+        mut buf: Vec<u8>,
     ) -> (io::Result<()>, Vec<u8>) {
-        match self {
-            ClientIo::Plain(s, _) => write_all_within(s, limit, buf).await,
-            ClientIo::Tls(s, _) => write_all_within(s.as_mut(), limit, buf).await,
-            ClientIo::H2(s) => match monoio::time::timeout(limit, s.write(&buf)).await {
+        self.mark(&mut buf);
+        match &mut self.io {
+            Io::Plain(s, _) => write_all_within(s, limit, buf).await,
+            Io::Tls(s, _) => write_all_within(s.as_mut(), limit, buf).await,
+            Io::H2(s) => match monoio::time::timeout(limit, s.write(&buf)).await {
                 Ok(r) => (r, buf),
                 Err(_) => (
                     Err(io::Error::new(
@@ -101,24 +171,24 @@ impl ClientIo {
         buf: Vec<u8>,
         min_spare: usize,
     ) -> (io::Result<usize>, Vec<u8>) {
-        match self {
-            ClientIo::Plain(s, _) => read_append(s, buf, min_spare).await,
-            ClientIo::Tls(s, _) => read_append(s.as_mut(), buf, min_spare).await,
-            ClientIo::H2(_) => (Err(io::ErrorKind::Unsupported.into()), buf),
+        match &mut self.io {
+            Io::Plain(s, _) => read_append(s, buf, min_spare).await,
+            Io::Tls(s, _) => read_append(s.as_mut(), buf, min_spare).await,
+            Io::H2(_) => (Err(io::ErrorKind::Unsupported.into()), buf),
         }
     }
 
     /// A watch for this client going away (see [`ClientIo::unless_gone`]).
     fn arm(&mut self) -> Watch {
-        let fd = match self {
-            ClientIo::Plain(s, w) => {
+        let fd = match &mut self.io {
+            Io::Plain(s, w) => {
                 if w.is_none() {
                     *w = watcher(s).map(Rc::new);
                 }
                 w.clone()
             }
-            ClientIo::Tls(_, w) => w.clone(),
-            ClientIo::H2(_) => return Watch::Stream,
+            Io::Tls(_, w) => w.clone(),
+            Io::H2(_) => return Watch::Stream,
         };
         match fd {
             Some(fd) => Watch::Socket(Box::pin(async move { socket_closed(&fd).await })),
@@ -136,14 +206,14 @@ impl ClientIo {
         if let Watch::Unarmed = watch {
             *watch = self.arm();
         }
-        let out = match (&mut *watch, &mut *self) {
+        let out = match (&mut *watch, &mut self.io) {
             (Watch::Socket(closed), _) => {
                 monoio::select! {
                     out = fut => Some(out),
                     _ = closed.as_mut() => None,
                 }
             }
-            (Watch::Stream, ClientIo::H2(s)) => {
+            (Watch::Stream, Io::H2(s)) => {
                 monoio::select! {
                     out = fut => Some(out),
                     _ = s.reset() => None,
@@ -181,9 +251,9 @@ impl ClientIo {
     /// Closes a connection busbar ends after an error answer ([`linger`]): the client may
     /// still be sending what busbar refused to read.
     pub(crate) async fn close_gently(self) {
-        let tcp = match self {
-            ClientIo::Plain(s, _) => s,
-            ClientIo::Tls(mut s, w) => {
+        let tcp = match self.io {
+            Io::Plain(s, _) => s,
+            Io::Tls(mut s, w) => {
                 // The TLS close_notify first, then the socket through its second descriptor.
                 let _ = monoio::time::timeout(LINGER, s.shutdown()).await;
                 drop(s);
@@ -192,7 +262,7 @@ impl ClientIo {
                     None => return,
                 }
             }
-            ClientIo::H2(_) => return,
+            Io::H2(_) => return,
         };
         linger(tcp).await;
     }

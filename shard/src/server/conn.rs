@@ -119,7 +119,7 @@ pub(crate) async fn serve_conn(shard: Rc<Shard>, tcp: TcpStream) {
     let watch = super::client::watcher(&tcp).map(std::rc::Rc::new);
     let replayed = PrefixedReadIo::new(tcp, std::io::Cursor::new(hello));
     match timeout_at(deadline, acceptor.accept(replayed)).await {
-        Ok(Ok(s)) => serve_h1(shard, ClientIo::Tls(Box::new(s), watch), Vec::new(), over).await,
+        Ok(Ok(s)) => serve_h1(shard, ClientIo::tls(s, watch), Vec::new(), over).await,
         Ok(Err(e)) => failed(e.to_string()),
         Err(_) => failed("not done within its deadline".into()),
     }

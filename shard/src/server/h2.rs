@@ -218,7 +218,7 @@ async fn stream(
     let (parts, body) = request.into_parts();
     let head_request = parts.method == http::Method::HEAD;
     let limit = Duration::from_millis(shard.routes().config.limits.write_timeout_ms);
-    let mut out = ClientIo::H2(Box::new(StreamOut::new(respond, head_request, limit)));
+    let mut out = ClientIo::h2(StreamOut::new(respond, head_request, limit));
     shard.in_flight.set(shard.in_flight.get() + 1);
     let protocol = |head: &RequestHead| gateway::ingress::protocol_of(head);
     let held_here = Held(held, Cell::new(0));
@@ -249,7 +249,7 @@ async fn stream(
     shard.in_flight.set(shard.in_flight.get() - 1);
     // Resets count up, streams that end normally count down: a client that stops a
     // generation now and then is fine; one that mostly resets (rapid reset) is cut off.
-    if let ClientIo::H2(s) = &mut out {
+    if let Some(s) = out.h2_stream() {
         if s.finish() {
             resets.set(resets.get() + 1);
         } else {
