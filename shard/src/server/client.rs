@@ -273,13 +273,14 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a closing connection has read and dropped.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// Closes a connection gently: what was written goes out and is followed by a FIN, and what
-/// the client is still sending (a body busbar refused, the rest of an h2 frame) is read and
-/// dropped for a short while (at most [`LINGER`], [`LINGER_BYTES`]). Closed at once, unread
-/// bytes turn the close into a reset, and a reset can destroy the answer in the client's
-/// receive buffer before it has been read (a 413, a GOAWAY).
+/// Closes a connection gently: what was written goes out and is followed by a FIN; when the
+/// client has sent bytes busbar has not read (a body it refused, the rest of an h2 frame),
+/// they are read and dropped for a short while (at most [`LINGER`], [`LINGER_BYTES`]). Closed
+/// with unread bytes, a socket is reset, and the reset throws away the answer not yet sent
+/// (a 413, a GOAWAY). With nothing unread it closes at once: a slow client that sends its
+/// next byte later gets a reset then, after its answer went out.
 pub(crate) async fn linger(mut tcp: TcpStream) {
-    if tcp.shutdown().await.is_err() {
+    if tcp.shutdown().await.is_err() || !matches!(peek(&tcp), Peek::Bytes) {
         return;
     }
     let deadline = monoio::time::Instant::now() + LINGER;
@@ -299,32 +300,52 @@ pub(crate) async fn linger(mut tcp: TcpStream) {
 /// Completes once the peer has closed or reset the socket. Bytes waiting to be read (a
 /// pipelined request) say it is still there: from then on this never completes.
 async fn socket_closed(tcp: &TcpStream) {
-    use std::os::fd::AsRawFd;
     loop {
         if tcp.readable(false).await.is_err() {
             return;
         }
-        let mut byte = [0u8; 1];
-        #[allow(unsafe_code)]
-        // SAFETY: the descriptor is open (borrowed from `tcp` for the call) and `byte` is a
-        // valid one-byte buffer; MSG_PEEK leaves the data where it is, MSG_DONTWAIT never
-        // blocks the shard.
-        let n = unsafe {
-            libc::recv(
-                tcp.as_raw_fd(),
-                byte.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        match n {
-            0 => return,
-            n if n > 0 => return std::future::pending().await,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
-                    return;
-                }
+        match peek(tcp) {
+            Peek::Closed => return,
+            Peek::Bytes => return std::future::pending().await,
+            Peek::Nothing => {}
+        }
+    }
+}
+
+/// What a socket holds for reading, asked without waiting.
+enum Peek {
+    /// Bytes are waiting.
+    Bytes,
+    /// Nothing yet.
+    Nothing,
+    /// The peer closed or reset it (or it failed).
+    Closed,
+}
+
+fn peek(tcp: &TcpStream) -> Peek {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    #[allow(unsafe_code)]
+    // SAFETY: the descriptor is open (borrowed from `tcp` for the call) and `byte` is a valid
+    // one-byte buffer; MSG_PEEK leaves the data where it is, MSG_DONTWAIT never blocks the
+    // shard.
+    let n = unsafe {
+        libc::recv(
+            tcp.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peek::Closed,
+        n if n > 0 => Peek::Bytes,
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                Peek::Nothing
+            } else {
+                Peek::Closed
             }
         }
     }
