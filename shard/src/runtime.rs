@@ -309,7 +309,7 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
             Arc::clone(&mailboxes),
             ledger.as_ref().map(|l| (l.handle.clone(), l.store.clone())),
         )?;
-        println!("busbar: admin on {at} (GET /stats, /healthz, /admin/...)");
+        println!("busbar: admin on {at} (status page at /; GET /metrics, /stats, /healthz, /admin/...)");
     }
     println!(
         "busbar: listening on {listen} (shards={count}, driver={})",
