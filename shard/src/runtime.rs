@@ -133,6 +133,9 @@ impl Current {
         if config.telemetry != o.telemetry {
             kept.push("telemetry");
         }
+        if config.fleet != o.fleet {
+            kept.push("fleet");
+        }
         // Certificates are checked before any shard hears of the new config.
         let server_tls = crate::server::tls::ServerTls::build(&config)?;
         let init = RoutesInit {
@@ -309,7 +312,9 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
             Arc::clone(&mailboxes),
             ledger.as_ref().map(|l| (l.handle.clone(), l.store.clone())),
         )?;
-        println!("busbar: admin on {at} (status page at /; GET /metrics, /stats, /healthz, /admin/...)");
+        println!(
+            "busbar: admin on {at} (status page at /; GET /metrics, /stats, /healthz, /admin/...)"
+        );
     }
     println!(
         "busbar: listening on {listen} (shards={count}, driver={})",

@@ -11,8 +11,8 @@ mod parse;
 pub use default::{DEFAULT_SOURCE_NAME, default_toml};
 pub use model::{
     Admin, AfterResponse, Auth, AwsSigning, BeforeForward, ClientKey, Config, Driver, Endpoint,
-    HookTarget, HookUrl, Hooks, Http2, LaneLimits, Limits, MockSettings, Model, PemFile,
+    Fleet, HookTarget, HookUrl, Hooks, Http2, LaneLimits, Limits, MockSettings, Model, PemFile,
     PolicyKind, Pool, PoolMember, PoolPolicy, Protocol, Provider, ScriptSource, Telemetry, Tls,
-    TlsVersion, UpstreamSettings,
+    TlsVersion, Unreachable, UpstreamSettings,
 };
 pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, FileReader, parse, parse_with_files};

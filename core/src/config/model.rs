@@ -527,6 +527,35 @@ impl Default for Telemetry {
     }
 }
 
+/// What a fleet node does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Unreachable {
+    /// Requests that need a new lease are refused (503 in the caller's protocol).
+    Closed,
+    /// Leases are granted from a local allowance of at most this many micro-dollars per
+    /// spend account (and the same number of requests or tokens per rate account), reconciled
+    /// with Redis when it returns.
+    Open {
+        /// The bound, in micro-dollars (spend) and units (rates).
+        allowance: u64,
+    },
+}
+
+/// `[fleet]`: busbar nodes that share caps, limits and keys through Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    /// `redis://host:port/db` or `rediss://` (TLS).
+    pub url: String,
+    /// Prefix of every Redis key busbar writes.
+    pub key_prefix: String,
+    /// This node's name in the fleet (its leases are held under it); stable across restarts.
+    pub node_id: String,
+    /// What happens while Redis is unreachable.
+    pub unreachable: Unreachable,
+    /// Longest one Redis call may take.
+    pub timeout_ms: u64,
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -562,4 +591,6 @@ pub struct Config {
     pub hooks: Hooks,
     /// Metrics, traces and the access log.
     pub telemetry: Telemetry,
+    /// The fleet this node belongs to, when it shares its limits through Redis.
+    pub fleet: Option<Fleet>,
 }

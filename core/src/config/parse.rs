@@ -86,6 +86,18 @@ struct RawConfig {
     hooks: RawHooks,
     #[serde(default)]
     telemetry: RawTelemetry,
+    fleet: Option<Spanned<RawFleet>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    url: Spanned<String>,
+    key_prefix: Option<String>,
+    node_id: Option<Spanned<String>>,
+    on_unreachable: Option<Spanned<String>>,
+    open_allowance_usd: Option<Spanned<f64>>,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -755,10 +767,17 @@ fn validate(
 
     let hooks = hooks(&raw.hooks, files).map_err(|(span, m)| err(span, m))?;
     let telemetry = telemetry(&raw.telemetry).map_err(|(span, m)| err(span, m))?;
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .map(fleet)
+        .transpose()
+        .map_err(|(span, m)| err(span, m))?;
 
     Ok(Config {
         hooks,
         telemetry,
+        fleet,
         listen,
         tls,
         http2,
@@ -1253,6 +1272,92 @@ fn http2_settings(h: &RawHttp2) -> Result<Http2, (Range<usize>, String)> {
     })
 }
 
+/// `[fleet]`.
+fn fleet(f: &Spanned<RawFleet>) -> Result<Fleet, (Range<usize>, String)> {
+    let raw = f.get_ref();
+    let url = raw.url.get_ref();
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err((
+            raw.url.span(),
+            format!(
+                "fleet.url: `{url}` is not a Redis URL like redis://127.0.0.1:6379 (rediss:// for TLS)"
+            ),
+        ));
+    }
+    let node_id = match &raw.node_id {
+        Some(n) => {
+            let id = n.get_ref();
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err((
+                    n.span(),
+                    format!(
+                        "fleet.node_id: `{id}` must be 1 to 64 letters, digits, `-`, `_` or `.`"
+                    ),
+                ));
+            }
+            id.clone()
+        }
+        None => {
+            return Err((
+                f.span(),
+                "fleet.node_id is required: a name for this node that stays the same across restarts (its leases are held under it)".into(),
+            ));
+        }
+    };
+    let unreachable = match raw
+        .on_unreachable
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("closed", _)) => {
+            if let Some(a) = &raw.open_allowance_usd {
+                return Err((
+                    a.span(),
+                    "fleet.open_allowance_usd is for on_unreachable = \"open\"".into(),
+                ));
+            }
+            Unreachable::Closed
+        }
+        Some(("open", span)) => {
+            let usd = raw.open_allowance_usd.as_ref().ok_or((
+                span,
+                "fleet.on_unreachable = \"open\" needs open_allowance_usd: the most a node may grant per account while Redis is unreachable".to_string(),
+            ))?;
+            let v = *usd.get_ref();
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((
+                    usd.span(),
+                    format!("fleet.open_allowance_usd must be 0 or more, not {v}"),
+                ));
+            }
+            Unreachable::Open {
+                allowance: (v * 1e6).round() as u64,
+            }
+        }
+        Some((other, span)) => {
+            return Err((
+                span,
+                format!("fleet.on_unreachable: `{other}` is not `closed` or `open`"),
+            ));
+        }
+    };
+    Ok(Fleet {
+        url: url.clone(),
+        key_prefix: raw.key_prefix.clone().unwrap_or_else(|| "busbar:".into()),
+        node_id,
+        unreachable,
+        timeout_ms: raw.timeout_ms.unwrap_or(250).max(1),
+    })
+}
+
 /// `[telemetry]`.
 fn telemetry(t: &RawTelemetry) -> Result<Telemetry, (Range<usize>, String)> {
     let d = Telemetry::default();
@@ -1612,6 +1717,60 @@ key_env = "APP_KEY"
 
     fn err_of(text: &str) -> ConfigError {
         parse(text, &env).unwrap_err()
+    }
+
+    #[test]
+    fn telemetry_and_fleet_sections_resolve_and_refuse_what_cannot_work() {
+        let base = "listen = \"127.0.0.1:1\"\n";
+        let c = parse(base, &env).unwrap();
+        assert_eq!(c.telemetry, Telemetry::default());
+        assert!(c.fleet.is_none());
+        let c = parse(
+            &format!("{base}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\nsample_ratio = 0.25\naccess_log = \"-\"\n[fleet]\nurl = \"redis://127.0.0.1:6379\"\nnode_id = \"edge-1\"\non_unreachable = \"open\"\nopen_allowance_usd = 2.5\n"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.telemetry.sample_ratio, 0.25);
+        assert_eq!(c.telemetry.access_log.as_deref(), Some("-"));
+        let f = c.fleet.unwrap();
+        assert_eq!(f.node_id, "edge-1");
+        assert_eq!(f.key_prefix, "busbar:");
+        assert_eq!(
+            f.unreachable,
+            Unreachable::Open {
+                allowance: 2_500_000
+            }
+        );
+        for (bad, says) in [
+            (
+                "[telemetry]\notlp_endpoint = \"https://collector:4318\"\n",
+                "http:// URL",
+            ),
+            ("[telemetry]\nsample_ratio = 1.5\n", "between 0 and 1"),
+            (
+                "[fleet]\nurl = \"http://127.0.0.1:6379\"\nnode_id = \"a\"\n",
+                "Redis URL",
+            ),
+            (
+                "[fleet]\nurl = \"redis://127.0.0.1\"\n",
+                "node_id is required",
+            ),
+            (
+                "[fleet]\nurl = \"redis://127.0.0.1\"\nnode_id = \"a b\"\n",
+                "letters, digits",
+            ),
+            (
+                "[fleet]\nurl = \"redis://127.0.0.1\"\nnode_id = \"a\"\non_unreachable = \"open\"\n",
+                "needs open_allowance_usd",
+            ),
+            (
+                "[fleet]\nurl = \"redis://127.0.0.1\"\nnode_id = \"a\"\non_unreachable = \"maybe\"\n",
+                "not `closed` or `open`",
+            ),
+        ] {
+            let e = err_of(&format!("{base}{bad}"));
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,465 @@
+//! A fleet node's side of the shared books in Redis. Each governed account (a key's or an
+//! environment's limit in one period) is one Redis hash: what the whole fleet has spent, and
+//! what each node holds as a lease. Three Lua scripts change it, each one atomic step in
+//! Redis, so the sum of every node's leases and the fleet's spend never passes the cap:
+//!
+//! ```text
+//!   {prefix}a:<holder>:<limit>:<period>   hash  spent, held, lease:<node> ...
+//!
+//!   LEASE   available = cap - spent - held; >= min: grant min(ask, available) to the node
+//!   SETTLE  the node turns part of its lease into spend (and adds any spend beyond it)
+//!   RELEASE the node gives back lease it does not need
+//! ```
+//!
+//! Used by the ledger thread only (blocking calls, each bounded by `fleet.timeout_ms`), never
+//! by a shard. While Redis cannot be reached, every call fails fast (a reconnect is tried at
+//! most every [`RETRY`]) and the caller applies `fleet.on_unreachable`.
+
+use busbar_core::config::Fleet;
+use busbar_core::govern::AccountId;
+use std::time::{Duration, Instant};
+
+/// Least time between two tries to reach Redis after it failed.
+const RETRY: Duration = Duration::from_millis(250);
+
+const LEASE: &str = r"
+local k = KEYS[1]
+local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
+local held = tonumber(redis.call('HGET', k, 'held') or '0')
+local avail = tonumber(ARGV[2]) - spent - held
+if avail < 0 then avail = 0 end
+local g = 0
+if avail >= tonumber(ARGV[3]) and avail > 0 then
+  g = math.min(tonumber(ARGV[4]), avail)
+  redis.call('HINCRBY', k, 'lease:' .. ARGV[1], string.format('%.0f', g))
+  redis.call('HINCRBY', k, 'held', string.format('%.0f', g))
+end
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIREAT', k, ARGV[5]) end
+return {g, avail - g}
+";
+
+/// The start of SETTLE and RELEASE: up to ARGV[2] of the node's (ARGV[1]) lease is taken
+/// back, `a`.
+macro_rules! take_back {
+    () => {
+        r"
+local k = KEYS[1]
+local f = 'lease:' .. ARGV[1]
+local mine = tonumber(redis.call('HGET', k, f) or '0')
+local a = math.min(tonumber(ARGV[2]), mine)
+if a > 0 then
+  redis.call('HINCRBY', k, f, string.format('%.0f', -a))
+  redis.call('HINCRBY', k, 'held', string.format('%.0f', -a))
+end
+"
+    };
+}
+
+const SETTLE: &str = concat!(
+    take_back!(),
+    r"
+redis.call('HINCRBY', k, 'spent', string.format('%.0f', tonumber(ARGV[2]) + tonumber(ARGV[3])))
+if tonumber(ARGV[4]) > 0 then redis.call('PEXPIREAT', k, ARGV[4]) end
+return a
+"
+);
+
+const RELEASE: &str = concat!(take_back!(), "return a\n");
+
+/// Why a fleet call did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FleetError {
+    /// Redis could not be reached (or answered too late); the call may be tried again.
+    #[error("Redis is unreachable: {0}")]
+    Unreachable(String),
+    /// Redis answered with an error (a script or data fault): not retried.
+    #[error("Redis refused the call: {0}")]
+    Refused(String),
+}
+
+impl From<redis::RedisError> for FleetError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            FleetError::Unreachable(e.to_string())
+        } else {
+            FleetError::Refused(e.to_string())
+        }
+    }
+}
+
+/// One account as Redis has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Shared {
+    /// What the fleet has spent.
+    pub(crate) spent: u64,
+    /// What every node holds together.
+    pub(crate) held: u64,
+    /// What this node holds.
+    pub(crate) mine: u64,
+}
+
+/// This node's connection to the fleet's books.
+pub(crate) struct FleetClient {
+    link: Link,
+    scripts: Scripts,
+    prefix: String,
+    node: String,
+}
+
+/// The connection, made again after a failure (not sooner than [`RETRY`]).
+struct Link {
+    client: redis::Client,
+    conn: Option<redis::Connection>,
+    timeout: Duration,
+    quiet_until: Option<Instant>,
+}
+
+struct Scripts {
+    lease: redis::Script,
+    settle: redis::Script,
+    release: redis::Script,
+}
+
+impl Link {
+    fn conn(&mut self) -> Result<&mut redis::Connection, FleetError> {
+        if self.conn.is_none() {
+            if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+                return Err(FleetError::Unreachable(
+                    "not tried again yet after the last failure".into(),
+                ));
+            }
+            let timeout = self.timeout;
+            let c = self
+                .client
+                .get_connection_with_timeout(timeout)
+                .and_then(|c| {
+                    c.set_read_timeout(Some(timeout))?;
+                    c.set_write_timeout(Some(timeout))?;
+                    Ok(c)
+                });
+            match c {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.quiet_until = None;
+                }
+                Err(e) => {
+                    self.quiet_until = Some(Instant::now() + RETRY);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| FleetError::Unreachable("no connection".into()))
+    }
+
+    /// Runs `f` on the connection; an unreachable Redis drops it (the next call reconnects).
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, FleetError> {
+        let result = f(self.conn()?);
+        result.map_err(|e| {
+            let e = FleetError::from(e);
+            if matches!(e, FleetError::Unreachable(_)) {
+                self.conn = None;
+                self.quiet_until = Some(Instant::now() + RETRY);
+            }
+            e
+        })
+    }
+}
+
+impl FleetClient {
+    pub(crate) fn new(fleet: &Fleet) -> Result<FleetClient, String> {
+        let client =
+            redis::Client::open(fleet.url.as_str()).map_err(|e| format!("fleet.url: {e}"))?;
+        Ok(FleetClient {
+            link: Link {
+                client,
+                conn: None,
+                timeout: Duration::from_millis(fleet.timeout_ms),
+                quiet_until: None,
+            },
+            scripts: Scripts {
+                lease: redis::Script::new(LEASE),
+                settle: redis::Script::new(SETTLE),
+                release: redis::Script::new(RELEASE),
+            },
+            prefix: fleet.key_prefix.clone(),
+            node: fleet.node_id.clone(),
+        })
+    }
+
+    /// The Redis key of an account. The holder's name is length-prefixed, so no name can
+    /// make two accounts share a key.
+    pub(crate) fn key(&self, a: &AccountId) -> String {
+        let name = a.holder.name();
+        format!(
+            "{}a:{}{}:{name}:{}:{}",
+            self.prefix,
+            a.holder.tag(),
+            name.len(),
+            a.limit.field(),
+            a.period
+        )
+    }
+
+    /// Asks for `ask` of `account` (at least `min`, else nothing) under `cap`; the hash is
+    /// kept until `expire_at_ms` (0: for ever). Returns (granted, what is still available).
+    pub(crate) fn lease(
+        &mut self,
+        account: &AccountId,
+        cap: u64,
+        min: u64,
+        ask: u64,
+        expire_at_ms: u64,
+    ) -> Result<(u64, u64), FleetError> {
+        let key = self.key(account);
+        let lease = &self.scripts.lease;
+        let node = &self.node;
+        self.link.call(|c| {
+            lease
+                .key(key)
+                .arg(node)
+                .arg(cap)
+                .arg(min)
+                .arg(ask.max(min))
+                .arg(expire_at_ms)
+                .invoke::<(u64, u64)>(c)
+        })
+    }
+
+    /// Turns `from_lease` of this node's lease into spend, and adds `over` spent beyond it.
+    pub(crate) fn settle(
+        &mut self,
+        account: &AccountId,
+        from_lease: u64,
+        over: u64,
+        expire_at_ms: u64,
+    ) -> Result<(), FleetError> {
+        let key = self.key(account);
+        let settle = &self.scripts.settle;
+        let node = &self.node;
+        self.link
+            .call(|c| {
+                settle
+                    .key(key)
+                    .arg(node)
+                    .arg(from_lease)
+                    .arg(over)
+                    .arg(expire_at_ms)
+                    .invoke::<u64>(c)
+            })
+            .map(|_| ())
+    }
+
+    /// Gives back `amount` of this node's lease; returns what was given back.
+    pub(crate) fn release(&mut self, account: &AccountId, amount: u64) -> Result<u64, FleetError> {
+        let key = self.key(account);
+        let release = &self.scripts.release;
+        let node = &self.node;
+        self.link
+            .call(|c| release.key(key).arg(node).arg(amount).invoke::<u64>(c))
+    }
+
+    /// The account as Redis has it now.
+    pub(crate) fn shared(&mut self, account: &AccountId) -> Result<Shared, FleetError> {
+        let key = self.key(account);
+        let field = format!("lease:{}", self.node);
+        self.link.call(|c| {
+            let (spent, held, mine): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
+                .arg(&key)
+                .arg("spent")
+                .arg("held")
+                .arg(&field)
+                .query(c)?;
+            Ok(Shared {
+                spent: spent.unwrap_or(0),
+                held: held.unwrap_or(0),
+                mine: mine.unwrap_or(0),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_core::config::Unreachable;
+    use busbar_core::govern::{Holder, Limit};
+    use std::process::{Child, Command, Stdio};
+
+    /// A real `redis-server` on a free loopback port, stopped on drop.
+    struct Redis {
+        child: Child,
+        port: u16,
+    }
+
+    impl Redis {
+        fn start_on(port: u16) -> Redis {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (tests/run installs it)");
+            let r = Redis { child, port };
+            let client = redis::Client::open(r.url()).expect("url");
+            for _ in 0..200 {
+                if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(100))
+                    && redis::cmd("PING").query::<String>(&mut c).is_ok()
+                {
+                    return r;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            panic!("redis-server did not answer on port {port}");
+        }
+
+        fn start() -> Redis {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            drop(l);
+            Redis::start_on(port)
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn node(redis: &Redis, id: &str) -> FleetClient {
+        FleetClient::new(&Fleet {
+            url: redis.url(),
+            key_prefix: "test:".into(),
+            node_id: id.into(),
+            unreachable: Unreachable::Closed,
+            timeout_ms: 200,
+        })
+        .expect("client")
+    }
+
+    fn account(name: &str) -> AccountId {
+        AccountId {
+            holder: Holder::Key(name.into()),
+            limit: Limit::Daily,
+            period: 20_000,
+        }
+    }
+
+    #[test]
+    fn leases_of_many_nodes_at_once_never_pass_the_cap() {
+        let redis = Redis::start();
+        let cap = 1_000_000u64;
+        let a = account("key_race");
+        let granted: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let mut n = node(&redis, &format!("node-{i}"));
+                    let a = a.clone();
+                    s.spawn(move || {
+                        let mut got = 0;
+                        loop {
+                            let (g, _) = n.lease(&a, cap, 700, 3_000, 0).expect("lease");
+                            if g == 0 {
+                                break;
+                            }
+                            got += g;
+                            // Spend some of it, give some back.
+                            n.settle(&a, g / 2, 0, 0).expect("settle");
+                        }
+                        got
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("node"))
+                .collect()
+        });
+        let mut n = node(&redis, "observer");
+        let shared = n.shared(&a).expect("shared");
+        // What was spent plus what is still held is exactly what was granted, and never more
+        // than the cap; less than the smallest ask is left.
+        let total: u64 = granted.iter().sum();
+        assert_eq!(shared.spent + shared.held, total);
+        assert!(total <= cap, "granted {total} over the cap {cap}");
+        assert!(cap - total < 700, "stopped with {} left", cap - total);
+        assert!(
+            granted.iter().filter(|g| **g > 0).count() >= 2,
+            "{granted:?}"
+        );
+    }
+
+    #[test]
+    fn settle_and_release_move_a_nodes_lease_and_spend_beyond_it_is_kept() {
+        let redis = Redis::start();
+        let a = account("key_moves");
+        let mut n1 = node(&redis, "n1");
+        let mut n2 = node(&redis, "n2");
+        assert_eq!(
+            n1.lease(&a, 10_000, 1_000, 4_000, 0).unwrap(),
+            (4_000, 6_000)
+        );
+        assert_eq!(
+            n2.lease(&a, 10_000, 1_000, 5_000, 0).unwrap(),
+            (5_000, 1_000)
+        );
+        // Less than the minimum is left: nothing.
+        assert_eq!(n2.lease(&a, 10_000, 2_000, 2_000, 0).unwrap(), (0, 1_000));
+        n1.settle(&a, 3_000, 500, 0).unwrap();
+        assert_eq!(n1.release(&a, 5_000).unwrap(), 1_000);
+        let s = n1.shared(&a).unwrap();
+        assert_eq!(
+            s,
+            Shared {
+                spent: 3_500,
+                held: 5_000,
+                mine: 0
+            }
+        );
+        assert_eq!(n2.shared(&a).unwrap().mine, 5_000);
+        // The cap was lowered below spend + held: nothing more for anyone.
+        assert_eq!(n1.lease(&a, 8_000, 1, 1_000, 0).unwrap(), (0, 0));
+        // Different holders never share a key, whatever their names.
+        let odd = AccountId {
+            holder: Holder::Key("a:b".into()),
+            ..a.clone()
+        };
+        assert_ne!(n1.key(&odd), n1.key(&account("a")));
+    }
+
+    #[test]
+    fn an_unreachable_redis_fails_fast_and_is_reached_again_when_back() {
+        let redis = Redis::start();
+        let port = redis.port;
+        let a = account("key_outage");
+        let mut n = node(&redis, "n1");
+        assert_eq!(n.lease(&a, 10_000, 10, 100, 0).unwrap().0, 100);
+        drop(redis);
+        let err = n.lease(&a, 10_000, 10, 100, 0).unwrap_err();
+        assert!(matches!(err, FleetError::Unreachable(_)), "{err}");
+        // Within the retry pause, no new try is made at all.
+        assert!(matches!(
+            n.lease(&a, 10_000, 10, 100, 0).unwrap_err(),
+            FleetError::Unreachable(_)
+        ));
+        let _back = Redis::start_on(port);
+        std::thread::sleep(RETRY);
+        // A fresh server (nothing persisted): the node's lease starts again from nothing.
+        assert_eq!(n.lease(&a, 10_000, 10, 100, 0).unwrap(), (100, 9_900));
+    }
+}
