@@ -51,6 +51,10 @@ pub(crate) enum ShardMsg {
         available: u64,
         ahead: bool,
     },
+    /// The ledger could not lease an account: the fleet's books are unreachable.
+    FleetDown {
+        account: busbar_core::govern::AccountId,
+    },
     /// The ledger wants back what this shard holds of an account and has not reserved.
     Recall {
         account: busbar_core::govern::AccountId,

@@ -41,7 +41,11 @@ const LEASE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy)]
 enum Answer {
     Granted,
-    Refused { available: u64 },
+    Refused {
+        available: u64,
+    },
+    /// The fleet's books (Redis) could not be reached and nothing may be granted without them.
+    FleetDown,
 }
 
 /// This shard's lease on one account, and the requests waiting for more of it.
@@ -60,6 +64,16 @@ struct Slot {
     low_water: u64,
     /// Asking ahead is worth it (cleared when the ledger had nothing free to give ahead).
     ahead: bool,
+}
+
+/// Why a reservation could not be made.
+enum Short {
+    /// The limit has only this much left.
+    Limit(u64),
+    /// The ledger did not answer in time.
+    Ledger,
+    /// The fleet's books could not be reached.
+    FleetDown,
 }
 
 /// Why admission stopped a request.
@@ -81,6 +95,8 @@ pub(crate) enum Stop {
     },
     /// The ledger did not answer in time.
     Ledger,
+    /// The fleet's books (Redis) are unreachable and `fleet.on_unreachable` refuses leases.
+    FleetDown,
     /// The key was revoked, expired or deleted while the request waited.
     KeyGone,
 }
@@ -244,13 +260,17 @@ impl Gate {
                 }
                 match self.reserve(&id, ends, amount).await {
                     Ok(r) => t.held.push((id, r)),
-                    Err(Some(available)) => {
+                    Err(Short::Limit(available)) => {
                         t.release();
                         return Err(stop(Some(available)));
                     }
-                    Err(None) => {
+                    Err(Short::Ledger) => {
                         t.release();
                         return Err(Stop::Ledger);
+                    }
+                    Err(Short::FleetDown) => {
+                        t.release();
+                        return Err(Stop::FleetDown);
                     }
                 }
             }
@@ -275,7 +295,7 @@ impl Gate {
         id: &AccountId,
         ends_at_ms: u64,
         amount: u64,
-    ) -> Result<Reserved, Option<u64>> {
+    ) -> Result<Reserved, Short> {
         let deadline = monoio::time::Instant::now() + LEASE_WAIT;
         loop {
             let rx = {
@@ -310,7 +330,7 @@ impl Gate {
                 if !slot.needing {
                     if !self.ask(id, short, ends_at_ms, false) {
                         slot.waiters.pop();
-                        return Err(None);
+                        return Err(Short::Ledger);
                     }
                     slot.needing = true;
                 }
@@ -323,10 +343,11 @@ impl Gate {
                     // Refused for another waiter's ask: try again if this one would fit.
                     let balance = self.slots.borrow().get(id).map_or(0, |s| s.lease.balance());
                     if amount > balance.saturating_add(available) {
-                        return Err(Some(available.saturating_add(balance)));
+                        return Err(Short::Limit(available.saturating_add(balance)));
                     }
                 }
-                Ok(Err(_)) | Err(_) => return Err(None),
+                Ok(Ok(Answer::FleetDown)) => return Err(Short::FleetDown),
+                Ok(Err(_)) | Err(_) => return Err(Short::Ledger),
             }
         }
     }
@@ -378,6 +399,17 @@ impl Gate {
         };
         for w in slot.waiters.drain(..) {
             let _ = w.send(answer);
+        }
+    }
+
+    /// The ledger could not lease `account` without the fleet's books, which are unreachable.
+    pub(crate) fn fleet_down(&self, account: &AccountId) {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(slot) = slots.get_mut(account) {
+            slot.needing = false;
+            for w in slot.waiters.drain(..) {
+                let _ = w.send(Answer::FleetDown);
+            }
         }
     }
 

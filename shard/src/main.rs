@@ -12,9 +12,6 @@
 
 mod admin;
 mod control;
-// The fleet's Redis books: built and tested against a real redis-server; the ledger thread
-// takes its leases from them next (issue 10, in progress).
-#[allow(dead_code)]
 mod fleet;
 mod gate;
 mod gateway;

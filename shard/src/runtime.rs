@@ -236,7 +236,12 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         lanes: crate::lanes::shared(&config),
     };
     let ledger = match &config.ledger {
-        Some(path) => Some(open_ledger(std::path::Path::new(path), count, &mailboxes)?),
+        Some(path) => Some(open_ledger(
+            std::path::Path::new(path),
+            count,
+            &mailboxes,
+            config.fleet.as_ref(),
+        )?),
         None => None,
     };
     let (keys, envs) = match &ledger {
@@ -360,6 +365,7 @@ fn open_ledger(
     dir: &std::path::Path,
     shards: usize,
     mailboxes: &[Mailbox],
+    fleet: Option<&busbar_core::config::Fleet>,
 ) -> Result<OpenLedger, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("ledger {}: {e}", dir.display()))?;
     let lock_path = dir.join("busbar.lock");
@@ -390,7 +396,13 @@ fn open_ledger(
         .map(Mailbox::try_clone)
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| format!("cannot create shard mailbox: {e}"))?;
-    let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536)?;
+    let fleet = fleet
+        .map(|f| {
+            crate::fleet::FleetClient::new(f)
+                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable))
+        })
+        .transpose()?;
+    let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536, fleet)?;
     tracing::info!(
         path = %dir.display(),
         keys = keys.len(),

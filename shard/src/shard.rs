@@ -241,6 +241,7 @@ pub(crate) async fn serve(init: ShardInit) {
                             shard.reload(routes);
                             let _ = ack.try_send(shard.id);
                         }
+                        ShardMsg::FleetDown { account } => shard.gate.fleet_down(&account),
                         ShardMsg::Granted { account, granted, available, ahead } => {
                             shard.gate.granted(&account, granted, available, ahead);
                         }

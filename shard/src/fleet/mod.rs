@@ -20,7 +20,7 @@ use busbar_core::govern::AccountId;
 use std::time::{Duration, Instant};
 
 /// Least time between two tries to reach Redis after it failed.
-const RETRY: Duration = Duration::from_millis(250);
+pub(crate) const RETRY: Duration = Duration::from_millis(250);
 
 const LEASE: &str = r"
 local k = KEYS[1]
@@ -92,6 +92,7 @@ impl From<redis::RedisError> for FleetError {
 }
 
 /// One account as Redis has it.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Shared {
     /// What the fleet has spent.
@@ -268,6 +269,7 @@ impl FleetClient {
     }
 
     /// The account as Redis has it now.
+    #[cfg(test)]
     pub(crate) fn shared(&mut self, account: &AccountId) -> Result<Shared, FleetError> {
         let key = self.key(account);
         let field = format!("lease:{}", self.node);
@@ -287,21 +289,32 @@ impl FleetClient {
     }
 }
 
+/// A real `redis-server` for tests (tests/run installs it).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use busbar_core::config::Unreachable;
-    use busbar_core::govern::{Holder, Limit};
+pub(crate) mod testing {
     use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A node's client of `redis`.
+    pub(crate) fn client(redis: &Redis, prefix: &str, node: &str) -> super::FleetClient {
+        super::FleetClient::new(&busbar_core::config::Fleet {
+            url: redis.url(),
+            key_prefix: prefix.into(),
+            node_id: node.into(),
+            unreachable: busbar_core::config::Unreachable::Closed,
+            timeout_ms: 200,
+        })
+        .expect("client")
+    }
 
     /// A real `redis-server` on a free loopback port, stopped on drop.
-    struct Redis {
+    pub(crate) struct Redis {
         child: Child,
-        port: u16,
+        pub(crate) port: u16,
     }
 
     impl Redis {
-        fn start_on(port: u16) -> Redis {
+        pub(crate) fn start_on(port: u16) -> Redis {
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -322,14 +335,14 @@ mod tests {
             panic!("redis-server did not answer on port {port}");
         }
 
-        fn start() -> Redis {
+        pub(crate) fn start() -> Redis {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             let port = l.local_addr().expect("addr").port();
             drop(l);
             Redis::start_on(port)
         }
 
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             format!("redis://127.0.0.1:{}", self.port)
         }
     }
@@ -340,6 +353,14 @@ mod tests {
             let _ = self.child.wait();
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use busbar_core::config::Unreachable;
+    use busbar_core::govern::{Holder, Limit};
+    use testing::Redis;
 
     fn node(redis: &Redis, id: &str) -> FleetClient {
         FleetClient::new(&Fleet {

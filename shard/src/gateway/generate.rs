@@ -1383,6 +1383,13 @@ fn stopped(stop: Stop) -> ApiError {
         )
         .code("ledger_unavailable")
         .header("retry-after", "1".to_string()),
+        Stop::FleetDown => ApiError::new(
+            503,
+            ErrorKind::Overloaded,
+            "busbar cannot reach the fleet's shared ledger (Redis) to check this key's limits, and this node refuses requests it cannot check; try again shortly",
+        )
+        .code("fleet_ledger_unavailable")
+        .header("retry-after", "1".to_string()),
         Stop::KeyGone => ApiError::new(
             401,
             ErrorKind::Authentication,

@@ -41,6 +41,9 @@ pub(crate) enum Out {
     },
     /// Give back what you hold of `account` and have not reserved.
     Recall { shard: usize, account: AccountId },
+    /// A lease request that needed the fleet's books while Redis could not be reached (and
+    /// `on_unreachable` is `closed`, or the local allowance is used up).
+    Down { shard: usize, account: AccountId },
 }
 
 /// A shard's request for `want` more of `account`, whose period ends at `ends_at_ms`;
@@ -62,10 +65,70 @@ struct Recall {
 }
 
 struct Book {
+    /// In fleet mode the account's cap is this node's allotment from Redis (it grows as Redis
+    /// grants more, and shrinks as idle allotment goes back).
     account: Account,
     ends_at_ms: u64,
     recall: Option<Recall>,
+    /// The holder's real cap (fleet mode: what Redis checks every node's leases against).
+    cap: u64,
+    /// Fleet mode, `open` while Redis is unreachable: allotment taken without Redis.
+    unshared: u64,
+    /// When a shard last asked for more (idle allotment goes back to Redis after a while).
+    last_ask: Instant,
 }
+
+/// The fleet's books in Redis, when this node is one of a fleet.
+pub(crate) struct FleetBooks {
+    pub(crate) client: crate::fleet::FleetClient,
+    pub(crate) unreachable: busbar_core::config::Unreachable,
+    /// Settlements Redis has not taken yet (it was unreachable): (account, from the lease,
+    /// beyond it, expiry), sent again in order once it is back.
+    pending: std::collections::VecDeque<(AccountId, u64, u64, u64)>,
+}
+
+impl FleetBooks {
+    pub(crate) fn new(
+        client: crate::fleet::FleetClient,
+        unreachable: busbar_core::config::Unreachable,
+    ) -> Self {
+        Self {
+            client,
+            unreachable,
+            pending: Default::default(),
+        }
+    }
+
+    /// Settlements waiting for Redis.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Sends waiting settlements, oldest first, until Redis fails again.
+    fn flush(&mut self) {
+        while let Some((a, n, over, exp)) = self.pending.front() {
+            match self.client.settle(a, *n, *over, *exp) {
+                Ok(()) => {
+                    self.pending.pop_front();
+                }
+                Err(crate::fleet::FleetError::Refused(e)) => {
+                    tracing::error!(
+                        "Redis refused a settlement, dropped from the fleet's books (it stays in the local file): {e}"
+                    );
+                    self.pending.pop_front();
+                }
+                Err(crate::fleet::FleetError::Unreachable(_)) => return,
+            }
+        }
+    }
+}
+
+/// Most a node asks Redis for beyond what a shard needs, in multiples of the ask.
+const FLEET_ASKS: u64 = 16;
+/// Allotment unused this long goes back to Redis, for the other nodes.
+const FLEET_IDLE: Duration = Duration::from_secs(1);
+/// Redis keeps an account this long past its period (0 for all-time accounts: kept).
+const FLEET_KEEP_MS: u64 = 24 * 3600 * 1000;
 
 /// Every account in memory, and the records their caps come from.
 pub(crate) struct Books {
@@ -73,6 +136,7 @@ pub(crate) struct Books {
     keys: HashMap<Arc<str>, KeyRecord>,
     envs: HashMap<Arc<str>, EnvRecord>,
     accounts: HashMap<AccountId, Book>,
+    fleet: Option<FleetBooks>,
 }
 
 impl Books {
@@ -88,7 +152,19 @@ impl Books {
                 .map(|e| (e.name.as_str().into(), e))
                 .collect(),
             accounts: HashMap::new(),
+            fleet: None,
         }
+    }
+
+    /// This node is one of a fleet: caps are checked against every node's leases in Redis.
+    pub(crate) fn with_fleet(mut self, fleet: FleetBooks) -> Books {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Settlements waiting for Redis (0 when not a fleet).
+    pub(crate) fn fleet_pending(&self) -> usize {
+        self.fleet.as_ref().map_or(0, FleetBooks::pending)
     }
 
     /// The cap of `account` as the records say now (`u64::MAX`: none; a key that is gone: 0).
@@ -116,17 +192,24 @@ impl Books {
     ) -> &mut Book {
         if !self.accounts.contains_key(account) {
             let cap = self.cap_of(account);
-            let spent = if account.limit.is_spend() {
-                charged()
+            // In a fleet the spend is Redis's, and this node's cap starts at nothing: it is
+            // what Redis allots it.
+            let (local_cap, spent) = if self.fleet.is_some() {
+                (0, 0)
+            } else if account.limit.is_spend() {
+                (cap, charged())
             } else {
-                0
+                (cap, 0)
             };
             self.accounts.insert(
                 account.clone(),
                 Book {
-                    account: Account::new(cap, spent, self.shards),
+                    account: Account::new(local_cap, spent, self.shards),
                     ends_at_ms,
                     recall: None,
+                    cap,
+                    unshared: 0,
+                    last_ask: Instant::now(),
                 },
             );
         }
@@ -159,7 +242,22 @@ impl Books {
             ahead,
         } = ask;
         let shards = self.shards;
-        let b = self.book(&account, ends_at_ms, charged);
+        self.book(&account, ends_at_ms, charged);
+        if let Some(fleet) = self.fleet.as_mut()
+            && let Some(b) = self.accounts.get_mut(&account)
+        {
+            b.last_ask = now;
+            if b.recall.is_none()
+                && b.account.available() < want
+                && !top_up(fleet, b, &account, want, ahead)
+            {
+                out.push(Out::Down { shard, account });
+                return;
+            }
+        }
+        let Some(b) = self.accounts.get_mut(&account) else {
+            return;
+        };
         if b.recall.is_none() && b.account.available() >= want {
             grant(b, shard, &account, want, shards, ahead, out);
             return;
@@ -237,9 +335,50 @@ impl Books {
 
     /// A shard spent `amount` of its lease on `account`, and `over` beyond it.
     pub(crate) fn settle(&mut self, shard: usize, account: &AccountId, amount: u64, over: u64) {
-        if let Some(b) = self.accounts.get_mut(account) {
-            b.account.settle(shard, amount);
-            b.account.overspend(over);
+        let Some(b) = self.accounts.get_mut(account) else {
+            return;
+        };
+        b.account.settle(shard, amount);
+        b.account.overspend(over);
+        if let Some(fleet) = self.fleet.as_mut() {
+            // The allotment turned into spend: in Redis too (in order, after any waiting).
+            let keep = keep_until(account, b.ends_at_ms);
+            fleet
+                .pending
+                .push_back((account.clone(), amount, over, keep));
+            fleet.flush();
+        }
+    }
+
+    /// Fleet upkeep (every tick): settlements waiting for Redis are sent, and allotment idle
+    /// for a while goes back to Redis for the other nodes.
+    pub(crate) fn fleet_tick(&mut self, now: Instant) {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        fleet.flush();
+        for (account, b) in self.accounts.iter_mut() {
+            if b.recall.is_some() || now.duration_since(b.last_ask) < FLEET_IDLE {
+                continue;
+            }
+            // What no shard holds: the node's own idle allotment (its unshared part first).
+            let idle = b.account.available();
+            if idle == 0 {
+                continue;
+            }
+            let from_unshared = idle.min(b.unshared);
+            let shared = idle - from_unshared;
+            let back = if shared > 0 {
+                match fleet.client.release(account, shared) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                }
+            } else {
+                0
+            };
+            b.unshared -= from_unshared;
+            b.account
+                .set_cap(b.account.cap().saturating_sub(from_unshared + back));
         }
     }
 
@@ -298,10 +437,16 @@ impl Books {
             .filter(|a| &a.holder == holder)
             .cloned()
             .collect();
+        let fleet = self.fleet.is_some();
         for id in ids {
             let cap = self.cap_of(&id);
             if let Some(b) = self.accounts.get_mut(&id) {
-                b.account.set_cap(cap);
+                b.cap = cap;
+                // In a fleet the local cap is the allotment; Redis checks the new cap at the
+                // next lease. A key that is gone or capped at 0 stops here at once.
+                if !fleet || cap == 0 {
+                    b.account.set_cap(cap);
+                }
             }
         }
     }
@@ -312,6 +457,55 @@ impl Books {
         self.accounts
             .get(account)
             .map(|b| (b.account.cap(), b.account.spent(), self.leased(account)))
+    }
+}
+
+/// When Redis may forget an account: a day after its period (never for all-time ones).
+fn keep_until(account: &AccountId, ends_at_ms: u64) -> u64 {
+    // Past the year 10,000 (an all-time account's "end") is for ever too.
+    const NEVER: u64 = 253_402_300_800_000;
+    match ends_at_ms.checked_add(FLEET_KEEP_MS) {
+        Some(t) if account.limit != Limit::AllTime && t < NEVER => t,
+        _ => 0,
+    }
+}
+
+/// Fleet mode: the node has less than a shard wants; it asks Redis for the rest (and some
+/// headroom). Whether the node can answer at all (false: Redis is unreachable and nothing may
+/// be granted without it).
+fn top_up(
+    fleet: &mut FleetBooks,
+    b: &mut Book,
+    account: &AccountId,
+    want: u64,
+    ahead: bool,
+) -> bool {
+    let need = want - b.account.available();
+    let ask = need.saturating_add(want.saturating_mul(FLEET_ASKS));
+    match fleet
+        .client
+        .lease(account, b.cap, need, ask, keep_until(account, b.ends_at_ms))
+    {
+        Ok((granted, _)) => {
+            b.account.set_cap(b.account.cap().saturating_add(granted));
+            true
+        }
+        // An ask ahead is not worth an allowance.
+        Err(_) if ahead => true,
+        Err(e) => match fleet.unreachable {
+            busbar_core::config::Unreachable::Open { allowance }
+                if b.unshared.saturating_add(need) <= allowance =>
+            {
+                tracing::warn!("fleet: {e}; granting from the local allowance");
+                b.unshared += need;
+                b.account.set_cap(b.account.cap().saturating_add(need));
+                true
+            }
+            _ => {
+                tracing::warn!("fleet: {e}; a lease that needs Redis is refused");
+                false
+            }
+        },
     }
 }
 
@@ -377,6 +571,7 @@ pub(crate) fn describe(account: &AccountId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use busbar_core::config::Unreachable;
     use busbar_core::govern::{Caps, Rates};
 
     fn key(daily: u64) -> KeyRecord {
@@ -419,7 +614,7 @@ mod tests {
         out.iter()
             .filter_map(|o| match o {
                 Out::Grant { shard, granted, .. } => Some((*shard, *granted)),
-                Out::Recall { .. } => None,
+                Out::Recall { .. } | Out::Down { .. } => None,
             })
             .collect()
     }
@@ -536,5 +731,140 @@ mod tests {
         b.release(0, &next, held, false, &mut out);
         b.sweep(100_000);
         assert!(b.view(&next).is_none());
+    }
+
+    fn fleet_node(
+        redis: &crate::fleet::testing::Redis,
+        id: &str,
+        unreachable: Unreachable,
+    ) -> Books {
+        let client = crate::fleet::FleetClient::new(&busbar_core::config::Fleet {
+            url: redis.url(),
+            key_prefix: "books:".into(),
+            node_id: id.into(),
+            unreachable,
+            timeout_ms: 200,
+        })
+        .unwrap();
+        Books::new(2, vec![key(100_000)], Vec::new())
+            .with_fleet(FleetBooks::new(client, unreachable))
+    }
+
+    #[test]
+    fn two_fleet_nodes_share_one_cap_and_idle_allotment_goes_back() {
+        let redis = crate::fleet::testing::Redis::start();
+        let mut n1 = fleet_node(&redis, "n1", Unreachable::Closed);
+        let mut n2 = fleet_node(&redis, "n2", Unreachable::Closed);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let (mut spent1, mut spent2) = (0u64, 0u64);
+        // Both nodes' shards take 1,000 at a time and spend it, until nothing is granted.
+        for round in 0..500 {
+            let (node, spent) = if round % 2 == 0 {
+                (&mut n1, &mut spent1)
+            } else {
+                (&mut n2, &mut spent2)
+            };
+            let shard = round % 4 / 2;
+            out.clear();
+            node.lease(ask(shard, day(), 1_000, u64::MAX - 1), || 0, t0, &mut out);
+            let g: u64 = grants(&out).iter().map(|(_, g)| g).sum();
+            if g >= 1_000 {
+                node.settle(shard, &day(), 1_000, 0);
+                node.release(shard, &day(), g - 1_000, false, &mut Vec::new());
+                *spent += 1_000;
+            }
+        }
+        // Every node's grants came out of the one cap: together they spent exactly it.
+        assert_eq!(spent1 + spent2, 100_000, "{spent1} + {spent2}");
+        assert!(spent1 > 0 && spent2 > 0);
+        let mut probe = crate::fleet::testing::client(&redis, "books:", "probe");
+        let shared = probe.shared(&day()).unwrap();
+        assert_eq!(shared.spent, 100_000);
+        // Nothing is left to lease anywhere.
+        out.clear();
+        n1.lease(ask(0, day(), 1, u64::MAX - 1), || 0, t0, &mut out);
+        assert_eq!(grants(&out), vec![(0, 0)]);
+
+        // A new day's account: n1 takes allotment, leaves it idle; after the idle time it goes
+        // back to Redis and n2 can have all of it.
+        let next = AccountId { period: 8, ..day() };
+        out.clear();
+        n1.lease(
+            ask(0, next.clone(), 1_000, u64::MAX - 1),
+            || 0,
+            t0,
+            &mut out,
+        );
+        n1.release(0, &next, grants(&out)[0].1, false, &mut Vec::new());
+        assert!(probe.shared(&next).unwrap().held > 0);
+        n1.fleet_tick(t0 + FLEET_IDLE + Duration::from_millis(1));
+        assert_eq!(probe.shared(&next).unwrap().held, 0);
+        out.clear();
+        n2.lease(
+            ask(0, next.clone(), 99_000, u64::MAX - 1),
+            || 0,
+            t0,
+            &mut out,
+        );
+        assert_eq!(grants(&out)[0].1, 99_000.max(grants(&out)[0].1));
+        assert!(grants(&out)[0].1 >= 99_000);
+    }
+
+    #[test]
+    fn an_unreachable_fleet_refuses_or_grants_a_bounded_allowance_and_settles_later() {
+        let redis = crate::fleet::testing::Redis::start();
+        let port = redis.port;
+        let mut closed = fleet_node(&redis, "closed", Unreachable::Closed);
+        let mut open = fleet_node(&redis, "open", Unreachable::Open { allowance: 3_000 });
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        open.lease(ask(0, day(), 1_000, u64::MAX - 1), || 0, t0, &mut out);
+        let first: u64 = grants(&out).iter().map(|(_, g)| g).sum();
+        assert!(first >= 1_000);
+        // The node's whole allotment from Redis (more than its shard was granted).
+        let allotted = crate::fleet::testing::client(&redis, "books:", "open")
+            .shared(&day())
+            .unwrap()
+            .mine;
+        assert!(allotted >= first);
+        drop(redis);
+        // Closed: a lease that needs Redis is refused as such (the shard answers 503).
+        out.clear();
+        closed.lease(ask(0, day(), 1_000, u64::MAX - 1), || 0, t0, &mut out);
+        assert!(
+            matches!(out.as_slice(), [Out::Down { shard: 0, .. }]),
+            "{out:?}"
+        );
+        // Open: what the node already holds still serves; past it, at most the allowance.
+        let mut spent = 0;
+        for _ in 0..100 {
+            out.clear();
+            open.lease(ask(1, day(), 1_000, u64::MAX - 1), || 0, t0, &mut out);
+            match out.as_slice() {
+                [Out::Grant { granted, .. }] if *granted >= 1_000 => {
+                    open.settle(1, &day(), 1_000, 0);
+                    open.release(1, &day(), granted - 1_000, false, &mut Vec::new());
+                    spent += 1_000;
+                }
+                [Out::Down { .. }] => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        // Everything the node was allotted (but what shard 0 still holds), then the allowance,
+        // and not a unit more.
+        assert_eq!(
+            spent,
+            allotted - first + 3_000,
+            "allotted {allotted}, shard 0 holds {first}"
+        );
+        assert!(open.fleet_pending() > 0);
+        // Redis is back (empty: a new server): what was spent meanwhile reaches it.
+        let _back = crate::fleet::testing::Redis::start_on(port);
+        std::thread::sleep(crate::fleet::RETRY);
+        open.fleet_tick(t0);
+        assert_eq!(open.fleet_pending(), 0);
+        let mut probe = crate::fleet::testing::client(&_back, "books:", "probe");
+        assert_eq!(probe.shared(&day()).unwrap().spent, spent);
     }
 }

@@ -17,7 +17,7 @@
 //! the shard (503); a lost settlement leaves its lease counted as held (never less spend than
 //! there was).
 
-mod books;
+pub(crate) mod books;
 pub(crate) mod store;
 
 use crate::control::{Mailbox, ShardMsg};
@@ -97,6 +97,8 @@ pub(crate) struct LedgerStats {
     pub(crate) refused: AtomicU64,
     /// Recalls sent to shards.
     pub(crate) recalls: AtomicU64,
+    /// Fleet mode: settlements waiting for Redis to be reachable again.
+    pub(crate) fleet_pending: AtomicU64,
 }
 
 /// The shards' (and the admin thread's) side of the ledger: two channels. What a request
@@ -160,12 +162,16 @@ pub(crate) fn start(
     shards: usize,
     mailboxes: Vec<Mailbox>,
     capacity: usize,
+    fleet: Option<books::FleetBooks>,
 ) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), String> {
-    let books = Books::new(
+    let mut books = Books::new(
         shards,
         store.keys().map_err(|e| format!("ledger: {e}"))?,
         store.envs().map_err(|e| format!("ledger: {e}"))?,
     );
+    if let Some(f) = fleet {
+        books = books.with_fleet(f);
+    }
     let (urgent, urgent_rx) = bounded(capacity);
     let (bulk, bulk_rx) = bounded(capacity);
     let stats = Arc::new(LedgerStats::default());
@@ -233,6 +239,10 @@ fn run(
         };
         let now = Instant::now();
         if batch.is_empty() {
+            books.fleet_tick(now);
+            stats
+                .fleet_pending
+                .store(books.fleet_pending() as u64, Ordering::Relaxed);
             books.expire_recalls(now, &mut out);
             send(mailboxes, stats, &mut out, &mut replies);
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
@@ -437,6 +447,12 @@ fn send(mailboxes: &[Mailbox], stats: &LedgerStats, out: &mut Vec<Out>, replies:
                     });
                 }
             }
+            Out::Down { shard, account } => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = mailboxes.get(shard) {
+                    m.send(ShardMsg::FleetDown { account });
+                }
+            }
             Out::Recall { shard, account } => {
                 stats.recalls.fetch_add(1, Ordering::Relaxed);
                 if let Some(m) = mailboxes.get(shard) {
@@ -455,7 +471,7 @@ fn send(mailboxes: &[Mailbox], stats: &LedgerStats, out: &mut Vec<Out>, replies:
 /// full, so nothing is dropped and every request is counted).
 pub(crate) fn bench(dir: &std::path::Path, requests: u64, producers: usize) -> Result<(), String> {
     let store = Store::open(dir)?;
-    let (handle, join) = start(store, 1, Vec::new(), 65_536)?;
+    let (handle, join) = start(store, 1, Vec::new(), 65_536, None)?;
     let started = std::time::Instant::now();
     let per = requests / producers.max(1) as u64;
     let threads: Vec<_> = (0..producers.max(1))
@@ -521,7 +537,14 @@ mod tests {
     #[test]
     fn everything_sent_is_committed_in_batches_before_the_thread_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let (h, join) = start(Store::open(dir.path()).unwrap(), 1, Vec::new(), 1 << 16).unwrap();
+        let (h, join) = start(
+            Store::open(dir.path()).unwrap(),
+            1,
+            Vec::new(),
+            1 << 16,
+            None,
+        )
+        .unwrap();
         let at = 1_795_535_396_000;
         for i in 0..5000u64 {
             assert!(h.send(LedgerMsg::Settle(Settled {
