@@ -305,6 +305,18 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         tls: Arc::clone(&tls),
         mailboxes: Arc::clone(&mailboxes),
     });
+    if let Some(f) = &config.fleet {
+        let Some(l) = &ledger else {
+            return Err("[fleet] needs the ledger (its local journal and this node's view of the keys): do not turn it off".into());
+        };
+        crate::fleet::sync::start(
+            f,
+            l.handle.clone(),
+            Arc::clone(&mailboxes),
+            &l.keys,
+            &l.envs,
+        )?;
+    }
     start_signal_thread(Arc::clone(&mailboxes), Arc::clone(&current))?;
     start_dns_thread(Arc::clone(&current), Arc::clone(&mailboxes));
 

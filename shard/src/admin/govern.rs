@@ -158,7 +158,49 @@ struct Cx<'a> {
     admin: &'a Admin,
 }
 
+/// A change being shared with the fleet: Redis has it; the announcement follows once this
+/// node has it in force.
+struct Shared(Option<(redis::Connection, crate::fleet::sync::Names)>);
+
+impl Shared {
+    fn announce(self) {
+        if let Some((mut conn, names)) = self.0 {
+            // Best effort: every node compares with Redis at least once a second anyway.
+            if let Err(e) = crate::fleet::sync::announce(&mut conn, &names) {
+                tracing::warn!("fleet: the change is in Redis but was not announced: {e}");
+            }
+        }
+    }
+}
+
 impl Cx<'_> {
+    /// In a fleet, writes `change` to Redis first (every node takes it from there); if Redis
+    /// cannot take it, nothing changes and the caller gets a 503 saying so.
+    fn share(&self, change: crate::fleet::sync::Change<'_>) -> Result<Shared, Answer> {
+        let config = self.admin.current.get().config;
+        let Some(f) = &config.fleet else {
+            return Ok(Shared(None));
+        };
+        let names = crate::fleet::sync::Names::new(&f.key_prefix);
+        let timeout = std::time::Duration::from_millis(f.timeout_ms.max(1000));
+        let written = redis::Client::open(f.url.as_str()).and_then(|c| {
+            let mut conn = c.get_connection_with_timeout(timeout)?;
+            conn.set_read_timeout(Some(timeout))?;
+            conn.set_write_timeout(Some(timeout))?;
+            crate::fleet::sync::write(&mut conn, &names, &change)?;
+            Ok(conn)
+        });
+        match written {
+            Ok(conn) => Ok(Shared(Some((conn, names)))),
+            Err(e) => Err(Answer::error(
+                503,
+                format!(
+                    "the fleet's Redis could not take the change, so nothing was changed on any node: {e}"
+                ),
+            )),
+        }
+    }
+
     fn list_keys(&self) -> Answer {
         match self.store.keys() {
             Ok(mut keys) => {
@@ -211,6 +253,10 @@ impl Cx<'_> {
         let body = key_json(&key);
         let id = key.id.clone();
         let record = Arc::new(key.clone());
+        let shared = match self.share(crate::fleet::sync::Change::Key(&key, digest.as_ref())) {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
         if let Err(e) = self.ledger.admin(AdminOp::PutKey { key, digest }, CONFIRM) {
             return Answer::error(503, e);
         }
@@ -220,6 +266,7 @@ impl Cx<'_> {
             record: Some(Arc::clone(&record)),
             ack,
         });
+        shared.announce();
         match a {
             Some(err) => err,
             None => Answer::status(status, body),
@@ -227,16 +274,21 @@ impl Cx<'_> {
     }
 
     fn delete_key(&self, k: &KeyRecord) -> Answer {
+        let shared = match self.share(crate::fleet::sync::Change::DeleteKey(&k.id)) {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
         if let Err(e) = self.ledger.admin(AdminOp::DeleteKey(k.id.clone()), CONFIRM) {
             return Answer::error(503, e);
         }
-        self.broadcast(|ack| ShardMsg::Key {
+        let a = self.broadcast(|ack| ShardMsg::Key {
             id: k.id.clone(),
             digest: None,
             record: None,
             ack,
-        })
-        .unwrap_or_else(|| Answer::ok(json!({"id": k.id, "deleted": true})))
+        });
+        shared.announce();
+        a.unwrap_or_else(|| Answer::ok(json!({"id": k.id, "deleted": true})))
     }
 
     fn put_env(&self, name: &str, body: &[u8]) -> Answer {
@@ -250,15 +302,20 @@ impl Cx<'_> {
         };
         let out = env_json(&env);
         let record = Arc::new(env.clone());
+        let shared = match self.share(crate::fleet::sync::Change::Env(&env)) {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
         if let Err(e) = self.ledger.admin(AdminOp::PutEnv(env), CONFIRM) {
             return Answer::error(503, e);
         }
-        self.broadcast(|ack| ShardMsg::Env {
+        let a = self.broadcast(|ack| ShardMsg::Env {
             name: name.to_string(),
             record: Some(Arc::clone(&record)),
             ack,
-        })
-        .unwrap_or_else(|| Answer::ok(out))
+        });
+        shared.announce();
+        a.unwrap_or_else(|| Answer::ok(out))
     }
 
     fn delete_env(&self, name: &str) -> Answer {
@@ -269,18 +326,23 @@ impl Cx<'_> {
             }
             Err(e) => return storage(e),
         }
+        let shared = match self.share(crate::fleet::sync::Change::DeleteEnv(name)) {
+            Ok(s) => s,
+            Err(a) => return a,
+        };
         if let Err(e) = self
             .ledger
             .admin(AdminOp::DeleteEnv(name.to_string()), CONFIRM)
         {
             return Answer::error(503, e);
         }
-        self.broadcast(|ack| ShardMsg::Env {
+        let a = self.broadcast(|ack| ShardMsg::Env {
             name: name.to_string(),
             record: None,
             ack,
-        })
-        .unwrap_or_else(|| Answer::ok(json!({"name": name, "deleted": true})))
+        });
+        shared.announce();
+        a.unwrap_or_else(|| Answer::ok(json!({"name": name, "deleted": true})))
     }
 
     /// Sends a change to every shard and waits until each has it in force; `Some`: the error

@@ -15,6 +15,8 @@
 //! by a shard. While Redis cannot be reached, every call fails fast (a reconnect is tried at
 //! most every [`RETRY`]) and the caller applies `fleet.on_unreachable`.
 
+pub(crate) mod sync;
+
 use busbar_core::config::Fleet;
 use busbar_core::govern::AccountId;
 use std::time::{Duration, Instant};
@@ -289,11 +291,10 @@ impl FleetClient {
     }
 }
 
-/// A real `redis-server` for tests (tests/run installs it).
+/// A fleet node's client of a test's real `redis-server`.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::process::{Child, Command, Stdio};
-    use std::time::Duration;
+    pub(crate) use busbar_tests::RedisServer as Redis;
 
     /// A node's client of `redis`.
     pub(crate) fn client(redis: &Redis, prefix: &str, node: &str) -> super::FleetClient {
@@ -306,71 +307,16 @@ pub(crate) mod testing {
         })
         .expect("client")
     }
-
-    /// A real `redis-server` on a free loopback port, stopped on drop.
-    pub(crate) struct Redis {
-        child: Child,
-        pub(crate) port: u16,
-    }
-
-    impl Redis {
-        pub(crate) fn start_on(port: u16) -> Redis {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server (tests/run installs it)");
-            let r = Redis { child, port };
-            let client = redis::Client::open(r.url()).expect("url");
-            for _ in 0..200 {
-                if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(100))
-                    && redis::cmd("PING").query::<String>(&mut c).is_ok()
-                {
-                    return r;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            panic!("redis-server did not answer on port {port}");
-        }
-
-        pub(crate) fn start() -> Redis {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
-            drop(l);
-            Redis::start_on(port)
-        }
-
-        pub(crate) fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-    }
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use busbar_core::config::Unreachable;
     use busbar_core::govern::{Holder, Limit};
     use testing::Redis;
 
     fn node(redis: &Redis, id: &str) -> FleetClient {
-        FleetClient::new(&Fleet {
-            url: redis.url(),
-            key_prefix: "test:".into(),
-            node_id: id.into(),
-            unreachable: Unreachable::Closed,
-            timeout_ms: 200,
-        })
-        .expect("client")
+        testing::client(redis, "test:", id)
     }
 
     fn account(name: &str) -> AccountId {

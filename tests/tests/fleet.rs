@@ -1,0 +1,198 @@
+//! A fleet: two (and three) real busbar processes sharing one real `redis-server`, each with
+//! its own ledger file. A key made on one node works on the others; its cap holds across all
+//! of them under concurrent load; a revocation on one node stops it everywhere within the
+//! sync bound; Redis gone refuses (fail closed) with a 503 in the caller's protocol.
+
+use busbar_tests::{Busbar, Client, DRIVERS, MockProvider, RedisServer, Response, eventually};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// Prices: $1 and $2 per million tokens in and out.
+fn config(mock: &MockProvider, redis: &RedisServer, node: &str, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 2
+[providers.oai]
+protocol = "openai"
+base_url = "http://{m}/v1"
+[models.m]
+provider = "oai"
+input_price = 1.0
+output_price = 2.0
+max_output_tokens = 16
+[fleet]
+url = "{r}"
+node_id = "{node}"
+key_prefix = "fleet-test:"
+{extra}
+"#,
+        m = mock.addr,
+        r = redis.url()
+    )
+}
+
+fn admin(b: &Busbar, method: &str, path: &str, body: Option<Value>) -> Response {
+    let text = body.map(|v| v.to_string());
+    Client::connect(b.admin.expect("admin")).request(method, path, text.as_deref(), &[])
+}
+
+fn chat(b: &Busbar, secret: &str) -> Response {
+    let body = json!({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hello there"}]});
+    Client::connect(b.addr).post_json(
+        "/v1/chat/completions",
+        &body.to_string(),
+        &[("authorization", &format!("Bearer {secret}"))],
+    )
+}
+
+fn usage_usd(b: &Busbar, id: &str) -> f64 {
+    let u = admin(b, "GET", &format!("/admin/keys/{id}/usage"), None).json();
+    u["daily"]["spend_usd"].as_f64().unwrap_or(0.0)
+}
+
+#[test]
+fn a_key_made_on_one_node_works_on_all_and_its_cap_holds_across_them() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start(&[]);
+    let nodes: Vec<Busbar> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Busbar::start(&config(&mock, &redis, n, ""), DRIVERS[i % 2], &[]))
+        .collect();
+    // A small daily cap: a few dozen requests' worth.
+    let r = admin(
+        &nodes[0],
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "shared", "limits": {"daily_usd": 0.002}})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    // Every node has it within the sync bound.
+    for n in &nodes[1..] {
+        eventually(5, "the key reaches the other nodes", || {
+            chat(n, &secret).status == 200
+        });
+    }
+    // Concurrent load on every node until each is refused.
+    let ok: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .flat_map(|n| (0..3).map(move |_| n))
+            .map(|n| {
+                let secret = secret.clone();
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for _ in 0..200 {
+                        match chat(n, &secret).status {
+                            200 => ok += 1,
+                            429 => break,
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(ok > 3, "only {ok} requests were served");
+    // The fleet's spend (each node's settled usage, added up) never passed the cap.
+    eventually(5, "usage settles", || {
+        let total: f64 = nodes.iter().map(|n| usage_usd(n, &id)).sum();
+        total > 0.0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let total: f64 = nodes.iter().map(|n| usage_usd(n, &id)).sum();
+    eprintln!("{ok} requests served, the fleet spent ${total:.6} of a $0.002 cap");
+    assert!(
+        total <= 0.002 + 1e-9,
+        "the fleet spent ${total} under a $0.002 cap"
+    );
+    assert!(
+        total >= 0.002 * 0.5,
+        "the fleet stopped early: ${total} of $0.002"
+    );
+}
+
+#[test]
+fn a_revocation_on_one_node_stops_the_key_on_every_node_within_the_bound() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start(&[]);
+    let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
+    let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
+    let r = admin(
+        &a,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "to-revoke"})),
+    );
+    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    eventually(5, "the key reaches node b", || {
+        chat(&b, &secret).status == 200
+    });
+    let r = admin(&b, "POST", &format!("/admin/keys/{id}/revoke"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let revoked_at = Instant::now();
+    // At once on the node that revoked it; on the other within the sync bound (1 s).
+    assert_eq!(chat(&b, &secret).status, 401);
+    eventually(3, "node a refuses the revoked key", || {
+        chat(&a, &secret).status == 401
+    });
+    eprintln!(
+        "revocation reached the other node in {:?}",
+        revoked_at.elapsed()
+    );
+    let body = chat(&a, &secret).json();
+    assert_eq!(body["error"]["code"], "key_revoked", "{body}");
+}
+
+#[test]
+fn redis_down_fails_closed_with_a_clear_503_and_the_fleet_recovers() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let mock = MockProvider::start(&[]);
+    let a = Busbar::start(
+        &config(&mock, &redis, "a", "timeout_ms = 100"),
+        DRIVERS[0],
+        &[],
+    );
+    let r = admin(
+        &a,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "k", "limits": {"daily_usd": 5}})),
+    );
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    assert_eq!(chat(&a, &secret).status, 200);
+    drop(redis);
+    // What the node already holds still serves; once it needs Redis, a 503 that says why.
+    let mut saw_503 = None;
+    for _ in 0..2000 {
+        let r = chat(&a, &secret);
+        if r.status == 503 {
+            saw_503 = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    let r = saw_503.expect("a 503 once the node's allotment is spent");
+    assert_eq!(
+        r.json()["error"]["code"],
+        "fleet_ledger_unavailable",
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // A key change cannot be made while Redis is away, and says so.
+    let r = admin(&a, "POST", "/admin/keys", Some(json!({"name": "new"})));
+    assert_eq!(r.status, 503, "{}", r.text());
+    // Redis is back (empty): the node seeds it with its keys, and serves again.
+    let _back = RedisServer::start_on(port);
+    eventually(10, "requests are served again", || {
+        chat(&a, &secret).status == 200
+    });
+}
