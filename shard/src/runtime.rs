@@ -274,7 +274,8 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
             ledger: ledger.as_ref().map(|l| l.handle.clone()),
             keys: Arc::clone(&keys),
             envs: Arc::clone(&envs),
-            keys_issued: ledger.as_ref().is_some_and(|l| l.keys_issued),
+            // A fleet node always needs keys: the fleet's keys may not have reached it yet.
+            keys_issued: ledger.as_ref().is_some_and(|l| l.keys_issued) || config.fleet.is_some(),
             telemetry: telemetry.clone(),
         };
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);

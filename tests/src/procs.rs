@@ -344,9 +344,32 @@ impl RedisServer {
 
     /// On `port` (again, after a stop: a server that kept nothing).
     pub fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+        RedisServer::start_with(port, None)
+    }
+
+    /// On `port`, keeping its data in `dir` (append-only file, fsync always): started again
+    /// on the same `dir`, it has what it had.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> RedisServer {
+        RedisServer::start_with(port, Some(dir))
+    }
+
+    fn start_with(port: u16, dir: Option<&std::path::Path>) -> RedisServer {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match dir {
+            Some(d) => cmd
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(d),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -369,6 +392,26 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `HGET key field` (None: no such field).
+    pub fn hget(&self, key: &str, field: &str) -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut req = String::from("*3\r\n$4\r\nHGET\r\n");
+        for a in [key, field] {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        std::io::Write::write_all(&mut s, req.as_bytes()).ok()?;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let n: i64 = line.trim_end().strip_prefix('$')?.parse().ok()?;
+        if n < 0 {
+            return None;
+        }
+        let mut value = String::new();
+        r.read_line(&mut value).ok()?;
+        Some(value.trim_end().to_string())
     }
 }
 

@@ -40,12 +40,17 @@ if tonumber(ARGV[5]) > 0 then redis.call('PEXPIREAT', k, ARGV[5]) end
 return {g, avail - g}
 ";
 
-/// The start of SETTLE and RELEASE: up to ARGV[2] of the node's (ARGV[1]) lease is taken
-/// back, `a`.
+/// The start of SETTLE and RELEASE. ARGV[1] the node, ARGV[2] the amount, ARGV[3] the
+/// call's sequence number (a node numbers its settlements and releases in the order it sends
+/// them): one already applied is not applied again (a reply lost to a dropped connection is
+/// sent again). Then up to ARGV[2] of the node's lease is taken back, `a`.
 macro_rules! take_back {
     () => {
         r"
 local k = KEYS[1]
+local sf = 'seq:' .. ARGV[1]
+if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', k, sf) or '0') then return -1 end
+redis.call('HSET', k, sf, ARGV[3])
 local f = 'lease:' .. ARGV[1]
 local mine = tonumber(redis.call('HGET', k, f) or '0')
 local a = math.min(tonumber(ARGV[2]), mine)
@@ -57,11 +62,12 @@ end
     };
 }
 
+/// ARGV[4] spent beyond the lease, ARGV[5] when Redis may forget the account (0: never).
 const SETTLE: &str = concat!(
     take_back!(),
     r"
-redis.call('HINCRBY', k, 'spent', string.format('%.0f', tonumber(ARGV[2]) + tonumber(ARGV[3])))
-if tonumber(ARGV[4]) > 0 then redis.call('PEXPIREAT', k, ARGV[4]) end
+redis.call('HINCRBY', k, 'spent', string.format('%.0f', tonumber(ARGV[2]) + tonumber(ARGV[4])))
+if tonumber(ARGV[5]) > 0 then redis.call('PEXPIREAT', k, ARGV[5]) end
 return a
 "
 );
@@ -238,12 +244,13 @@ impl FleetClient {
     }
 
     /// Turns `from_lease` of this node's lease into spend, and adds `over` spent beyond it.
+    /// `seq`: this call's number in the node's order (a repeat is not applied twice).
     pub(crate) fn settle(
         &mut self,
         account: &AccountId,
-        from_lease: u64,
-        over: u64,
+        (from_lease, over): (u64, u64),
         expire_at_ms: u64,
+        seq: u64,
     ) -> Result<(), FleetError> {
         let key = self.key(account);
         let settle = &self.scripts.settle;
@@ -254,20 +261,33 @@ impl FleetClient {
                     .key(key)
                     .arg(node)
                     .arg(from_lease)
+                    .arg(seq)
                     .arg(over)
                     .arg(expire_at_ms)
-                    .invoke::<u64>(c)
+                    .invoke::<i64>(c)
             })
             .map(|_| ())
     }
 
     /// Gives back `amount` of this node's lease; returns what was given back.
-    pub(crate) fn release(&mut self, account: &AccountId, amount: u64) -> Result<u64, FleetError> {
+    /// `seq` as for [`FleetClient::settle`]; returns what was given back (-1: a repeat).
+    pub(crate) fn release(
+        &mut self,
+        account: &AccountId,
+        amount: u64,
+        seq: u64,
+    ) -> Result<i64, FleetError> {
         let key = self.key(account);
         let release = &self.scripts.release;
         let node = &self.node;
-        self.link
-            .call(|c| release.key(key).arg(node).arg(amount).invoke::<u64>(c))
+        self.link.call(|c| {
+            release
+                .key(key)
+                .arg(node)
+                .arg(amount)
+                .arg(seq)
+                .invoke::<i64>(c)
+        })
     }
 
     /// The account as Redis has it now.
@@ -327,6 +347,11 @@ mod tests {
         }
     }
 
+    fn seq() -> u64 {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     #[test]
     fn leases_of_many_nodes_at_once_never_pass_the_cap() {
         let redis = Redis::start();
@@ -346,7 +371,7 @@ mod tests {
                             }
                             got += g;
                             // Spend some of it, give some back.
-                            n.settle(&a, g / 2, 0, 0).expect("settle");
+                            n.settle(&a, (g / 2, 0), 0, seq()).expect("settle");
                         }
                         got
                     })
@@ -387,8 +412,11 @@ mod tests {
         );
         // Less than the minimum is left: nothing.
         assert_eq!(n2.lease(&a, 10_000, 2_000, 2_000, 0).unwrap(), (0, 1_000));
-        n1.settle(&a, 3_000, 500, 0).unwrap();
-        assert_eq!(n1.release(&a, 5_000).unwrap(), 1_000);
+        n1.settle(&a, (3_000, 500), 0, 10).unwrap();
+        // A repeat (a reply that was lost) is not applied twice.
+        n1.settle(&a, (3_000, 500), 0, 10).unwrap();
+        assert_eq!(n1.release(&a, 5_000, 11).unwrap(), 1_000);
+        assert_eq!(n1.release(&a, 5_000, 11).unwrap(), -1);
         let s = n1.shared(&a).unwrap();
         assert_eq!(
             s,

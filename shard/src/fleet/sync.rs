@@ -133,6 +133,22 @@ pub(crate) fn start(
             .map(|e| (e.name.clone(), serde_json::to_string(e).unwrap_or_default()))
             .collect(),
     };
+    let mut seen = seen;
+    // The fleet's keys are in force here before this node takes its first request.
+    let first = client
+        .get_connection_with_timeout(timeout)
+        .and_then(|mut c| {
+            c.set_read_timeout(Some(timeout))?;
+            c.set_write_timeout(Some(timeout))?;
+            Ok(resync(&mut c, &names, &mut seen, &ledger, &mailboxes))
+        });
+    match first {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("fleet: the first key sync failed: {e}"),
+        Err(e) => {
+            tracing::warn!("fleet: Redis is unreachable at start; keys sync once it is back: {e}")
+        }
+    }
     std::thread::Builder::new()
         .name("busbar-fleet".into())
         .spawn(move || run(client, names, timeout, seen, ledger, mailboxes))

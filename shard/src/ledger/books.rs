@@ -82,9 +82,19 @@ struct Book {
 pub(crate) struct FleetBooks {
     pub(crate) client: crate::fleet::FleetClient,
     pub(crate) unreachable: busbar_core::config::Unreachable,
-    /// Settlements Redis has not taken yet (it was unreachable): (account, from the lease,
-    /// beyond it, expiry), sent again in order once it is back.
-    pending: std::collections::VecDeque<(AccountId, u64, u64, u64)>,
+    /// Settlements and releases Redis has not taken yet (it was unreachable), numbered in
+    /// the order they happened, sent again in that order once it is back.
+    pending: std::collections::VecDeque<(u64, FleetOp)>,
+    /// The next number (started from the clock, so a restarted node keeps counting up).
+    seq: u64,
+}
+
+/// What a node tells Redis, in order.
+enum FleetOp {
+    /// (account, from the lease, beyond it, expiry).
+    Settle(AccountId, u64, u64, u64),
+    /// (account, allotment given back).
+    Release(AccountId, u64),
 }
 
 impl FleetBooks {
@@ -92,11 +102,21 @@ impl FleetBooks {
         client: crate::fleet::FleetClient,
         unreachable: busbar_core::config::Unreachable,
     ) -> Self {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
         Self {
             client,
             unreachable,
             pending: Default::default(),
+            seq: now_us,
         }
+    }
+
+    fn push(&mut self, op: FleetOp) {
+        self.seq += 1;
+        self.pending.push_back((self.seq, op));
+        self.flush();
     }
 
     /// Settlements waiting for Redis.
@@ -104,16 +124,20 @@ impl FleetBooks {
         self.pending.len()
     }
 
-    /// Sends waiting settlements, oldest first, until Redis fails again.
+    /// Sends what waits, oldest first, until Redis fails again.
     fn flush(&mut self) {
-        while let Some((a, n, over, exp)) = self.pending.front() {
-            match self.client.settle(a, *n, *over, *exp) {
+        while let Some((seq, op)) = self.pending.front() {
+            let sent = match op {
+                FleetOp::Settle(a, n, over, exp) => self.client.settle(a, (*n, *over), *exp, *seq),
+                FleetOp::Release(a, n) => self.client.release(a, *n, *seq).map(|_| ()),
+            };
+            match sent {
                 Ok(()) => {
                     self.pending.pop_front();
                 }
                 Err(crate::fleet::FleetError::Refused(e)) => {
                     tracing::error!(
-                        "Redis refused a settlement, dropped from the fleet's books (it stays in the local file): {e}"
+                        "Redis refused a settlement or release, dropped from the fleet's books (usage stays in the local file): {e}"
                     );
                     self.pending.pop_front();
                 }
@@ -343,10 +367,7 @@ impl Books {
         if let Some(fleet) = self.fleet.as_mut() {
             // The allotment turned into spend: in Redis too (in order, after any waiting).
             let keep = keep_until(account, b.ends_at_ms);
-            fleet
-                .pending
-                .push_back((account.clone(), amount, over, keep));
-            fleet.flush();
+            fleet.push(FleetOp::Settle(account.clone(), amount, over, keep));
         }
     }
 
@@ -366,19 +387,15 @@ impl Books {
             if idle == 0 {
                 continue;
             }
+            // Given up here first: should Redis not hear of it, it counts the allotment as
+            // still this node's (less for the fleet, never more).
             let from_unshared = idle.min(b.unshared);
             let shared = idle - from_unshared;
-            let back = if shared > 0 {
-                match fleet.client.release(account, shared) {
-                    Ok(n) => n,
-                    Err(_) => continue,
-                }
-            } else {
-                0
-            };
             b.unshared -= from_unshared;
-            b.account
-                .set_cap(b.account.cap().saturating_sub(from_unshared + back));
+            b.account.set_cap(b.account.cap().saturating_sub(idle));
+            if shared > 0 {
+                fleet.push(FleetOp::Release(account.clone(), shared));
+            }
         }
     }
 
