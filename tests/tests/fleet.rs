@@ -165,7 +165,7 @@ fn redis_down_fails_closed_with_a_clear_503_and_the_fleet_recovers() {
         &a,
         "POST",
         "/admin/keys",
-        Some(json!({"name": "k", "limits": {"daily_usd": 5}})),
+        Some(json!({"name": "k", "limits": {"daily_usd": 0.05}})),
     );
     let secret = r.json()["secret"].as_str().unwrap().to_string();
     assert_eq!(chat(&a, &secret).status, 200);
@@ -290,4 +290,51 @@ fn redis_killed_and_restarted_under_load_loses_no_usage() {
         "{served} requests served across the outage; fleet spend {} micro-USD in Redis and in the nodes' journals",
         local()
     );
+}
+
+#[test]
+fn rpm_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start(&[]);
+    let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
+    let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
+    let r = admin(
+        &a,
+        "POST",
+        "/admin/keys",
+        Some(json!({"name": "rpm", "limits": {"rpm": 12}})),
+    );
+    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
+    let secret = r.json()["secret"].as_str().unwrap().to_string();
+    eventually(5, "the key reaches node b", || {
+        admin(&b, "GET", &format!("/admin/keys/{id}"), None).status == 200
+    });
+    // All within one UTC minute: start in a fresh one if this one is nearly over.
+    let into_minute = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 60_000
+    };
+    if into_minute() > 50_000 {
+        std::thread::sleep(Duration::from_millis((60_000 - into_minute() + 200) as u64));
+    }
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&a, &b, &a, &b]
+            .into_iter()
+            .map(|n| {
+                let secret = secret.clone();
+                s.spawn(move || (0..10).map(|_| chat(n, &secret).status).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok, 12, "{statuses:?}");
+    assert_eq!(limited, 28, "{statuses:?}");
 }

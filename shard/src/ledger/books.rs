@@ -87,6 +87,8 @@ pub(crate) struct FleetBooks {
     pending: std::collections::VecDeque<(u64, FleetOp)>,
     /// The next number (started from the clock, so a restarted node keeps counting up).
     seq: u64,
+    /// How many of `pending` (from the front) have been sent at least once.
+    tried: usize,
 }
 
 /// What a node tells Redis, in order.
@@ -110,39 +112,76 @@ impl FleetBooks {
             unreachable,
             pending: Default::default(),
             seq: now_us,
+            tried: 0,
         }
     }
 
+    /// Queues a settlement or release (sent with the next flush).
     fn push(&mut self, op: FleetOp) {
         self.seq += 1;
+        let unsent_back = self.pending.len() > self.tried;
+        // Settlements of one account in a row become one (its latest number covers them),
+        // unless the earlier one was already sent once: Redis may have applied it under its
+        // own number.
+        if let (
+            FleetOp::Settle(a, n, over, keep),
+            Some((seq, FleetOp::Settle(pa, pn, pover, pkeep))),
+        ) = (&op, self.pending.back_mut())
+            && a == pa
+            && unsent_back
+        {
+            *seq = self.seq;
+            *pn += n;
+            *pover += over;
+            *pkeep = (*pkeep).max(*keep);
+            return;
+        }
         self.pending.push_back((self.seq, op));
-        self.flush();
     }
 
-    /// Settlements waiting for Redis.
+    /// Settlements and releases waiting for Redis.
     pub(crate) fn pending(&self) -> usize {
         self.pending.len()
     }
 
-    /// Sends what waits, oldest first, until Redis fails again.
-    fn flush(&mut self) {
-        while let Some((seq, op)) = self.pending.front() {
-            let sent = match op {
-                FleetOp::Settle(a, n, over, exp) => self.client.settle(a, (*n, *over), *exp, *seq),
-                FleetOp::Release(a, n) => self.client.release(a, *n, *seq).map(|_| ()),
-            };
-            match sent {
-                Ok(()) => {
-                    self.pending.pop_front();
-                }
-                Err(crate::fleet::FleetError::Refused(e)) => {
-                    tracing::error!(
-                        "Redis refused a settlement or release, dropped from the fleet's books (usage stays in the local file): {e}"
-                    );
-                    self.pending.pop_front();
-                }
-                Err(crate::fleet::FleetError::Unreachable(_)) => return,
+    /// Sends everything waiting in one round trip; kept for the next try if Redis is away.
+    pub(crate) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let steps: Vec<crate::fleet::Step<'_>> = self
+            .pending
+            .iter()
+            .map(|(seq, op)| match op {
+                FleetOp::Settle(a, n, over, keep) => crate::fleet::Step::Settle {
+                    account: a,
+                    from_lease: *n,
+                    over: *over,
+                    expire_at_ms: *keep,
+                    seq: *seq,
+                },
+                FleetOp::Release(a, n) => crate::fleet::Step::Release {
+                    account: a,
+                    amount: *n,
+                    seq: *seq,
+                },
+            })
+            .collect();
+        // What has been sent once is never merged into again (see `push`).
+        self.tried = self.pending.len();
+        match self.client.batch(&steps) {
+            Ok(()) => {
+                self.pending.clear();
+                self.tried = 0;
             }
+            Err(crate::fleet::FleetError::Refused(e)) => {
+                tracing::error!(
+                    "Redis refused settlements or releases, dropped from the fleet's books (usage stays in the local file): {e}"
+                );
+                self.pending.clear();
+                self.tried = 0;
+            }
+            Err(crate::fleet::FleetError::Unreachable(_)) => {}
         }
     }
 }
@@ -184,6 +223,13 @@ impl Books {
     pub(crate) fn with_fleet(mut self, fleet: FleetBooks) -> Books {
         self.fleet = Some(fleet);
         self
+    }
+
+    /// Sends the fleet's waiting settlements and releases (after each batch of messages).
+    pub(crate) fn fleet_flush(&mut self) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.flush();
+        }
     }
 
     /// Settlements waiting for Redis (0 when not a fleet).
@@ -795,6 +841,9 @@ mod tests {
         // Every node's grants came out of the one cap: together they spent exactly it.
         assert_eq!(spent1 + spent2, 100_000, "{spent1} + {spent2}");
         assert!(spent1 > 0 && spent2 > 0);
+        // Settlements go to Redis in one round trip per ledger batch.
+        n1.fleet_flush();
+        n2.fleet_flush();
         let mut probe = crate::fleet::testing::client(&redis, "books:", "probe");
         let shared = probe.shared(&day()).unwrap();
         assert_eq!(shared.spent, 100_000);
@@ -816,6 +865,7 @@ mod tests {
         n1.release(0, &next, grants(&out)[0].1, false, &mut Vec::new());
         assert!(probe.shared(&next).unwrap().held > 0);
         n1.fleet_tick(t0 + FLEET_IDLE + Duration::from_millis(1));
+        n1.fleet_flush();
         assert_eq!(probe.shared(&next).unwrap().held, 0);
         out.clear();
         n2.lease(

@@ -321,6 +321,7 @@ fn run(
             }
         }
         books.expire_recalls(now, &mut out);
+        books.fleet_flush();
         if !tally.is_empty()
             && let Err(e) = store.write_tally_in(&mut wtxn, &mut tally)
         {
