@@ -83,5 +83,5 @@ for v in ("lmdb", "fleet"):
 counted = json.load(open(f"{work}/counted.json"))
 n = counted["requests"]
 print(f"Redis commands during a counted open-loop run (no warm-up): {after - before} for {n} requests"
-      f" = {(after - before) / max(n, 1):.3f} per request (INFO commandstats; scripts run as one call)")
+      f" = {(after - before) / max(n, 1):.3f} per request (INFO commandstats: the commands inside the Lua scripts count one by one)")
 PY
