@@ -46,6 +46,22 @@ fn chat(b: &Busbar, secret: &str) -> Response {
     )
 }
 
+/// Creates a key through `b`'s admin API; returns (id, secret).
+fn create_key(b: &Busbar, spec: Value) -> (String, String) {
+    let r = admin(b, "POST", "/admin/keys", Some(spec));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    let text = |k: &Value| k.as_str().unwrap().to_string();
+    (text(&v["key"]["id"]), text(&v["secret"]))
+}
+
+/// Waits until the key `id` is in force on `node` (its admin API knows it).
+fn wait_for_key(node: &Busbar, id: &str) {
+    eventually(5, "the key reaches the node", || {
+        admin(node, "GET", &format!("/admin/keys/{id}"), None).status == 200
+    });
+}
+
 fn usage_usd(b: &Busbar, id: &str) -> f64 {
     let u = admin(b, "GET", &format!("/admin/keys/{id}/usage"), None).json();
     u["daily"]["spend_usd"].as_f64().unwrap_or(0.0)
@@ -61,15 +77,10 @@ fn a_key_made_on_one_node_works_on_all_and_its_cap_holds_across_them() {
         .map(|(i, n)| Busbar::start(&config(&mock, &redis, n, ""), DRIVERS[i % 2], &[]))
         .collect();
     // A small daily cap: a few dozen requests' worth.
-    let r = admin(
+    let (id, secret) = create_key(
         &nodes[0],
-        "POST",
-        "/admin/keys",
-        Some(json!({"name": "shared", "limits": {"daily_usd": 0.002}})),
+        json!({"name": "shared", "limits": {"daily_usd": 0.002}}),
     );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
-    let secret = r.json()["secret"].as_str().unwrap().to_string();
     // Every node has it within the sync bound.
     for n in &nodes[1..] {
         eventually(5, "the key reaches the other nodes", || {
@@ -123,17 +134,8 @@ fn a_revocation_on_one_node_stops_the_key_on_every_node_within_the_bound() {
     let mock = MockProvider::start(&[]);
     let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
     let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
-    let r = admin(
-        &a,
-        "POST",
-        "/admin/keys",
-        Some(json!({"name": "to-revoke"})),
-    );
-    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
-    let secret = r.json()["secret"].as_str().unwrap().to_string();
-    eventually(5, "the key reaches node b", || {
-        admin(&b, "GET", &format!("/admin/keys/{id}"), None).status == 200
-    });
+    let (id, secret) = create_key(&a, json!({"name": "to-revoke"}));
+    wait_for_key(&b, &id);
     assert_eq!(chat(&b, &secret).status, 200);
     let r = admin(&b, "POST", &format!("/admin/keys/{id}/revoke"), None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -216,17 +218,11 @@ fn redis_killed_and_restarted_under_load_loses_no_usage() {
             )
         })
         .collect();
-    let r = admin(
+    let (id, secret) = create_key(
         &nodes[0],
-        "POST",
-        "/admin/keys",
-        Some(json!({"name": "busy", "limits": {"daily_usd": 50}})),
+        json!({"name": "busy", "limits": {"daily_usd": 50}}),
     );
-    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
-    let secret = r.json()["secret"].as_str().unwrap().to_string();
-    eventually(5, "the key reaches node b", || {
-        admin(&nodes[1], "GET", &format!("/admin/keys/{id}"), None).status == 200
-    });
+    wait_for_key(&nodes[1], &id);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let redis = std::sync::Mutex::new(Some(redis));
     let served: usize = std::thread::scope(|s| {
@@ -298,17 +294,8 @@ fn rpm_holds_across_nodes() {
     let mock = MockProvider::start(&[]);
     let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
     let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
-    let r = admin(
-        &a,
-        "POST",
-        "/admin/keys",
-        Some(json!({"name": "rpm", "limits": {"rpm": 12}})),
-    );
-    let id = r.json()["key"]["id"].as_str().unwrap().to_string();
-    let secret = r.json()["secret"].as_str().unwrap().to_string();
-    eventually(5, "the key reaches node b", || {
-        admin(&b, "GET", &format!("/admin/keys/{id}"), None).status == 200
-    });
+    let (id, secret) = create_key(&a, json!({"name": "rpm", "limits": {"rpm": 12}}));
+    wait_for_key(&b, &id);
     // All within one UTC minute: start in a fresh one if this one is nearly over.
     let into_minute = || {
         std::time::SystemTime::now()
