@@ -60,14 +60,16 @@ for i in $(seq 1 "$RUNS"); do
         run "$v" --concurrency "$CONC" > "$work/closed.$v.$i.json"
     done
 done
-calls() { redis-cli -p "$REDIS_PORT" info commandstats | python3 -c 'import re,sys; print(sum(int(n) for n in re.findall(r"calls=(\d+)", sys.stdin.read())))'; }
+# Per command: calls (the commands inside the Lua scripts count one by one, under their names).
+calls() { redis-cli -p "$REDIS_PORT" info commandstats | python3 -c 'import json,re,sys; print(json.dumps({m[0]: int(m[1]) for m in re.findall(r"cmdstat_(\w+):calls=(\d+)", sys.stdin.read())}))'; }
 before=$(calls)
 WARMUP=0s run fleet --rate "$RATE" > "$work/counted.json"
 after=$(calls)
 
 python3 - "$work" "$RUNS" "$RATE" "$CONC" "$before" "$after" <<'PY'
 import json, statistics, sys
-work, runs, rate, conc, before, after = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+work, runs, rate, conc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+before, after = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 get = lambda k, v: [json.load(open(f"{work}/{k}.{v}.{i}.json")) for i in range(1, runs + 1)]
 med = statistics.median
 print(f"governed key, open loop {rate} req/s and closed loop c={conc}, {runs} alternating rounds, medians")
@@ -81,7 +83,12 @@ for v in ("lmdb", "fleet"):
           f"{med(x['rps'] for x in c):>10.0f}{med(x['rps'] / b['rps'] for x, b in zip(c, lc)):>8.3f}"
           f"{sum(x['errors'] for x in o + c):>8}")
 counted = json.load(open(f"{work}/counted.json"))
-n = counted["requests"]
-print(f"Redis commands during a counted open-loop run (no warm-up): {after - before} for {n} requests"
-      f" = {(after - before) / max(n, 1):.3f} per request (INFO commandstats: the commands inside the Lua scripts count one by one)")
+n = max(counted["requests"], 1)
+delta = {c: after[c] - before.get(c, 0) for c in after if after[c] - before.get(c, 0) > 0}
+delta.pop("info", None)
+scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
+print(f"Redis during a counted open-loop run (no warm-up, {counted['requests']} requests, {counted['rps']:.0f} req/s):")
+print(f"  scripts called (EVALSHA: LEASE, SETTLE, RELEASE): {scripts} = {scripts / n:.4f} per request")
+print(f"  commands executed, those inside the scripts included: {sum(delta.values())} = {sum(delta.values()) / n:.3f} per request")
+print("  by command: " + ", ".join(f"{c} {v}" for c, v in sorted(delta.items(), key=lambda x: -x[1])))
 PY

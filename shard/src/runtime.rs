@@ -394,7 +394,7 @@ fn open_ledger(
             dir.display()
         )
     })?;
-    let store = crate::ledger::store::Store::open(dir)?;
+    let store = crate::ledger::store::Store::open(dir, fleet.is_some())?;
     let keys = store
         .keys_with_digests()
         .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
@@ -411,8 +411,17 @@ fn open_ledger(
         .map_err(|e| format!("cannot create shard mailbox: {e}"))?;
     let fleet = fleet
         .map(|f| {
+            let (journal, seq) = store
+                .fleet_journal()
+                .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
+            if !journal.is_empty() {
+                tracing::info!(
+                    waiting = journal.len(),
+                    "fleet: settlements the last run could not give Redis are sent first"
+                );
+            }
             crate::fleet::FleetClient::new(f)
-                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable))
+                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable, journal, seq))
         })
         .transpose()?;
     let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536, fleet)?;

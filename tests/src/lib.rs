@@ -21,7 +21,7 @@ pub mod scripted;
 pub use client::{Client, Response};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use pki::{Ca, ClientTls, Issued, TlsConn};
-pub use procs::{Busbar, DRIVERS, MockProvider, RedisServer, bin_path, run_check};
+pub use procs::{Busbar, DRIVERS, MockProvider, RedisServer, RedisTls, bin_path, run_check};
 pub use scripted::{Action, Received, Scripted, json_response};
 
 /// Polls `f` until it holds, for at most `secs` seconds (a bound on waiting for an event, not

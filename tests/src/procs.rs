@@ -332,28 +332,61 @@ impl Drop for MockProvider {
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// The TLS port, when started with [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
+}
+
+/// The files of a Redis that speaks TLS: its certificate and key, and the CA a client's
+/// certificate must chain to (clients without one are refused).
+pub struct RedisTls<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
+    pub client_ca: &'a std::path::Path,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        drop(l);
-        RedisServer::start_on(port)
+        RedisServer::start_on(free_port())
+    }
+
+    /// Plain TCP on `port` (for the test's own look at the data) and TLS with client
+    /// certificates required on `tls_port` (for busbar).
+    pub fn start_tls(tls: &RedisTls<'_>) -> RedisServer {
+        let tls_port = free_port();
+        let mut r = RedisServer::start_with(free_port(), None, |cmd| {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(tls.cert)
+                .arg("--tls-key-file")
+                .arg(tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(tls.client_ca)
+                .args(["--tls-auth-clients", "yes"]);
+        });
+        r.tls_port = Some(tls_port);
+        crate::eventually(10, "redis-server listens for TLS", || {
+            std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+        });
+        r
     }
 
     /// On `port` (again, after a stop: a server that kept nothing).
     pub fn start_on(port: u16) -> RedisServer {
-        RedisServer::start_with(port, None)
+        RedisServer::start_with(port, None, |_| {})
     }
 
     /// On `port`, keeping its data in `dir` (append-only file, fsync always): started again
     /// on the same `dir`, it has what it had.
     pub fn start_persistent(port: u16, dir: &std::path::Path) -> RedisServer {
-        RedisServer::start_with(port, Some(dir))
+        RedisServer::start_with(port, Some(dir), |_| {})
     }
 
-    fn start_with(port: u16, dir: Option<&std::path::Path>) -> RedisServer {
+    fn start_with(
+        port: u16,
+        dir: Option<&std::path::Path>,
+        more: impl FnOnce(&mut Command),
+    ) -> RedisServer {
         let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
@@ -369,12 +402,17 @@ impl RedisServer {
                 .arg(d),
             None => cmd.args(["--appendonly", "no"]),
         };
+        more(&mut cmd);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (tests/run installs it)");
-        let r = RedisServer { child, port };
+        let r = RedisServer {
+            child,
+            port,
+            tls_port: None,
+        };
         crate::eventually(10, "redis-server answers PING", || r.ping());
         r
     }
@@ -391,7 +429,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls_port {
+            Some(p) => format!("rediss://127.0.0.1:{p}"),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// `HGET key field` (None: no such field).
@@ -413,6 +454,12 @@ impl RedisServer {
         r.read_line(&mut value).ok()?;
         Some(value.trim_end().to_string())
     }
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 impl Drop for RedisServer {

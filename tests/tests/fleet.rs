@@ -1,9 +1,13 @@
 //! A fleet: two (and three) real busbar processes sharing one real `redis-server`, each with
 //! its own ledger file. A key made on one node works on the others; its cap holds across all
 //! of them under concurrent load; a revocation on one node stops it everywhere within the
-//! sync bound; Redis gone refuses (fail closed) with a 503 in the caller's protocol.
+//! sync bound; Redis gone refuses (fail closed) with a 503 in the caller's protocol, or serves
+//! from a bounded allowance (fail open) and loses nothing, even when the node is killed
+//! before Redis returns; Redis over TLS with client certificates.
 
-use busbar_tests::{Busbar, Client, DRIVERS, MockProvider, RedisServer, Response, eventually};
+use busbar_tests::{
+    Busbar, Ca, Client, DRIVERS, MockProvider, RedisServer, RedisTls, Response, eventually,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -65,6 +69,31 @@ fn wait_for_key(node: &Busbar, id: &str) {
 fn usage_usd(b: &Busbar, id: &str) -> f64 {
     let u = admin(b, "GET", &format!("/admin/keys/{id}/usage"), None).json();
     u["daily"]["spend_usd"].as_f64().unwrap_or(0.0)
+}
+
+/// What counts against the key's daily cap on `b`: spend, and leases a crash left unsettled
+/// (micro-USD).
+fn charged_micros(b: &Busbar, id: &str) -> u64 {
+    let u = admin(b, "GET", &format!("/admin/keys/{id}/usage"), None).json();
+    let usd = |f: &str| u["daily"][f].as_f64().unwrap_or(0.0);
+    ((usd("spend_usd") + usd("unsettled_usd")) * 1e6).round() as u64
+}
+
+/// The Redis hash of the key's daily account today.
+fn daily_account(id: &str) -> String {
+    let period = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        / 86_400_000;
+    format!("fleet-test:a:k{}:{id}:daily_usd:{period}", id.len())
+}
+
+fn field(redis: &RedisServer, key: &str, field: &str) -> u64 {
+    redis
+        .hget(key, field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -254,12 +283,7 @@ fn redis_killed_and_restarted_under_load_loses_no_usage() {
     });
     assert!(served > 20, "{served}");
     // Everything the nodes settled (their own journals) is in Redis, to the micro-dollar.
-    let period = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        / 86_400_000;
-    let key = format!("fleet-test:a:k{}:{id}:daily_usd:{period}", id.len());
+    let key = daily_account(&id);
     let local = || -> u64 {
         nodes
             .iter()
@@ -324,4 +348,139 @@ fn rpm_holds_across_nodes() {
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(ok, 12, "{statuses:?}");
     assert_eq!(limited, 28, "{statuses:?}");
+}
+
+#[test]
+fn fail_open_serves_a_bounded_allowance_and_a_node_killed_before_redis_returns_loses_nothing() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let ledger = tempfile::tempdir().unwrap();
+    let ledger_path = ledger.path().to_str().unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let redis = RedisServer::start_persistent(port, redis_dir.path());
+    let mock = MockProvider::start(&[]);
+    let extra = "timeout_ms = 100\non_unreachable = \"open\"\nopen_allowance_usd = 0.0005";
+    let conf = config(&mock, &redis, "a", extra);
+    let start = || Busbar::start_with(Some(&conf), DRIVERS[0], &[], &["--ledger", ledger_path]);
+    let a = start();
+    // A $0.01 daily cap: Redis allots a node a sixteenth of what is left at a time.
+    let (id, secret) = create_key(&a, json!({"name": "open", "limits": {"daily_usd": 0.01}}));
+    for _ in 0..3 {
+        assert_eq!(chat(&a, &secret).status, 200);
+    }
+    let account = daily_account(&id);
+    // Everything this node was allowed before the outage: what Redis has counted as spent and
+    // what it holds as the node's lease.
+    let before = {
+        let mut v = (0, 0);
+        eventually(5, "the first settlements reach Redis", || {
+            v = (
+                field(&redis, &account, "spent"),
+                field(&redis, &account, "lease:a"),
+            );
+            v.0 > 0
+        });
+        v.0 + v.1
+    };
+    drop(redis);
+    // Redis is gone: the node serves from what it holds, then from its allowance, then says
+    // it cannot.
+    let mut served = 0;
+    let refused = loop {
+        let r = chat(&a, &secret);
+        match r.status {
+            200 => served += 1,
+            503 => break r,
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+        assert!(served < 10_000, "never refused");
+    };
+    assert_eq!(refused.json()["error"]["code"], "fleet_ledger_unavailable");
+    let spent = charged_micros(&a, &id);
+    eprintln!(
+        "Redis allowed {before} micro-USD; the node spent {spent} ({served} requests while Redis was down)"
+    );
+    // Beyond what Redis had allowed it, but by no more than the allowance.
+    assert!(
+        spent > before,
+        "{spent} <= {before}: the allowance was never used"
+    );
+    assert!(
+        spent <= before + 500,
+        "{spent} micro-USD spent: more than {before} + the 500 allowance"
+    );
+    // Killed while Redis is still away: what it owes Redis is only in its ledger file.
+    a.kill9();
+    let redis = RedisServer::start_persistent(port, redis_dir.path());
+    let a = start();
+    let local = charged_micros(&a, &id);
+    assert!(
+        local >= spent,
+        "the node's file lost spend: {local} < {spent}"
+    );
+    let mut last = (0, 0);
+    eventually(
+        10,
+        "the journal reaches Redis and the old lease goes back",
+        || {
+            last = (
+                field(&redis, &account, "spent"),
+                field(&redis, &account, "lease:a"),
+            );
+            last == (local, 0)
+        },
+    );
+    assert_eq!(field(&redis, &account, "held"), 0);
+    // And it serves again, from a new lease.
+    assert_eq!(chat(&a, &secret).status, 200);
+}
+
+#[test]
+fn a_fleet_over_tls_needs_the_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("redis-ca");
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let (cert, key) = ca.server(&["127.0.0.1"]).write(dir.path(), "redis");
+    let redis = RedisServer::start_tls(&RedisTls {
+        cert: &cert,
+        key: &key,
+        client_ca: &ca_path,
+    });
+    let mock = MockProvider::start(&[]);
+    let node = |name: &str, with_cert: bool| {
+        let mut tls = format!("tls_ca = \"{}\"\n", ca_path.display());
+        if with_cert {
+            let (c, k) = ca.client(name).write(dir.path(), name);
+            tls += &format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                c.display(),
+                k.display()
+            );
+        }
+        Busbar::start(&config(&mock, &redis, name, &tls), DRIVERS[0], &[])
+    };
+    let a = node("a", true);
+    let b = node("b", true);
+    let (id, secret) = create_key(&a, json!({"name": "tls", "limits": {"daily_usd": 1}}));
+    wait_for_key(&b, &id);
+    for n in [&a, &b, &a] {
+        assert_eq!(chat(n, &secret).status, 200);
+    }
+    // Their spend is in Redis (read on its plain port).
+    let account = daily_account(&id);
+    let local = || charged_micros(&a, &id) + charged_micros(&b, &id);
+    eventually(5, "the settlements reach Redis over TLS", || {
+        local() > 0 && field(&redis, &account, "spent") == local()
+    });
+    // A node without a client certificate is refused at the handshake: it never sees the key.
+    let c = node("c", false);
+    let r = chat(&c, &secret);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        c.stderr().contains("Redis is unreachable"),
+        "{}",
+        c.stderr()
+    );
 }

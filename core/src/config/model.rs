@@ -554,6 +554,12 @@ pub struct Fleet {
     pub unreachable: Unreachable,
     /// Longest one Redis call may take.
     pub timeout_ms: u64,
+    /// rediss://: the CA certificates Redis's certificate must chain to (instead of the
+    /// public web roots).
+    pub tls_ca: Option<PemFile>,
+    /// rediss://: the certificate (chain) and key this node shows a Redis that asks for one
+    /// (`tls-auth-clients`).
+    pub tls_client: Option<(PemFile, PemFile)>,
 }
 
 /// A whole, validated configuration.

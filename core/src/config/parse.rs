@@ -98,6 +98,9 @@ struct RawFleet {
     on_unreachable: Option<Spanned<String>>,
     open_allowance_usd: Option<Spanned<f64>>,
     timeout_ms: Option<u64>,
+    tls_ca: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -770,7 +773,7 @@ fn validate(
     let fleet = raw
         .fleet
         .as_ref()
-        .map(fleet)
+        .map(|f| fleet(f, files))
         .transpose()
         .map_err(|(span, m)| err(span, m))?;
 
@@ -1171,19 +1174,7 @@ fn tls_settings(
     what: &str,
     files: FileReader<'_>,
 ) -> Result<Tls, (Range<usize>, String)> {
-    let read = |f: &Spanned<String>, field: &str| -> Result<PemFile, (Range<usize>, String)> {
-        let pem = files(f.get_ref()).map_err(|m| (f.span(), format!("{what}.{field}: {m}")))?;
-        if !pem.contains("-----BEGIN ") {
-            return Err((
-                f.span(),
-                format!("{what}.{field}: `{}` is not a PEM file", f.get_ref()),
-            ));
-        }
-        Ok(PemFile {
-            path: f.get_ref().clone(),
-            pem,
-        })
-    };
+    let read = |f: &Spanned<String>, field: &str| pem_file(f, &format!("{what}.{field}"), files);
     let raw = t.get_ref();
     let handshake_timeout_ms = match &raw.handshake_timeout_ms {
         Some(ms) => check_ms(&format!("{what}.handshake_timeout_ms"), *ms.get_ref())
@@ -1210,6 +1201,25 @@ fn tls_settings(
             .transpose()?,
         handshake_timeout_ms,
         min_version,
+    })
+}
+
+/// Reads the PEM file `f` names (`field`: its name in messages).
+fn pem_file(
+    f: &Spanned<String>,
+    field: &str,
+    files: FileReader<'_>,
+) -> Result<PemFile, (Range<usize>, String)> {
+    let pem = files(f.get_ref()).map_err(|m| (f.span(), format!("{field}: {m}")))?;
+    if !pem.contains("-----BEGIN ") {
+        return Err((
+            f.span(),
+            format!("{field}: `{}` is not a PEM file", f.get_ref()),
+        ));
+    }
+    Ok(PemFile {
+        path: f.get_ref().clone(),
+        pem,
     })
 }
 
@@ -1273,7 +1283,7 @@ fn http2_settings(h: &RawHttp2) -> Result<Http2, (Range<usize>, String)> {
 }
 
 /// `[fleet]`.
-fn fleet(f: &Spanned<RawFleet>) -> Result<Fleet, (Range<usize>, String)> {
+fn fleet(f: &Spanned<RawFleet>, files: FileReader<'_>) -> Result<Fleet, (Range<usize>, String)> {
     let raw = f.get_ref();
     let url = raw.url.get_ref();
     let rest = url
@@ -1349,7 +1359,45 @@ fn fleet(f: &Spanned<RawFleet>) -> Result<Fleet, (Range<usize>, String)> {
             ));
         }
     };
+    // TLS files: only for rediss://; a client certificate comes with its key.
+    let tls = url.starts_with("rediss://");
+    for (field, v) in [
+        ("tls_ca", &raw.tls_ca),
+        ("tls_cert", &raw.tls_cert),
+        ("tls_key", &raw.tls_key),
+    ] {
+        if let Some(v) = v
+            && !tls
+        {
+            return Err((
+                v.span(),
+                format!(
+                    "fleet.{field} is for a TLS connection to Redis: the url must start with rediss://"
+                ),
+            ));
+        }
+    }
+    let tls_client = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(c), Some(k)) => Some((
+            pem_file(c, "fleet.tls_cert", files)?,
+            pem_file(k, "fleet.tls_key", files)?,
+        )),
+        (None, None) => None,
+        (Some(v), None) | (None, Some(v)) => {
+            return Err((
+                v.span(),
+                "fleet.tls_cert and fleet.tls_key go together (a client certificate and its key)"
+                    .into(),
+            ));
+        }
+    };
     Ok(Fleet {
+        tls_ca: raw
+            .tls_ca
+            .as_ref()
+            .map(|c| pem_file(c, "fleet.tls_ca", files))
+            .transpose()?,
+        tls_client,
         url: url.clone(),
         key_prefix: raw.key_prefix.clone().unwrap_or_else(|| "busbar:".into()),
         node_id,
@@ -1767,10 +1815,42 @@ key_env = "APP_KEY"
                 "[fleet]\nurl = \"redis://127.0.0.1\"\nnode_id = \"a\"\non_unreachable = \"maybe\"\n",
                 "not `closed` or `open`",
             ),
+            (
+                "[fleet]\nurl = \"redis://127.0.0.1\"\nnode_id = \"a\"\ntls_ca = \"ca.pem\"\n",
+                "must start with rediss://",
+            ),
+            (
+                "[fleet]\nurl = \"rediss://127.0.0.1\"\nnode_id = \"a\"\ntls_cert = \"c.pem\"\n",
+                "go together",
+            ),
         ] {
             let e = err_of(&format!("{base}{bad}"));
             assert!(e.message.contains(says), "{bad}: {e}");
         }
+        // rediss:// with a CA and a client certificate: the files are read with the config.
+        let files = |path: &str| match path {
+            "ca.pem" | "c.pem" | "k.pem" => Ok(format!("-----BEGIN {path}-----\n")),
+            other => Err(format!("cannot read `{other}`")),
+        };
+        let tls = "[fleet]\nurl = \"rediss://redis.internal:6380\"\nnode_id = \"a\"\ntls_ca = \"ca.pem\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        let f = parse_with_files(&format!("{base}{tls}"), &env, &files)
+            .unwrap()
+            .fleet
+            .unwrap();
+        assert_eq!(f.tls_ca.unwrap().pem, "-----BEGIN ca.pem-----\n");
+        let (c, k) = f.tls_client.unwrap();
+        assert_eq!((c.path.as_str(), k.path.as_str()), ("c.pem", "k.pem"));
+        let e = parse_with_files(
+            &format!("{base}{}", tls.replace("ca.pem", "missing.pem")),
+            &env,
+            &files,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("fleet.tls_ca: cannot read `missing.pem`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -158,6 +158,30 @@ impl AccountId {
             self.period
         )
     }
+
+    /// The spend account whose [`AccountId::record_key`] is `record` (rate accounts have no
+    /// record). A holder's name may hold `|`: the tag is read from the left, the window and
+    /// period from the right.
+    pub fn from_record_key(record: &str) -> Option<AccountId> {
+        let mut right = record.rsplitn(3, '|');
+        let period = right.next()?.parse().ok()?;
+        let limit = match right.next()? {
+            "daily" => Limit::Daily,
+            "monthly" => Limit::Monthly,
+            "all-time" => Limit::AllTime,
+            _ => return None,
+        };
+        let holder = match right.next()?.split_once('|')? {
+            ("k", name) => Holder::Key(name.into()),
+            ("e", name) => Holder::Environment(name.into()),
+            _ => return None,
+        };
+        Some(AccountId {
+            holder,
+            limit,
+            period,
+        })
+    }
 }
 
 /// An environment's own caps and limits, on top of each of its keys'.
@@ -214,5 +238,27 @@ mod tests {
         assert_eq!(Limit::Tpm.amount(100, 7), 7);
         assert_eq!(Limit::Rpm.amount(100, 7), 1);
         assert_eq!(Limit::Monthly.amount(100, 7), 100);
+    }
+
+    #[test]
+    fn spend_records_read_back_into_their_accounts() {
+        for a in [
+            AccountId::at(Holder::Key("key_a".into()), Limit::Daily, 1_795_535_396_000).0,
+            AccountId::at(Holder::Environment("a|b".into()), Limit::Monthly, 1).0,
+            AccountId::at(Holder::Key("".into()), Limit::AllTime, 0).0,
+        ] {
+            assert_eq!(AccountId::from_record_key(&a.record_key()), Some(a));
+        }
+        let rpm = AccountId::at(Holder::Key("key_a".into()), Limit::Rpm, 1).0;
+        assert_eq!(AccountId::from_record_key(&rpm.record_key()), None);
+        for bad in [
+            "",
+            "k|x|daily",
+            "x|key|daily|1",
+            "k|key|daily|-1",
+            "kkey|daily|1",
+        ] {
+            assert_eq!(AccountId::from_record_key(bad), None, "{bad}");
+        }
     }
 }

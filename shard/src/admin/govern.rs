@@ -183,7 +183,7 @@ impl Cx<'_> {
         };
         let names = crate::fleet::sync::Names::new(&f.key_prefix);
         let timeout = std::time::Duration::from_millis(f.timeout_ms.max(1000));
-        let written = redis::Client::open(f.url.as_str()).and_then(|c| {
+        let written = crate::fleet::client(f).and_then(|c| {
             let mut conn = c.get_connection_with_timeout(timeout)?;
             conn.set_read_timeout(Some(timeout))?;
             conn.set_write_timeout(Some(timeout))?;

@@ -4,16 +4,23 @@
 //! Redis, so the sum of every node's leases and the fleet's spend never passes the cap:
 //!
 //! ```text
-//!   {prefix}a:<holder>:<limit>:<period>   hash  spent, held, lease:<node> ...
+//!   {prefix}a:<holder>:<limit>:<period>   hash  spent, held, lease:<node>, seq:<node> ...
+//!   {prefix}n:<node>                       sorted set: the accounts the node has leased
+//!                                          (score: when Redis may forget the account)
 //!
 //!   LEASE   available = cap - spent - held; >= min: grant min(ask, available) to the node
 //!   SETTLE  the node turns part of its lease into spend (and adds any spend beyond it)
 //!   RELEASE the node gives back lease it does not need
 //! ```
 //!
+//! Settlements and releases are numbered by the node and applied at most once (so a batch
+//! whose reply was lost is simply sent again). A node that starts gives back every lease the
+//! set names (what it held when it last stopped or crashed), after its journaled settlements.
+//!
 //! Used by the ledger thread only (blocking calls, each bounded by `fleet.timeout_ms`), never
 //! by a shard. While Redis cannot be reached, every call fails fast (a reconnect is tried at
-//! most every [`RETRY`]) and the caller applies `fleet.on_unreachable`.
+//! most every [`RETRY`]) and the caller applies `fleet.on_unreachable`. The scripts are loaded
+//! once per connection and called by their SHA-1 (EVALSHA).
 
 pub(crate) mod sync;
 
@@ -39,6 +46,11 @@ if avail >= tonumber(ARGV[3]) and avail > 0 then
   redis.call('HINCRBY', k, 'held', string.format('%.0f', g))
 end
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIREAT', k, ARGV[5]) end
+if g > 0 then
+  -- The node's set of accounts, rid of those Redis has forgotten.
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[5]) > 0 and ARGV[5] or 'inf', k)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
+end
 return {g, avail - g}
 ";
 
@@ -76,20 +88,55 @@ return a
 
 const RELEASE: &str = concat!(take_back!(), "return a\n");
 
-/// A settlement or a release in a [`FleetClient::batch`].
+/// A release of everything a node holds of an account (Lua numbers are doubles: 2^53).
+pub(crate) const ALL: u64 = 1 << 53;
+
+/// A settlement or a release in a [`FleetClient::batch`], on the account whose Redis key is
+/// `key` ([`FleetClient::key`]).
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Step<'a> {
     Settle {
-        account: &'a AccountId,
+        key: &'a str,
         from_lease: u64,
         over: u64,
         expire_at_ms: u64,
         seq: u64,
     },
     Release {
-        account: &'a AccountId,
+        key: &'a str,
         amount: u64,
         seq: u64,
     },
+}
+
+/// What a node has to tell Redis, kept (and journaled in the ledger file) until Redis has it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Op {
+    /// `from_lease` of the node's lease on the account under `key` became spend, and `over`
+    /// was spent beyond it; Redis may forget the account at `keep` (0: leave as it is).
+    Settle {
+        key: String,
+        from_lease: u64,
+        over: u64,
+        keep: u64,
+    },
+    /// Allotment given back.
+    Release { key: String, amount: u64 },
+    /// What the shards held of a spend account (by its record in the ledger file) when the
+    /// process died: the file counts it as spent, so the fleet must too. Read back as a
+    /// settlement from the lease when the node starts.
+    Unsettled { record: String, amount: u64 },
+}
+
+impl Op {
+    /// The account's Redis key, or the record it will become one of.
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Op::Settle { key, .. } | Op::Release { key, .. } => key,
+            Op::Unsettled { record, .. } => record,
+        }
+    }
 }
 
 /// Why a fleet call did not happen.
@@ -132,9 +179,10 @@ pub(crate) struct Shared {
 /// This node's connection to the fleet's books.
 pub(crate) struct FleetClient {
     link: Link,
-    scripts: Scripts,
     prefix: String,
     node: String,
+    /// `{prefix}n:<node>`.
+    holdings: String,
 }
 
 /// The connection, made again after a failure (not sooner than [`RETRY`]).
@@ -143,14 +191,37 @@ struct Link {
     conn: Option<redis::Connection>,
     timeout: Duration,
     quiet_until: Option<Instant>,
+    scripts: Scripts,
 }
 
+/// The three scripts, loaded into Redis on every new connection.
 struct Scripts {
     lease: redis::Script,
+    settle: redis::Script,
+    release: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            lease: redis::Script::new(LEASE),
+            settle: redis::Script::new(SETTLE),
+            release: redis::Script::new(RELEASE),
+        }
+    }
+
+    fn load(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        for code in [LEASE, SETTLE, RELEASE] {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
+        }
+        pipe.query(c)
+    }
 }
 
 impl Link {
-    fn conn(&mut self) -> Result<&mut redis::Connection, FleetError> {
+    /// Connects, unless connected (or a failure was too recent).
+    fn connect(&mut self) -> Result<(), FleetError> {
         if self.conn.is_none() {
             if self.quiet_until.is_some_and(|t| Instant::now() < t) {
                 return Err(FleetError::Unreachable(
@@ -161,9 +232,10 @@ impl Link {
             let c = self
                 .client
                 .get_connection_with_timeout(timeout)
-                .and_then(|c| {
+                .and_then(|mut c| {
                     c.set_read_timeout(Some(timeout))?;
                     c.set_write_timeout(Some(timeout))?;
+                    self.scripts.load(&mut c)?;
                     Ok(c)
                 });
             match c {
@@ -177,17 +249,25 @@ impl Link {
                 }
             }
         }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| FleetError::Unreachable("no connection".into()))
+        Ok(())
     }
 
     /// Runs `f` on the connection; an unreachable Redis drops it (the next call reconnects).
+    /// Scripts Redis has forgotten (SCRIPT FLUSH) are loaded again and `f` is run once more.
     fn call<T>(
         &mut self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T, FleetError> {
-        let result = f(self.conn()?);
+        self.connect()?;
+        let (Some(conn), scripts) = (self.conn.as_mut(), &self.scripts) else {
+            return Err(FleetError::Unreachable("no connection".into()));
+        };
+        let mut result = f(conn, scripts);
+        if let Err(e) = &result
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            result = scripts.load(conn).and_then(|()| f(conn, scripts));
+        }
         result.map_err(|e| {
             let e = FleetError::from(e);
             if matches!(e, FleetError::Unreachable(_)) {
@@ -199,20 +279,39 @@ impl Link {
     }
 }
 
+/// A Redis client for `fleet.url`, with the CA and client certificate the config names for
+/// rediss:// (without a CA: the public web roots).
+pub(crate) fn client(fleet: &Fleet) -> redis::RedisResult<redis::Client> {
+    if fleet.tls_ca.is_none() && fleet.tls_client.is_none() {
+        return redis::Client::open(fleet.url.as_str());
+    }
+    redis::Client::build_with_tls(
+        fleet.url.as_str(),
+        redis::TlsCertificates {
+            client_tls: fleet
+                .tls_client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.pem.as_bytes().to_vec(),
+                    client_key: key.pem.as_bytes().to_vec(),
+                }),
+            root_cert: fleet.tls_ca.as_ref().map(|c| c.pem.as_bytes().to_vec()),
+        },
+    )
+}
+
 impl FleetClient {
     pub(crate) fn new(fleet: &Fleet) -> Result<FleetClient, String> {
-        let client =
-            redis::Client::open(fleet.url.as_str()).map_err(|e| format!("fleet.url: {e}"))?;
+        let client = client(fleet).map_err(|e| format!("fleet: {e}"))?;
         Ok(FleetClient {
             link: Link {
                 client,
                 conn: None,
                 timeout: Duration::from_millis(fleet.timeout_ms),
                 quiet_until: None,
+                scripts: Scripts::new(),
             },
-            scripts: Scripts {
-                lease: redis::Script::new(LEASE),
-            },
+            holdings: format!("{}n:{}", fleet.key_prefix, fleet.node_id),
             prefix: fleet.key_prefix.clone(),
             node: fleet.node_id.clone(),
         })
@@ -243,17 +342,51 @@ impl FleetClient {
         expire_at_ms: u64,
     ) -> Result<(u64, u64), FleetError> {
         let key = self.key(account);
-        let lease = &self.scripts.lease;
-        let node = &self.node;
-        self.link.call(|c| {
-            lease
-                .key(key)
+        let (node, holdings) = (&self.node, &self.holdings);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.link.call(|c, s| {
+            redis::cmd("EVALSHA")
+                .arg(s.lease.get_hash())
+                .arg(2)
+                .arg(&key)
+                .arg(holdings)
                 .arg(node)
                 .arg(cap)
                 .arg(min)
                 .arg(ask.max(min))
                 .arg(expire_at_ms)
-                .invoke::<(u64, u64)>(c)
+                .arg(now_ms)
+                .query::<(u64, u64)>(c)
+        })
+    }
+
+    /// The Redis keys of the accounts this node may hold a lease on (what it leased and Redis
+    /// has not forgotten).
+    pub(crate) fn holdings(&mut self) -> Result<Vec<String>, FleetError> {
+        let holdings = &self.holdings;
+        self.link
+            .call(|c, _| redis::cmd("ZRANGE").arg(holdings).arg(0).arg(-1).query(c))
+    }
+
+    /// Gives back everything this node holds of the accounts `keys` (numbered from `seq` up)
+    /// and forgets them in its set.
+    pub(crate) fn reclaim(&mut self, keys: &[String], seq: u64) -> Result<(), FleetError> {
+        let steps: Vec<Step<'_>> = keys
+            .iter()
+            .zip(seq..)
+            .map(|(key, seq)| Step::Release {
+                key,
+                amount: ALL,
+                seq,
+            })
+            .collect();
+        let holdings = self.holdings.clone();
+        self.send(&steps, |pipe| {
+            if !keys.is_empty() {
+                pipe.cmd("ZREM").arg(&holdings).arg(keys).ignore();
+            }
         })
     }
 
@@ -267,8 +400,9 @@ impl FleetClient {
         expire_at_ms: u64,
         seq: u64,
     ) -> Result<(), FleetError> {
+        let key = self.key(account);
         self.batch(&[Step::Settle {
-            account,
+            key: &key,
             from_lease,
             over,
             expire_at_ms,
@@ -284,8 +418,9 @@ impl FleetClient {
         amount: u64,
         seq: u64,
     ) -> Result<(), FleetError> {
+        let key = self.key(account);
         self.batch(&[Step::Release {
-            account,
+            key: &key,
             amount,
             seq,
         }])
@@ -297,44 +432,50 @@ impl FleetClient {
         if steps.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for s in steps {
-            match s {
-                Step::Settle {
-                    account,
-                    from_lease,
-                    over,
-                    expire_at_ms,
-                    seq,
-                } => {
-                    pipe.cmd("EVAL")
-                        .arg(SETTLE)
+        self.send(steps, |_| {})
+    }
+
+    /// `steps` in one pipeline, then whatever `more` adds.
+    fn send(
+        &mut self,
+        steps: &[Step<'_>],
+        more: impl Fn(&mut redis::Pipeline),
+    ) -> Result<(), FleetError> {
+        let node = &self.node;
+        self.link.call(|c, s| {
+            let mut pipe = redis::pipe();
+            for step in steps {
+                match *step {
+                    Step::Settle {
+                        key,
+                        from_lease,
+                        over,
+                        expire_at_ms,
+                        seq,
+                    } => pipe
+                        .cmd("EVALSHA")
+                        .arg(s.settle.get_hash())
                         .arg(1)
-                        .arg(self.key(account))
-                        .arg(&self.node)
-                        .arg(*from_lease)
-                        .arg(*seq)
-                        .arg(*over)
-                        .arg(*expire_at_ms)
-                        .ignore();
-                }
-                Step::Release {
-                    account,
-                    amount,
-                    seq,
-                } => {
-                    pipe.cmd("EVAL")
-                        .arg(RELEASE)
+                        .arg(key)
+                        .arg(node)
+                        .arg(from_lease)
+                        .arg(seq)
+                        .arg(over)
+                        .arg(expire_at_ms),
+                    Step::Release { key, amount, seq } => pipe
+                        .cmd("EVALSHA")
+                        .arg(s.release.get_hash())
                         .arg(1)
-                        .arg(self.key(account))
-                        .arg(&self.node)
-                        .arg(*amount)
-                        .arg(*seq)
-                        .ignore();
+                        .arg(key)
+                        .arg(node)
+                        .arg(amount)
+                        .arg(seq),
                 }
+                .ignore();
             }
-        }
-        self.link.call(|c| pipe.query::<()>(c))
+            more(&mut pipe);
+            pipe.query::<()>(c)
+        })
     }
 
     /// The account as Redis has it now.
@@ -342,7 +483,7 @@ impl FleetClient {
     pub(crate) fn shared(&mut self, account: &AccountId) -> Result<Shared, FleetError> {
         let key = self.key(account);
         let field = format!("lease:{}", self.node);
-        self.link.call(|c| {
+        self.link.call(|c, _| {
             let (spent, held, mine): (Option<u64>, Option<u64>, Option<u64>) = redis::cmd("HMGET")
                 .arg(&key)
                 .arg("spent")
@@ -371,6 +512,8 @@ pub(crate) mod testing {
             node_id: node.into(),
             unreachable: busbar_core::config::Unreachable::Closed,
             timeout_ms: 200,
+            tls_ca: None,
+            tls_client: None,
         })
         .expect("client")
     }

@@ -116,7 +116,7 @@ pub(crate) fn start(
     keys: &[([u8; 32], KeyRecord)],
     envs: &[EnvRecord],
 ) -> Result<(), String> {
-    let client = redis::Client::open(fleet.url.as_str()).map_err(|e| format!("fleet.url: {e}"))?;
+    let client = super::client(fleet).map_err(|e| format!("fleet: {e}"))?;
     let names = Names::new(&fleet.key_prefix);
     let timeout = Duration::from_millis(fleet.timeout_ms);
     let seen = Seen {

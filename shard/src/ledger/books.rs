@@ -76,67 +76,129 @@ struct Book {
     unshared: u64,
     /// When a shard last asked for more (idle allotment goes back to Redis after a while).
     last_ask: Instant,
+    /// Fleet mode: the account's Redis key.
+    key: String,
 }
 
 /// The fleet's books in Redis, when this node is one of a fleet.
 pub(crate) struct FleetBooks {
     pub(crate) client: crate::fleet::FleetClient,
     pub(crate) unreachable: busbar_core::config::Unreachable,
-    /// Settlements and releases Redis has not taken yet (it was unreachable), numbered in
-    /// the order they happened, sent again in that order once it is back.
-    pending: std::collections::VecDeque<(u64, FleetOp)>,
-    /// The next number (started from the clock, so a restarted node keeps counting up).
-    seq: u64,
+    /// Settlements and releases Redis has not taken yet, numbered in the order they
+    /// happened, sent in that order (every [`FLEET_FLUSH_EVERY`], or sooner when many wait).
+    pending: Vec<Pending>,
+    /// Per account (Redis key): where its latest entry is in `pending`.
+    last: HashMap<String, usize>,
     /// How many of `pending` (from the front) have been sent at least once.
     tried: usize,
+    /// The last number given (never below the clock in µs, the file's last, or the journal's).
+    seq: u64,
+    /// Journal records of entries Redis has taken, to delete from the file.
+    done: Vec<u64>,
+    last_flush: Instant,
+    /// The leases the node held when it last stopped are still to be given back (before it
+    /// takes any new one).
+    reclaim: bool,
 }
 
-/// What a node tells Redis, in order.
-enum FleetOp {
-    /// (account, from the lease, beyond it, expiry).
-    Settle(AccountId, u64, u64, u64),
-    /// (account, allotment given back).
-    Release(AccountId, u64),
+/// One entry waiting for Redis.
+struct Pending {
+    seq: u64,
+    op: crate::fleet::Op,
+    /// The number it is journaled under in the file, if it is.
+    written: Option<u64>,
 }
 
 impl FleetBooks {
+    /// `journal`: what the file kept for Redis (a node that stopped while Redis was away, or
+    /// crashed), sent first; `last_seq`: the last number the file has seen used.
     pub(crate) fn new(
         client: crate::fleet::FleetClient,
         unreachable: busbar_core::config::Unreachable,
+        journal: Vec<(u64, crate::fleet::Op)>,
+        last_seq: u64,
     ) -> Self {
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
+        let seq = journal
+            .iter()
+            .map(|(s, _)| *s)
+            .fold(now_us.max(last_seq), u64::max);
+        let pending: Vec<Pending> = journal
+            .into_iter()
+            .filter_map(|(seq, op)| {
+                let op = match op {
+                    crate::fleet::Op::Unsettled { record, amount } => {
+                        let Some(account) = AccountId::from_record_key(&record) else {
+                            tracing::error!(record, "fleet journal: not an account; dropped");
+                            return None;
+                        };
+                        crate::fleet::Op::Settle {
+                            key: client.key(&account),
+                            from_lease: amount,
+                            over: 0,
+                            keep: 0,
+                        }
+                    }
+                    op => op,
+                };
+                Some(Pending {
+                    seq,
+                    op,
+                    written: Some(seq),
+                })
+            })
+            .collect();
         Self {
             client,
             unreachable,
-            pending: Default::default(),
-            seq: now_us,
-            tried: 0,
+            last: HashMap::new(),
+            // Sent before, perhaps: never merged into.
+            tried: pending.len(),
+            pending,
+            seq,
+            done: Vec::new(),
+            last_flush: Instant::now(),
+            reclaim: true,
         }
     }
 
     /// Queues a settlement or release (sent with the next flush).
-    fn push(&mut self, op: FleetOp) {
+    fn push(&mut self, op: crate::fleet::Op) {
+        use crate::fleet::Op::Settle;
         self.seq += 1;
-        let unsent_back = self.pending.len() > self.tried;
-        // Settlements of one account in a row become one (its latest number covers them),
-        // unless the earlier one was already sent once: Redis may have applied it under its
-        // own number.
-        if let (
-            FleetOp::Settle(a, n, over, keep),
-            Some((seq, FleetOp::Settle(pa, pn, pover, pkeep))),
-        ) = (&op, self.pending.back_mut())
-            && a == pa
-            && unsent_back
+        // A settlement of an account whose latest entry is an unsent settlement joins it
+        // (under the new number, which covers both): one per account per flush. One already
+        // sent once is not joined: Redis may have applied it under its own number.
+        if let Settle {
+            key,
+            from_lease,
+            over,
+            keep,
+        } = &op
+            && let Some(&i) = self.last.get(key.as_str())
+            && i >= self.tried
+            && let Some(p) = self.pending.get_mut(i)
+            && let Settle {
+                from_lease: n,
+                over: o,
+                keep: k,
+                ..
+            } = &mut p.op
         {
-            *seq = self.seq;
-            *pn += n;
-            *pover += over;
-            *pkeep = (*pkeep).max(*keep);
+            p.seq = self.seq;
+            *n += from_lease;
+            *o += over;
+            *k = (*k).max(*keep);
             return;
         }
-        self.pending.push_back((self.seq, op));
+        self.last.insert(op.key().to_string(), self.pending.len());
+        self.pending.push(Pending {
+            seq: self.seq,
+            op,
+            written: None,
+        });
     }
 
     /// Settlements and releases waiting for Redis.
@@ -144,47 +206,132 @@ impl FleetBooks {
         self.pending.len()
     }
 
-    /// Sends everything waiting in one round trip; kept for the next try if Redis is away.
-    pub(crate) fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
+    /// Whether a flush is due by `now` (and how long until it is, when not).
+    fn due(&self, now: Instant) -> Option<Duration> {
+        if self.pending.is_empty() && !self.reclaim {
+            return None;
         }
-        let steps: Vec<crate::fleet::Step<'_>> = self
-            .pending
-            .iter()
-            .map(|(seq, op)| match op {
-                FleetOp::Settle(a, n, over, keep) => crate::fleet::Step::Settle {
-                    account: a,
-                    from_lease: *n,
-                    over: *over,
-                    expire_at_ms: *keep,
-                    seq: *seq,
-                },
-                FleetOp::Release(a, n) => crate::fleet::Step::Release {
-                    account: a,
-                    amount: *n,
-                    seq: *seq,
-                },
-            })
-            .collect();
-        // What has been sent once is never merged into again (see `push`).
-        self.tried = self.pending.len();
-        match self.client.batch(&steps) {
-            Ok(()) => {
-                self.pending.clear();
-                self.tried = 0;
-            }
-            Err(crate::fleet::FleetError::Refused(e)) => {
-                tracing::error!(
-                    "Redis refused settlements or releases, dropped from the fleet's books (usage stays in the local file): {e}"
-                );
-                self.pending.clear();
-                self.tried = 0;
-            }
-            Err(crate::fleet::FleetError::Unreachable(_)) => {}
+        let since = now.saturating_duration_since(self.last_flush);
+        if self.pending.len() >= FLEET_FLUSH_AT || since >= FLEET_FLUSH_EVERY {
+            Some(Duration::ZERO)
+        } else {
+            Some(FLEET_FLUSH_EVERY - since)
         }
     }
+
+    /// Sends everything waiting in one round trip (kept for the next try if Redis is away),
+    /// then, once, gives back the leases held when the node last stopped.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        self.last_flush = now;
+        if !self.pending.is_empty() {
+            let steps: Vec<crate::fleet::Step<'_>> = self
+                .pending
+                .iter()
+                .filter_map(|p| match &p.op {
+                    crate::fleet::Op::Settle {
+                        key,
+                        from_lease,
+                        over,
+                        keep,
+                    } => Some(crate::fleet::Step::Settle {
+                        key,
+                        from_lease: *from_lease,
+                        over: *over,
+                        expire_at_ms: *keep,
+                        seq: p.seq,
+                    }),
+                    crate::fleet::Op::Release { key, amount } => {
+                        Some(crate::fleet::Step::Release {
+                            key,
+                            amount: *amount,
+                            seq: p.seq,
+                        })
+                    }
+                    crate::fleet::Op::Unsettled { .. } => None,
+                })
+                .collect();
+            // What has been sent once is never merged into again (see `push`).
+            self.tried = self.pending.len();
+            match self.client.batch(&steps) {
+                Ok(()) => self.forget_pending(),
+                Err(crate::fleet::FleetError::Refused(e)) => {
+                    tracing::error!(
+                        "Redis refused settlements or releases, dropped from the fleet's books (usage stays in the local file): {e}"
+                    );
+                    self.forget_pending();
+                }
+                Err(crate::fleet::FleetError::Unreachable(_)) => return,
+            }
+        }
+        if self.reclaim {
+            let first = self.seq + 1;
+            let done = self
+                .client
+                .holdings()
+                .and_then(|keys| self.client.reclaim(&keys, first).map(|()| keys.len()));
+            match done {
+                Ok(n) => {
+                    self.seq += n as u64;
+                    self.reclaim = false;
+                }
+                Err(crate::fleet::FleetError::Refused(e)) => {
+                    tracing::error!("Redis refused to take back this node's old leases: {e}");
+                    self.reclaim = false;
+                }
+                Err(crate::fleet::FleetError::Unreachable(_)) => {}
+            }
+        }
+    }
+
+    fn forget_pending(&mut self) {
+        self.done
+            .extend(self.pending.iter().filter_map(|p| p.written));
+        self.pending.clear();
+        self.last.clear();
+        self.tried = 0;
+    }
+
+    /// Brings the file's journal up to date inside `txn`: entries new or changed since the
+    /// last call are written, those Redis has taken are deleted, and the last number used is
+    /// kept (a restarted node numbers on from it, whatever its clock says).
+    pub(crate) fn journal(
+        &mut self,
+        store: &super::store::Store,
+        txn: &mut heed::RwTxn<'_>,
+    ) -> heed::Result<bool> {
+        let mut wrote = false;
+        for p in &mut self.pending {
+            if p.written == Some(p.seq) {
+                continue;
+            }
+            if let Some(old) = p.written {
+                store.fleet_forget_in(txn, old)?;
+            }
+            store.fleet_journal_in(txn, p.seq, &p.op)?;
+            p.written = Some(p.seq);
+            wrote = true;
+        }
+        for seq in self.done.drain(..) {
+            store.fleet_forget_in(txn, seq)?;
+            wrote = true;
+        }
+        if wrote {
+            store.fleet_set_seq_in(txn, self.seq)?;
+        }
+        Ok(wrote)
+    }
+
+    /// Whether the file's journal is behind.
+    pub(crate) fn journal_behind(&self) -> bool {
+        !self.done.is_empty() || self.pending.iter().any(|p| p.written != Some(p.seq))
+    }
 }
+
+/// Settlements and releases wait at most this long for Redis (spend within a node's lease is
+/// already counted as held by the fleet, so they only move it from held to spent).
+const FLEET_FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// ... or until this many are waiting.
+const FLEET_FLUSH_AT: usize = 1024;
 
 /// Most a node asks Redis for beyond what a shard needs, in multiples of the ask.
 const FLEET_ASKS: u64 = 16;
@@ -225,10 +372,52 @@ impl Books {
         self
     }
 
-    /// Sends the fleet's waiting settlements and releases (after each batch of messages).
-    pub(crate) fn fleet_flush(&mut self) {
+    /// Sends the fleet's waiting settlements and releases, when a flush is due.
+    pub(crate) fn fleet_flush(&mut self, now: Instant) {
+        if let Some(f) = self.fleet.as_mut()
+            && f.due(now) == Some(Duration::ZERO)
+        {
+            f.flush(now);
+        }
+    }
+
+    /// Sends the fleet's waiting settlements and releases now.
+    #[cfg(test)]
+    pub(crate) fn fleet_flush_now(&mut self) {
         if let Some(f) = self.fleet.as_mut() {
-            f.flush();
+            f.flush(Instant::now());
+        }
+    }
+
+    /// How long the ledger may sleep before the fleet needs it.
+    pub(crate) fn fleet_wait(&self, now: Instant) -> Option<Duration> {
+        self.fleet.as_ref().and_then(|f| f.due(now))
+    }
+
+    /// Brings the fleet's journal in the file up to date (see [`FleetBooks::journal`]).
+    pub(crate) fn fleet_journal(
+        &mut self,
+        store: &super::store::Store,
+        txn: &mut heed::RwTxn<'_>,
+    ) -> heed::Result<bool> {
+        match self.fleet.as_mut() {
+            Some(f) => f.journal(store, txn),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the fleet's journal in the file is behind.
+    pub(crate) fn fleet_journal_behind(&self) -> bool {
+        self.fleet.as_ref().is_some_and(FleetBooks::journal_behind)
+    }
+
+    /// The ledger is closing: what waits goes to Redis, and every lease the node holds there
+    /// goes back (what its shards held is in the file as unsettled, and is settled when the
+    /// node starts again). What Redis does not take stays journaled.
+    pub(crate) fn fleet_close(&mut self, now: Instant) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.reclaim = true;
+            f.flush(now);
         }
     }
 
@@ -264,6 +453,11 @@ impl Books {
             let cap = self.cap_of(account);
             // In a fleet the spend is Redis's, and this node's cap starts at nothing: it is
             // what Redis allots it.
+            let key = self
+                .fleet
+                .as_ref()
+                .map(|f| f.client.key(account))
+                .unwrap_or_default();
             let (local_cap, spent) = if self.fleet.is_some() {
                 (0, 0)
             } else if account.limit.is_spend() {
@@ -280,6 +474,7 @@ impl Books {
                     cap,
                     unshared: 0,
                     last_ask: Instant::now(),
+                    key,
                 },
             );
         }
@@ -319,7 +514,7 @@ impl Books {
             b.last_ask = now;
             if b.recall.is_none()
                 && b.account.available() < want
-                && !top_up(fleet, b, &account, want, ahead)
+                && !top_up(fleet, b, &account, want, ahead, now)
             {
                 out.push(Out::Down { shard, account });
                 return;
@@ -412,8 +607,12 @@ impl Books {
         b.account.overspend(over);
         if let Some(fleet) = self.fleet.as_mut() {
             // The allotment turned into spend: in Redis too (in order, after any waiting).
-            let keep = keep_until(account, b.ends_at_ms);
-            fleet.push(FleetOp::Settle(account.clone(), amount, over, keep));
+            fleet.push(crate::fleet::Op::Settle {
+                key: b.key.clone(),
+                from_lease: amount,
+                over,
+                keep: keep_until(account, b.ends_at_ms),
+            });
         }
     }
 
@@ -423,8 +622,10 @@ impl Books {
         let Some(fleet) = self.fleet.as_mut() else {
             return;
         };
-        fleet.flush();
-        for (account, b) in self.accounts.iter_mut() {
+        if fleet.due(now) == Some(Duration::ZERO) {
+            fleet.flush(now);
+        }
+        for b in self.accounts.values_mut() {
             if b.recall.is_some() || now.duration_since(b.last_ask) < FLEET_IDLE {
                 continue;
             }
@@ -440,7 +641,10 @@ impl Books {
             b.unshared -= from_unshared;
             b.account.set_cap(b.account.cap().saturating_sub(idle));
             if shared > 0 {
-                fleet.push(FleetOp::Release(account.clone(), shared));
+                fleet.push(crate::fleet::Op::Release {
+                    key: b.key.clone(),
+                    amount: shared,
+                });
             }
         }
     }
@@ -542,13 +746,25 @@ fn top_up(
     account: &AccountId,
     want: u64,
     ahead: bool,
+    now: Instant,
 ) -> bool {
+    // The leases of the node's last life go back first (else they would be given back with
+    // the new one).
+    if fleet.reclaim {
+        fleet.flush(now);
+    }
     let need = want - b.account.available();
     let ask = need.saturating_add(want.saturating_mul(FLEET_ASKS));
-    match fleet
-        .client
-        .lease(account, b.cap, need, ask, keep_until(account, b.ends_at_ms))
-    {
+    let leased = if fleet.reclaim {
+        Err(crate::fleet::FleetError::Unreachable(
+            "this node's old leases are not given back yet".into(),
+        ))
+    } else {
+        fleet
+            .client
+            .lease(account, b.cap, need, ask, keep_until(account, b.ends_at_ms))
+    };
+    match leased {
         Ok((granted, _)) => {
             b.account.set_cap(b.account.cap().saturating_add(granted));
             true
@@ -807,10 +1023,16 @@ mod tests {
             node_id: id.into(),
             unreachable,
             timeout_ms: 200,
+            tls_ca: None,
+            tls_client: None,
         })
         .unwrap();
-        Books::new(2, vec![key(100_000)], Vec::new())
-            .with_fleet(FleetBooks::new(client, unreachable))
+        Books::new(2, vec![key(100_000)], Vec::new()).with_fleet(FleetBooks::new(
+            client,
+            unreachable,
+            Vec::new(),
+            0,
+        ))
     }
 
     #[test]
@@ -842,8 +1064,8 @@ mod tests {
         assert_eq!(spent1 + spent2, 100_000, "{spent1} + {spent2}");
         assert!(spent1 > 0 && spent2 > 0);
         // Settlements go to Redis in one round trip per ledger batch.
-        n1.fleet_flush();
-        n2.fleet_flush();
+        n1.fleet_flush_now();
+        n2.fleet_flush_now();
         let mut probe = crate::fleet::testing::client(&redis, "books:", "probe");
         let shared = probe.shared(&day()).unwrap();
         assert_eq!(shared.spent, 100_000);
@@ -865,7 +1087,7 @@ mod tests {
         n1.release(0, &next, grants(&out)[0].1, false, &mut Vec::new());
         assert!(probe.shared(&next).unwrap().held > 0);
         n1.fleet_tick(t0 + FLEET_IDLE + Duration::from_millis(1));
-        n1.fleet_flush();
+        n1.fleet_flush_now();
         assert_eq!(probe.shared(&next).unwrap().held, 0);
         out.clear();
         n2.lease(
@@ -929,9 +1151,61 @@ mod tests {
         // Redis is back (empty: a new server): what was spent meanwhile reaches it.
         let _back = crate::fleet::testing::Redis::start_on(port);
         std::thread::sleep(crate::fleet::RETRY);
-        open.fleet_tick(t0);
+        open.fleet_flush_now();
         assert_eq!(open.fleet_pending(), 0);
         let mut probe = crate::fleet::testing::client(&_back, "books:", "probe");
         assert_eq!(probe.shared(&day()).unwrap().spent, spent);
+    }
+
+    #[test]
+    fn settlements_join_per_account_but_never_across_a_release_and_all_reach_redis() {
+        let redis = crate::fleet::testing::Redis::start();
+        let client = crate::fleet::testing::client(&redis, "join:", "n1");
+        let mut f = FleetBooks::new(client, Unreachable::Closed, Vec::new(), 0);
+        let (a, b) = (day(), AccountId { period: 8, ..day() });
+        let (ka, kb) = (f.client.key(&a), f.client.key(&b));
+        // A node's first flush gives back what its last life held (nothing here).
+        f.flush(Instant::now());
+        assert!(!f.reclaim);
+        // The node holds a sixteenth of each.
+        for acc in [&a, &b] {
+            assert_eq!(
+                f.client.lease(acc, 1_000_000, 1, 10_000, 0).unwrap().0,
+                62_500
+            );
+        }
+        let settle = |key: &str, n: u64| crate::fleet::Op::Settle {
+            key: key.into(),
+            from_lease: n,
+            over: 0,
+            keep: 0,
+        };
+        f.push(settle(&ka, 100));
+        f.push(settle(&kb, 200));
+        f.push(settle(&ka, 300));
+        assert_eq!(f.pending(), 2, "a's two settlements are one");
+        f.push(crate::fleet::Op::Release {
+            key: ka.clone(),
+            amount: 1_000,
+        });
+        f.push(settle(&ka, 50));
+        // The settlement after the release is its own entry, numbered after it.
+        assert_eq!(f.pending(), 4);
+        let seqs: Vec<u64> = f.pending.iter().map(|p| p.seq).collect();
+        assert!(seqs[2] < seqs[3], "{seqs:?}");
+        f.flush(Instant::now());
+        assert_eq!(f.pending(), 0);
+        let mut probe = crate::fleet::testing::client(&redis, "join:", "n1");
+        let sa = probe.shared(&a).unwrap();
+        assert_eq!((sa.spent, sa.mine), (450, 62_500 - 450 - 1_000));
+        let sb = probe.shared(&b).unwrap();
+        assert_eq!((sb.spent, sb.mine), (200, 62_500 - 200));
+        // A new life of the node gives back what the old one held, and only that.
+        let client = crate::fleet::testing::client(&redis, "join:", "n1");
+        let mut again = FleetBooks::new(client, Unreachable::Closed, Vec::new(), f.seq);
+        again.flush(Instant::now());
+        assert!(!again.reclaim);
+        let (sa, sb) = (probe.shared(&a).unwrap(), probe.shared(&b).unwrap());
+        assert_eq!((sa.spent, sa.held, sb.spent, sb.held), (450, 0, 200, 0));
     }
 }

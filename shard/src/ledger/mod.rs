@@ -238,11 +238,18 @@ fn run(
             (wait * 2).min(TICK)
         };
         let now = Instant::now();
+        // Settlements waiting for Redis go within their flush interval.
+        if let Some(w) = books.fleet_wait(now) {
+            wait = wait.min(w.max(Duration::from_millis(1)));
+        }
         if batch.is_empty() {
             books.fleet_tick(now);
             stats
                 .fleet_pending
                 .store(books.fleet_pending() as u64, Ordering::Relaxed);
+            if books.fleet_journal_behind() {
+                write_journal(&store, &mut books);
+            }
             books.expire_recalls(now, &mut out);
             send(mailboxes, stats, &mut out, &mut replies);
             if now.duration_since(last_sweep) >= Duration::from_secs(1) {
@@ -321,7 +328,11 @@ fn run(
             }
         }
         books.expire_recalls(now, &mut out);
-        books.fleet_flush();
+        books.fleet_flush(now);
+        match books.fleet_journal(&store, &mut wtxn) {
+            Ok(wrote) => write |= wrote,
+            Err(e) => tracing::error!("the ledger could not journal fleet settlements: {e}"),
+        }
         if !tally.is_empty()
             && let Err(e) = store.write_tally_in(&mut wtxn, &mut tally)
         {
@@ -365,6 +376,23 @@ fn run(
             books.sweep(now_ms());
             last_sweep = now;
         }
+    }
+    books.fleet_close(Instant::now());
+    write_journal(&store, &mut books);
+}
+
+/// Brings the fleet's journal in the file up to date in a transaction of its own.
+fn write_journal(store: &Store, books: &mut Books) {
+    let r = store.write_txn().and_then(|mut txn| {
+        if books.fleet_journal(store, &mut txn)? {
+            txn.commit()
+        } else {
+            txn.abort();
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        tracing::error!("the ledger could not journal fleet settlements: {e}");
     }
 }
 
@@ -471,7 +499,7 @@ fn send(mailboxes: &[Mailbox], stats: &LedgerStats, out: &mut Vec<Out>, replies:
 /// real file, fed by `producers` threads as fast as they can (each waits when the channel is
 /// full, so nothing is dropped and every request is counted).
 pub(crate) fn bench(dir: &std::path::Path, requests: u64, producers: usize) -> Result<(), String> {
-    let store = Store::open(dir)?;
+    let store = Store::open(dir, false)?;
     let (handle, join) = start(store, 1, Vec::new(), 65_536, None)?;
     let started = std::time::Instant::now();
     let per = requests / producers.max(1) as u64;
@@ -539,7 +567,7 @@ mod tests {
     fn everything_sent_is_committed_in_batches_before_the_thread_ends() {
         let dir = tempfile::tempdir().unwrap();
         let (h, join) = start(
-            Store::open(dir.path()).unwrap(),
+            Store::open(dir.path(), false).unwrap(),
             1,
             Vec::new(),
             1 << 16,
@@ -571,7 +599,7 @@ mod tests {
         let batches = stats.batches.load(Ordering::Relaxed);
         assert!((2..=5000).contains(&batches), "{batches} transactions");
         // What the thread wrote is in the file.
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), false).unwrap();
         let u = s.usage(Subject::Key("key_a"), Window::Day, at).unwrap();
         assert_eq!((u.spent, u.requests, u.output_tokens), (15_000, 5000, 5000));
     }

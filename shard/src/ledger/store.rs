@@ -9,6 +9,8 @@
 //!   envs      "staging"            -> EnvRecord (an environment's own caps and limits)
 //!   usage     "k|key_..|daily|N"   -> Usage     (and e|env|..., m|key_..|model|..., g|model|...)
 //!   leases    "k|key_..|daily|N"   -> micro-USD the shards hold on that spend account
+//!   fleet     seq (u64, big-endian) -> a settlement or release Redis has not taken yet
+//!                                      (fleet mode; see `crate::fleet::Op`)
 //! ```
 //!
 //! Leases are written before they are granted. A process that dies holding leases cannot say
@@ -17,13 +19,16 @@
 //! was spent or reserved before a crash ever comes back.
 
 use busbar_core::govern::{AccountId, EnvRecord, KeyRecord, Micros, Window};
-use heed::types::{Bytes, SerdeJson, Str};
+use heed::byteorder::BigEndian;
+use heed::types::{Bytes, SerdeJson, Str, U64};
 use heed::{Database, Env, EnvOpenOptions, RwTxn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The count of keys ever issued, in `meta`.
 const KEYS_ISSUED: &str = "keys_issued";
+/// Fleet mode: the last number this node gave a settlement or release, in `meta`.
+const FLEET_SEQ: &str = "fleet_seq";
 
 /// Largest the ledger file may grow (LMDB maps it; pages are used as written).
 const MAP_SIZE: usize = 4 << 30;
@@ -125,11 +130,13 @@ pub(crate) struct Store {
     usage: Database<Str, SerdeJson<Usage>>,
     leases: Database<Str, SerdeJson<Micros>>,
     meta: Database<Str, SerdeJson<u64>>,
+    fleet: Database<U64<BigEndian>, SerdeJson<crate::fleet::Op>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the ledger in directory `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Store, String> {
+    /// Opens (creating if needed) the ledger in directory `dir`. `fleet`: this node is one of
+    /// a fleet (the leases a crash left are journaled for Redis too).
+    pub(crate) fn open(dir: &Path, fleet: bool) -> Result<Store, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut opts = EnvOpenOptions::new();
         opts.map_size(MAP_SIZE).max_dbs(8);
@@ -156,6 +163,9 @@ impl Store {
         let meta = env
             .create_database(&mut wtxn, Some("meta"))
             .map_err(|e| e.to_string())?;
+        let fleet_db = env
+            .create_database(&mut wtxn, Some("fleet"))
+            .map_err(|e| e.to_string())?;
         wtxn.commit().map_err(|e| e.to_string())?;
         let store = Store {
             env,
@@ -165,10 +175,11 @@ impl Store {
             usage,
             leases,
             meta,
+            fleet: fleet_db,
         };
         let mut wtxn = store.env.write_txn().map_err(|e| e.to_string())?;
         let unsettled = store
-            .recover(&mut wtxn)
+            .recover(&mut wtxn, fleet)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         wtxn.commit().map_err(|e| e.to_string())?;
         if unsettled > 0 {
@@ -180,9 +191,10 @@ impl Store {
         Ok(store)
     }
 
-    /// Turns every lease left in the file into unsettled usage of its account; returns the
+    /// Turns every lease left in the file into unsettled usage of its account (and, in a
+    /// fleet, into a journaled settlement for Redis, in the same transaction); returns the
     /// total.
-    fn recover(&self, wtxn: &mut RwTxn<'_>) -> heed::Result<Micros> {
+    fn recover(&self, wtxn: &mut RwTxn<'_>, fleet: bool) -> heed::Result<Micros> {
         let left: Vec<(String, Micros)> = self
             .leases
             .iter(wtxn)?
@@ -190,14 +202,59 @@ impl Store {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let mut total: Micros = 0;
+        let mut seq = self.fleet_seq_in(wtxn)?.max(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_micros() as u64),
+        );
         for (k, v) in left {
             let mut u = self.usage.get(wtxn, &k)?.unwrap_or_default();
             u.unsettled = u.unsettled.saturating_add(v);
             self.usage.put(wtxn, &k, &u)?;
             total = total.saturating_add(v);
+            if fleet {
+                seq += 1;
+                let op = crate::fleet::Op::Unsettled {
+                    record: k,
+                    amount: v,
+                };
+                self.fleet_journal_in(wtxn, seq, &op)?;
+                self.fleet_set_seq_in(wtxn, seq)?;
+            }
         }
         self.leases.clear(wtxn)?;
         Ok(total)
+    }
+
+    /// Fleet mode: what waits for Redis, in order, and the last number given.
+    pub(crate) fn fleet_journal(&self) -> heed::Result<(Vec<(u64, crate::fleet::Op)>, u64)> {
+        let rtxn = self.env.read_txn()?;
+        let ops = self.fleet.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()?;
+        Ok((ops, self.meta.get(&rtxn, FLEET_SEQ)?.unwrap_or(0)))
+    }
+
+    fn fleet_seq_in(&self, txn: &RwTxn<'_>) -> heed::Result<u64> {
+        Ok(self.meta.get(txn, FLEET_SEQ)?.unwrap_or(0))
+    }
+
+    /// Journals `op` under its number.
+    pub(crate) fn fleet_journal_in(
+        &self,
+        txn: &mut RwTxn<'_>,
+        seq: u64,
+        op: &crate::fleet::Op,
+    ) -> heed::Result<()> {
+        self.fleet.put(txn, &seq, op)
+    }
+
+    /// Forgets the journaled entry numbered `seq` (Redis has it).
+    pub(crate) fn fleet_forget_in(&self, txn: &mut RwTxn<'_>, seq: u64) -> heed::Result<()> {
+        self.fleet.delete(txn, &seq).map(|_| ())
+    }
+
+    /// Records the last number given.
+    pub(crate) fn fleet_set_seq_in(&self, txn: &mut RwTxn<'_>, seq: u64) -> heed::Result<()> {
+        self.meta.put(txn, FLEET_SEQ, &seq)
     }
 
     /// A write transaction (the ledger thread's only).
@@ -445,7 +502,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let digest = busbar_core::keys::digest("bb-secret");
         {
-            let s = Store::open(dir.path()).unwrap();
+            let s = Store::open(dir.path(), false).unwrap();
             s.put_key(&key("key_a"), Some(&digest)).unwrap();
             s.put_key(&key("key_b"), None).unwrap();
             let one = |m: &str, at: u64, spent: u64| Settled {
@@ -467,7 +524,7 @@ mod tests {
                 .unwrap();
             s.settle(&[one("gpt", TOMORROW, 50)]).unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::open(dir.path(), false).unwrap();
         assert_eq!(s.key_by_digest(&digest).unwrap().unwrap().id, "key_a");
         assert_eq!(s.keys().unwrap().len(), 2);
         let day = s.usage(Subject::Key("key_a"), Window::Day, NOW).unwrap();
