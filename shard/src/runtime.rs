@@ -346,10 +346,11 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         failed |= h.join().is_err();
     }
     if let Some(l) = &ledger {
-        // What the shards settled last is in the file before the process ends.
+        // What the shards settled last is in the file (and, in a fleet, in Redis, with this
+        // node's leases given back) before the process ends.
         if let Err(e) = l
             .handle
-            .admin(crate::ledger::AdminOp::Flush, Duration::from_secs(5))
+            .admin(crate::ledger::AdminOp::Close, Duration::from_secs(5))
         {
             tracing::warn!("the ledger did not confirm its last writes: {e}");
         }
@@ -411,17 +412,17 @@ fn open_ledger(
         .map_err(|e| format!("cannot create shard mailbox: {e}"))?;
     let fleet = fleet
         .map(|f| {
-            let (journal, seq) = store
-                .fleet_journal()
+            let file = store
+                .fleet_file()
                 .map_err(|e| format!("ledger {}: {e}", dir.display()))?;
-            if !journal.is_empty() {
+            if !file.journal.is_empty() {
                 tracing::info!(
-                    waiting = journal.len(),
+                    waiting = file.journal.len(),
                     "fleet: settlements the last run could not give Redis are sent first"
                 );
             }
             crate::fleet::FleetClient::new(f)
-                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable, journal, seq))
+                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable, file))
         })
         .transpose()?;
     let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536, fleet)?;

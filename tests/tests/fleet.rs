@@ -71,6 +71,31 @@ fn usage_usd(b: &Busbar, id: &str) -> f64 {
     u["daily"]["spend_usd"].as_f64().unwrap_or(0.0)
 }
 
+/// `per_node` clients on each node send requests until refused (429) or `max` each; returns
+/// how many were served.
+fn until_refused(nodes: &[Busbar], per_node: usize, secret: &str, max: usize) -> usize {
+    std::thread::scope(|s| {
+        let load: Vec<_> = nodes
+            .iter()
+            .flat_map(|n| std::iter::repeat_n(n, per_node))
+            .map(|n| {
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for _ in 0..max {
+                        match chat(n, secret).status {
+                            200 => ok += 1,
+                            429 => break,
+                            other => panic!("unexpected status {other}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        load.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
 /// What counts against the key's daily cap on `b`: spend, and leases a crash left unsettled
 /// (micro-USD).
 fn charged_micros(b: &Busbar, id: &str) -> u64 {
@@ -117,27 +142,7 @@ fn a_key_made_on_one_node_works_on_all_and_its_cap_holds_across_them() {
         });
     }
     // Concurrent load on every node until each is refused.
-    let ok: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = nodes
-            .iter()
-            .flat_map(|n| (0..3).map(move |_| n))
-            .map(|n| {
-                let secret = secret.clone();
-                s.spawn(move || {
-                    let mut ok = 0;
-                    for _ in 0..200 {
-                        match chat(n, &secret).status {
-                            200 => ok += 1,
-                            429 => break,
-                            other => panic!("unexpected status {other}"),
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
+    let ok = until_refused(&nodes, 3, &secret, 200);
     assert!(ok > 3, "only {ok} requests were served");
     // The fleet's spend (each node's settled usage, added up) never passed the cap.
     eventually(5, "usage settles", || {
@@ -483,4 +488,111 @@ fn a_fleet_over_tls_needs_the_ca_and_a_client_certificate() {
         "{}",
         c.stderr()
     );
+}
+
+#[test]
+fn a_node_that_stops_settles_everything_and_gives_its_leases_back() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start(&[]);
+    let ledger = tempfile::tempdir().unwrap();
+    let conf = config(&mock, &redis, "a", "");
+    let start = || {
+        let dir = ledger.path().to_str().unwrap();
+        Busbar::start_with(Some(&conf), DRIVERS[1], &[], &["--ledger", dir])
+    };
+    let a = start();
+    let (id, secret) = create_key(&a, json!({"name": "stop", "limits": {"daily_usd": 1}}));
+    for _ in 0..20 {
+        assert_eq!(chat(&a, &secret).status, 200);
+    }
+    let account = daily_account(&id);
+    assert!(
+        field(&redis, &account, "lease:a") > 0,
+        "the node holds a lease"
+    );
+    // SIGTERM: a clean stop. Redis has all of the node's spend and none of its leases.
+    a.stop();
+    let in_redis = field(&redis, &account, "spent");
+    assert_eq!(field(&redis, &account, "lease:a"), 0);
+    assert_eq!(field(&redis, &account, "held"), 0);
+    // What the node's file has (read by starting it again: nothing unsettled, nothing more).
+    let a = start();
+    let u = admin(&a, "GET", &format!("/admin/keys/{id}/usage"), None).json();
+    assert_eq!(
+        u["daily"]["unsettled_usd"].as_f64().unwrap_or(0.0),
+        0.0,
+        "{u}"
+    );
+    assert_eq!(u["daily"]["requests"], 20, "{u}");
+    assert_eq!(charged_micros(&a, &id), in_redis);
+    assert!(in_redis > 0);
+}
+
+#[test]
+fn a_redis_that_comes_back_empty_gets_every_nodes_spend_back_and_the_cap_still_holds() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let mock = MockProvider::start(&[]);
+    let nodes: Vec<Busbar> = ["a", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            Busbar::start(
+                &config(&mock, &redis, n, "timeout_ms = 100"),
+                DRIVERS[i],
+                &[],
+            )
+        })
+        .collect();
+    let (id, secret) = create_key(
+        &nodes[0],
+        json!({"name": "wiped", "limits": {"daily_usd": 0.004}}),
+    );
+    wait_for_key(&nodes[1], &id);
+    for _ in 0..15 {
+        for n in &nodes {
+            assert_eq!(chat(n, &secret).status, 200);
+        }
+    }
+    let account = daily_account(&id);
+    let local = || nodes.iter().map(|n| charged_micros(n, &id)).sum::<u64>();
+    let requests = |n: &Busbar| {
+        admin(n, "GET", &format!("/admin/keys/{id}/usage"), None).json()["daily"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually(5, "every request is settled on its node", || {
+        nodes.iter().all(|n| requests(n) == 15)
+    });
+    let before = local();
+    eventually(5, "the spend is in Redis", || {
+        field(&redis, &account, "spent") == before
+    });
+    // Killed, and back without its data (no persistence).
+    drop(redis);
+    let redis = RedisServer::start_on(port);
+    // Both nodes, idle, find the new life within a second or so and give it their spend.
+    let mut seen = 0;
+    eventually(10, "the nodes give the new Redis their spend", || {
+        seen = field(&redis, &account, "spent");
+        seen == before
+    });
+    eprintln!("a Redis that came back empty has the fleet's {seen} micro-USD again");
+    // The key still works, and the fleet's spend still stops at the cap.
+    eventually(5, "the key is served again", || {
+        chat(&nodes[0], &secret).status == 200
+    });
+    let served = until_refused(&nodes, 2, &secret, 400);
+    assert!(served > 5, "{served}");
+    // The 30 before, the one that found the key served again, and the load's.
+    eventually(5, "every request is settled", || {
+        nodes.iter().map(requests).sum::<u64>() == 31 + served as u64
+    });
+    let total = local();
+    eprintln!("then {served} more requests: the fleet spent {total} of a 4000 micro-USD cap");
+    assert!(
+        total <= 4_000,
+        "the fleet spent {total} micro-USD under a 4,000 cap"
+    );
+    assert!(total >= 3_000, "stopped early: {total}");
 }

@@ -7,6 +7,8 @@
 //!   {prefix}a:<holder>:<limit>:<period>   hash  spent, held, lease:<node>, seq:<node> ...
 //!   {prefix}n:<node>                       sorted set: the accounts the node has leased
 //!                                          (score: when Redis may forget the account)
+//!   {prefix}life                           a random number: this Redis's "life"
+//!   {prefix}life:<n>:nodes                 set: the nodes that gave their spend to life n
 //!
 //!   LEASE   available = cap - spent - held; >= min: grant min(ask, available) to the node
 //!   SETTLE  the node turns part of its lease into spend (and adds any spend beyond it)
@@ -16,6 +18,12 @@
 //! Settlements and releases are numbered by the node and applied at most once (so a batch
 //! whose reply was lost is simply sent again). A node that starts gives back every lease the
 //! set names (what it held when it last stopped or crashed), after its journaled settlements.
+//!
+//! Every script first checks that Redis is in the life the node knows. A Redis that lost its
+//! data (restarted without persistence, flushed, replaced) has no life, or a new one: each
+//! node then gives it, once (CONTRIBUTE), what its own ledger file says it spent in the open
+//! periods and what its shards hold, and drops what it was about to send the old life. The
+//! fleet's spend is back to the sum of the nodes' files.
 //!
 //! Used by the ledger thread only (blocking calls, each bounded by `fleet.timeout_ms`), never
 //! by a shard. While Redis cannot be reached, every call fails fast (a reconnect is tried at
@@ -31,7 +39,24 @@ use std::time::{Duration, Instant};
 /// Least time between two tries to reach Redis after it failed.
 pub(crate) const RETRY: Duration = Duration::from_millis(250);
 
-const LEASE: &str = r"
+/// The life check every script starts with: KEYS[`$k`] the life key, the last ARGV the
+/// node's life.
+macro_rules! same_life {
+    ($k:literal) => {
+        concat!(
+            "if redis.call('GET', KEYS[",
+            $k,
+            "]) ~= ARGV[#ARGV] then return redis.error_reply('BUSBAR_LIFE Redis is not in the life this node knows') end\n"
+        )
+    };
+}
+
+/// The error a script answers when Redis is not in the node's life.
+const LIFE_ERROR: &str = "BUSBAR_LIFE";
+
+const LEASE: &str = concat!(
+    same_life!(3),
+    r"
 local k = KEYS[1]
 local spent = tonumber(redis.call('HGET', k, 'spent') or '0')
 local held = tonumber(redis.call('HGET', k, 'held') or '0')
@@ -52,7 +77,8 @@ if g > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[6])
 end
 return {g, avail - g}
-";
+"
+);
 
 /// The start of SETTLE and RELEASE. ARGV[1] the node, ARGV[2] the amount, ARGV[3] the
 /// call's sequence number (a node numbers its settlements and releases in the order it sends
@@ -60,7 +86,9 @@ return {g, avail - g}
 /// sent again). Then up to ARGV[2] of the node's lease is taken back, `a`.
 macro_rules! take_back {
     () => {
-        r"
+        concat!(
+            same_life!(2),
+            r"
 local k = KEYS[1]
 local sf = 'seq:' .. ARGV[1]
 if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', k, sf) or '0') then return -1 end
@@ -73,6 +101,7 @@ if a > 0 then
   redis.call('HINCRBY', k, 'held', string.format('%.0f', -a))
 end
 "
+        )
     };
 }
 
@@ -87,6 +116,30 @@ return a
 );
 
 const RELEASE: &str = concat!(take_back!(), "return a\n");
+
+/// A node's spend and holdings, given to a Redis in a new life, once per node. KEYS: the life,
+/// its set of nodes, the node's set of accounts, then the accounts; ARGV: the node, then per
+/// account what it spent, what its shards hold, and when Redis may forget it (0: never), then
+/// the life.
+const CONTRIBUTE: &str = concat!(
+    same_life!(1),
+    r"
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+for i = 4, #KEYS do
+  local k = KEYS[i]
+  local j = 2 + (i - 4) * 3
+  local spent, held, keep = tonumber(ARGV[j]), tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])
+  if spent > 0 then redis.call('HINCRBY', k, 'spent', ARGV[j]) end
+  if held > 0 then
+    redis.call('HINCRBY', k, 'lease:' .. ARGV[1], ARGV[j + 1])
+    redis.call('HINCRBY', k, 'held', ARGV[j + 1])
+    redis.call('ZADD', KEYS[3], keep > 0 and keep or 'inf', k)
+  end
+  if keep > 0 then redis.call('PEXPIREAT', k, keep) end
+end
+return 1
+"
+);
 
 /// A release of everything a node holds of an account (Lua numbers are doubles: 2^53).
 pub(crate) const ALL: u64 = 1 << 53;
@@ -148,11 +201,17 @@ pub(crate) enum FleetError {
     /// Redis answered with an error (a script or data fault): not retried.
     #[error("Redis refused the call: {0}")]
     Refused(String),
+    /// Redis is not in the life this node knows (it lost its data, or the node is new): the
+    /// node gives it its spend before anything else.
+    #[error("Redis is in a new life (it lost its data, or this node is new to it)")]
+    NewLife,
 }
 
 impl From<redis::RedisError> for FleetError {
     fn from(e: redis::RedisError) -> Self {
-        if e.is_io_error()
+        if e.code() == Some(LIFE_ERROR) || e.to_string().contains(LIFE_ERROR) {
+            FleetError::NewLife
+        } else if e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
@@ -183,6 +242,10 @@ pub(crate) struct FleetClient {
     node: String,
     /// `{prefix}n:<node>`.
     holdings: String,
+    /// `{prefix}life`.
+    life_key: String,
+    /// The life of Redis this node knows (0: none yet).
+    life: u64,
 }
 
 /// The connection, made again after a failure (not sooner than [`RETRY`]).
@@ -194,11 +257,12 @@ struct Link {
     scripts: Scripts,
 }
 
-/// The three scripts, loaded into Redis on every new connection.
+/// The scripts, loaded into Redis on every new connection.
 struct Scripts {
     lease: redis::Script,
     settle: redis::Script,
     release: redis::Script,
+    contribute: redis::Script,
 }
 
 impl Scripts {
@@ -207,12 +271,13 @@ impl Scripts {
             lease: redis::Script::new(LEASE),
             settle: redis::Script::new(SETTLE),
             release: redis::Script::new(RELEASE),
+            contribute: redis::Script::new(CONTRIBUTE),
         }
     }
 
     fn load(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
-        for code in [LEASE, SETTLE, RELEASE] {
+        for code in [LEASE, SETTLE, RELEASE, CONTRIBUTE] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
         }
         pipe.query(c)
@@ -312,6 +377,8 @@ impl FleetClient {
                 scripts: Scripts::new(),
             },
             holdings: format!("{}n:{}", fleet.key_prefix, fleet.node_id),
+            life_key: format!("{}life", fleet.key_prefix),
+            life: 0,
             prefix: fleet.key_prefix.clone(),
             node: fleet.node_id.clone(),
         })
@@ -342,24 +409,85 @@ impl FleetClient {
         expire_at_ms: u64,
     ) -> Result<(u64, u64), FleetError> {
         let key = self.key(account);
-        let (node, holdings) = (&self.node, &self.holdings);
+        let (node, holdings, life_key, life) =
+            (&self.node, &self.holdings, &self.life_key, self.life);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         self.link.call(|c, s| {
             redis::cmd("EVALSHA")
                 .arg(s.lease.get_hash())
-                .arg(2)
+                .arg(3)
                 .arg(&key)
                 .arg(holdings)
+                .arg(life_key)
                 .arg(node)
                 .arg(cap)
                 .arg(min)
                 .arg(ask.max(min))
                 .arg(expire_at_ms)
                 .arg(now_ms)
+                .arg(life)
                 .query::<(u64, u64)>(c)
         })
+    }
+
+    /// The life of Redis this node knows (0: none yet).
+    pub(crate) fn life(&self) -> u64 {
+        self.life
+    }
+
+    /// Takes `life` as the one this node knows (read from its ledger file).
+    pub(crate) fn set_life(&mut self, life: u64) {
+        self.life = life;
+    }
+
+    /// Redis's life: the one it has, or (none yet) a new random one this node sets. Not yet
+    /// the node's own: that is [`FleetClient::contribute`].
+    pub(crate) fn current_life(&mut self) -> Result<u64, FleetError> {
+        let (key, mine) = (&self.life_key, fastrand::u64(1..1 << 53));
+        self.link.call(|c, _| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(key)
+                .arg(mine)
+                .arg("NX")
+                .ignore()
+                .cmd("GET")
+                .arg(key)
+                .query::<(u64,)>(c)
+                .map(|(life,)| life)
+        })
+    }
+
+    /// Gives Redis in life `life` this node's part of the fleet's books: per account (Redis
+    /// key) what the node spent, what its shards hold (becoming the node's lease), and when
+    /// Redis may forget it. Done once per node and life (a repeat adds nothing); the node is
+    /// in that life from now on.
+    pub(crate) fn contribute(
+        &mut self,
+        life: u64,
+        accounts: &[(String, u64, u64, u64)],
+    ) -> Result<(), FleetError> {
+        let (node, holdings, life_key) = (&self.node, &self.holdings, &self.life_key);
+        self.link.call(|c, s| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(s.contribute.get_hash())
+                .arg(3 + accounts.len())
+                .arg(life_key)
+                .arg(format!("{life_key}:{life}:nodes"))
+                .arg(holdings);
+            for (key, ..) in accounts {
+                cmd.arg(key);
+            }
+            cmd.arg(node);
+            for (_, spent, held, keep) in accounts {
+                cmd.arg(spent).arg(held).arg(keep);
+            }
+            cmd.arg(life).query::<()>(c)
+        })?;
+        self.life = life;
+        Ok(())
     }
 
     /// The Redis keys of the accounts this node may hold a lease on (what it leased and Redis
@@ -373,6 +501,9 @@ impl FleetClient {
     /// Gives back everything this node holds of the accounts `keys` (numbered from `seq` up)
     /// and forgets them in its set.
     pub(crate) fn reclaim(&mut self, keys: &[String], seq: u64) -> Result<(), FleetError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let steps: Vec<Step<'_>> = keys
             .iter()
             .zip(seq..)
@@ -384,9 +515,7 @@ impl FleetClient {
             .collect();
         let holdings = self.holdings.clone();
         self.send(&steps, |pipe| {
-            if !keys.is_empty() {
-                pipe.cmd("ZREM").arg(&holdings).arg(keys).ignore();
-            }
+            pipe.cmd("ZREM").arg(&holdings).arg(keys).ignore();
         })
     }
 
@@ -441,7 +570,7 @@ impl FleetClient {
         steps: &[Step<'_>],
         more: impl Fn(&mut redis::Pipeline),
     ) -> Result<(), FleetError> {
-        let node = &self.node;
+        let (node, life_key, life) = (&self.node, &self.life_key, self.life);
         self.link.call(|c, s| {
             let mut pipe = redis::pipe();
             for step in steps {
@@ -455,21 +584,25 @@ impl FleetClient {
                     } => pipe
                         .cmd("EVALSHA")
                         .arg(s.settle.get_hash())
-                        .arg(1)
+                        .arg(2)
                         .arg(key)
+                        .arg(life_key)
                         .arg(node)
                         .arg(from_lease)
                         .arg(seq)
                         .arg(over)
-                        .arg(expire_at_ms),
+                        .arg(expire_at_ms)
+                        .arg(life),
                     Step::Release { key, amount, seq } => pipe
                         .cmd("EVALSHA")
                         .arg(s.release.get_hash())
-                        .arg(1)
+                        .arg(2)
                         .arg(key)
+                        .arg(life_key)
                         .arg(node)
                         .arg(amount)
-                        .arg(seq),
+                        .arg(seq)
+                        .arg(life),
                 }
                 .ignore();
             }
@@ -504,8 +637,16 @@ impl FleetClient {
 pub(crate) mod testing {
     pub(crate) use busbar_tests::RedisServer as Redis;
 
-    /// A node's client of `redis`.
+    /// A node's client of `redis`, in its life (the first client sets one).
     pub(crate) fn client(redis: &Redis, prefix: &str, node: &str) -> super::FleetClient {
+        let mut c = unborn(redis, prefix, node);
+        let life = c.current_life().expect("life");
+        c.contribute(life, &[]).expect("join the life");
+        c
+    }
+
+    /// A node's client of `redis` that knows no life yet.
+    pub(crate) fn unborn(redis: &Redis, prefix: &str, node: &str) -> super::FleetClient {
         super::FleetClient::new(&busbar_core::config::Fleet {
             url: redis.url(),
             key_prefix: prefix.into(),
@@ -644,7 +785,15 @@ mod tests {
         ));
         let _back = Redis::start_on(port);
         std::thread::sleep(RETRY);
-        // A fresh server (nothing persisted): the node's lease starts again from nothing.
+        // A fresh server (nothing persisted) is in no life: nothing is done there until the
+        // node has given it its part (here: nothing spent, nothing held).
+        assert!(matches!(
+            n.lease(&a, 10_000, 10, 100, 0).unwrap_err(),
+            FleetError::NewLife
+        ));
+        let life = n.current_life().unwrap();
+        assert_ne!(life, 0);
+        n.contribute(life, &[]).unwrap();
         // (A sixteenth of what is left is more than the 100 asked.)
         assert_eq!(n.lease(&a, 10_000, 10, 100, 0).unwrap(), (625, 9_375));
     }

@@ -99,6 +99,25 @@ pub(crate) struct FleetBooks {
     /// The leases the node held when it last stopped are still to be given back (before it
     /// takes any new one).
     reclaim: bool,
+    /// Redis is in a life this node has not given its spend to yet (see `Books::fleet_reset`).
+    reset: bool,
+    /// The life the node is in changed since the file last heard.
+    life_changed: bool,
+    /// Whether this run has seen Redis in the node's life (else it looks first).
+    life_checked: bool,
+    /// When the node last looked at Redis's life while idle.
+    life_seen: Instant,
+}
+
+/// What the ledger file keeps for the fleet.
+#[derive(Default)]
+pub(crate) struct FleetFile {
+    /// What waits for Redis, in order.
+    pub(crate) journal: Vec<(u64, crate::fleet::Op)>,
+    /// The last number given.
+    pub(crate) seq: u64,
+    /// The life of Redis the node was in.
+    pub(crate) life: u64,
 }
 
 /// One entry waiting for Redis.
@@ -110,14 +129,19 @@ struct Pending {
 }
 
 impl FleetBooks {
-    /// `journal`: what the file kept for Redis (a node that stopped while Redis was away, or
-    /// crashed), sent first; `last_seq`: the last number the file has seen used.
+    /// `file`: what the ledger file kept for Redis (a node that stopped while Redis was away,
+    /// or crashed), sent first unless Redis has lost it meanwhile.
     pub(crate) fn new(
-        client: crate::fleet::FleetClient,
+        mut client: crate::fleet::FleetClient,
         unreachable: busbar_core::config::Unreachable,
-        journal: Vec<(u64, crate::fleet::Op)>,
-        last_seq: u64,
+        file: FleetFile,
     ) -> Self {
+        let FleetFile {
+            journal,
+            seq: last_seq,
+            life,
+        } = file;
+        client.set_life(life);
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_micros() as u64);
@@ -161,6 +185,10 @@ impl FleetBooks {
             done: Vec::new(),
             last_flush: Instant::now(),
             reclaim: true,
+            reset: false,
+            life_changed: false,
+            life_checked: false,
+            life_seen: Instant::now(),
         }
     }
 
@@ -208,8 +236,11 @@ impl FleetBooks {
 
     /// Whether a flush is due by `now` (and how long until it is, when not).
     fn due(&self, now: Instant) -> Option<Duration> {
-        if self.pending.is_empty() && !self.reclaim {
+        if self.pending.is_empty() && !self.reclaim && self.life_checked {
             return None;
+        }
+        if self.reset {
+            return Some(Duration::ZERO);
         }
         let since = now.saturating_duration_since(self.last_flush);
         if self.pending.len() >= FLEET_FLUSH_AT || since >= FLEET_FLUSH_EVERY {
@@ -223,6 +254,18 @@ impl FleetBooks {
     /// then, once, gives back the leases held when the node last stopped.
     pub(crate) fn flush(&mut self, now: Instant) {
         self.last_flush = now;
+        if !self.life_checked {
+            match self.client.current_life() {
+                Ok(life) => {
+                    self.life_checked = true;
+                    self.reset = life != self.client.life();
+                }
+                Err(_) => return,
+            }
+        }
+        if self.reset {
+            return;
+        }
         if !self.pending.is_empty() {
             let steps: Vec<crate::fleet::Step<'_>> = self
                 .pending
@@ -261,6 +304,10 @@ impl FleetBooks {
                     self.forget_pending();
                 }
                 Err(crate::fleet::FleetError::Unreachable(_)) => return,
+                Err(crate::fleet::FleetError::NewLife) => {
+                    self.reset = true;
+                    return;
+                }
             }
         }
         if self.reclaim {
@@ -279,6 +326,7 @@ impl FleetBooks {
                     self.reclaim = false;
                 }
                 Err(crate::fleet::FleetError::Unreachable(_)) => {}
+                Err(crate::fleet::FleetError::NewLife) => self.reset = true,
             }
         }
     }
@@ -315,6 +363,11 @@ impl FleetBooks {
             store.fleet_forget_in(txn, seq)?;
             wrote = true;
         }
+        if self.life_changed {
+            store.fleet_set_life_in(txn, self.client.life())?;
+            self.life_changed = false;
+            wrote = true;
+        }
         if wrote {
             store.fleet_set_seq_in(txn, self.seq)?;
         }
@@ -323,7 +376,9 @@ impl FleetBooks {
 
     /// Whether the file's journal is behind.
     pub(crate) fn journal_behind(&self) -> bool {
-        !self.done.is_empty() || self.pending.iter().any(|p| p.written != Some(p.seq))
+        self.life_changed
+            || !self.done.is_empty()
+            || self.pending.iter().any(|p| p.written != Some(p.seq))
     }
 }
 
@@ -384,8 +439,14 @@ impl Books {
     /// Sends the fleet's waiting settlements and releases now.
     #[cfg(test)]
     pub(crate) fn fleet_flush_now(&mut self) {
+        self.fleet_start(Instant::now());
+    }
+
+    /// Sends what the last run left for Redis and gives back its leases (or finds that Redis is
+    /// in a new life).
+    pub(crate) fn fleet_start(&mut self, now: Instant) {
         if let Some(f) = self.fleet.as_mut() {
-            f.flush(Instant::now());
+            f.flush(now);
         }
     }
 
@@ -409,6 +470,108 @@ impl Books {
     /// Whether the fleet's journal in the file is behind.
     pub(crate) fn fleet_journal_behind(&self) -> bool {
         self.fleet.as_ref().is_some_and(FleetBooks::journal_behind)
+    }
+
+    /// Whether Redis is in a life this node has not given its spend to yet.
+    pub(crate) fn fleet_reset_due(&self) -> bool {
+        self.fleet.as_ref().is_some_and(|f| f.reset)
+    }
+
+    /// Redis lost its data (or this node is new to it): gives it, once, this node's part of
+    /// the fleet's books in the open periods, and starts over from there. Per account with a
+    /// limit: what the node spent (`charged` reads a spend account's total from the ledger
+    /// file, which has every settlement the node made, sent to Redis or not; a rate account's
+    /// is in memory) and what its shards hold (the node's lease in the new life). What was
+    /// waiting for the old life is dropped (it is in those totals), and so is any allotment no
+    /// shard holds. On failure nothing changes here, and it is tried again.
+    pub(crate) fn fleet_reset(&mut self, charged: &dyn Fn(&str) -> Micros, now_ms: u64) {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        if !fleet.reset {
+            return;
+        }
+        let life = match fleet.client.current_life() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("fleet: cannot read Redis's life yet: {e}");
+                return;
+            }
+        };
+        // (spent, held by the shards, keep until) per account.
+        let mut parts: HashMap<AccountId, (u64, u64, u64)> = HashMap::new();
+        let holders = self
+            .keys
+            .values()
+            .map(|k| (Holder::Key(k.id.as_str().into()), &k.caps, &k.rates))
+            .chain(self.envs.values().map(|e| {
+                (
+                    Holder::Environment(e.name.as_str().into()),
+                    &e.caps,
+                    &e.rates,
+                )
+            }));
+        for (holder, caps, rates) in holders {
+            for limit in [Limit::Daily, Limit::Monthly, Limit::AllTime] {
+                if limit.of(caps, rates).is_some() {
+                    let (a, ends) = AccountId::at(holder.clone(), limit, now_ms);
+                    let spent = charged(&a.record_key());
+                    parts.insert(a.clone(), (spent, 0, keep_until(&a, ends)));
+                }
+            }
+        }
+        for (a, b) in &self.accounts {
+            if b.ends_at_ms <= now_ms {
+                continue;
+            }
+            let held = (0..self.shards).map(|s| b.account.leased(s)).sum::<u64>();
+            let part = parts.entry(a.clone()).or_insert_with(|| {
+                let spent = if a.limit.is_spend() {
+                    charged(&a.record_key())
+                } else {
+                    b.account.spent()
+                };
+                (spent, 0, keep_until(a, b.ends_at_ms))
+            });
+            part.1 = held;
+        }
+        let list: Vec<(String, u64, u64, u64)> = parts
+            .iter()
+            .filter(|(_, (spent, held, _))| *spent > 0 || *held > 0)
+            .map(|(a, (spent, held, keep))| (fleet.client.key(a), *spent, *held, *keep))
+            .collect();
+        if let Err(e) = fleet.client.contribute(life, &list) {
+            tracing::warn!("fleet: cannot give Redis this node's spend yet: {e}");
+            return;
+        }
+        tracing::warn!(
+            life,
+            accounts = list.len(),
+            usd = list
+                .iter()
+                .filter(|p| p.0.contains("_usd:"))
+                .map(|p| p.1)
+                .sum::<u64>() as f64
+                / 1e6,
+            "fleet: Redis is in a new life (it lost its data, or this node is new to it): this node gave it its spend and holdings in the open periods"
+        );
+        let dropped = fleet.pending.len();
+        fleet.forget_pending();
+        fleet.reset = false;
+        fleet.reclaim = false;
+        fleet.life_changed = true;
+        fleet.life_checked = true;
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "fleet: settlements meant for the old life dropped (counted in what was given)"
+            );
+        }
+        for b in self.accounts.values_mut() {
+            b.unshared = 0;
+            b.account
+                .set_cap(b.account.cap().saturating_sub(b.account.available()));
+        }
     }
 
     /// The ledger is closing: what waits goes to Redis, and every lease the node holds there
@@ -625,6 +788,14 @@ impl Books {
         if fleet.due(now) == Some(Duration::ZERO) {
             fleet.flush(now);
         }
+        // An idle node still looks, now and then, whether Redis lost its data (a busy one
+        // hears it from its next settlement).
+        if now.saturating_duration_since(fleet.life_seen) >= FLEET_IDLE && !fleet.reset {
+            fleet.life_seen = now;
+            if let Ok(life) = fleet.client.current_life() {
+                fleet.reset = life != fleet.client.life();
+            }
+        }
         for b in self.accounts.values_mut() {
             if b.recall.is_some() || now.duration_since(b.last_ask) < FLEET_IDLE {
                 continue;
@@ -750,12 +921,14 @@ fn top_up(
 ) -> bool {
     // The leases of the node's last life go back first (else they would be given back with
     // the new one).
-    if fleet.reclaim {
+    if fleet.reclaim || !fleet.life_checked {
         fleet.flush(now);
     }
     let need = want - b.account.available();
     let ask = need.saturating_add(want.saturating_mul(FLEET_ASKS));
-    let leased = if fleet.reclaim {
+    let leased = if fleet.reset {
+        Err(crate::fleet::FleetError::NewLife)
+    } else if fleet.reclaim {
         Err(crate::fleet::FleetError::Unreachable(
             "this node's old leases are not given back yet".into(),
         ))
@@ -770,21 +943,29 @@ fn top_up(
             true
         }
         // An ask ahead is not worth an allowance.
-        Err(_) if ahead => true,
-        Err(e) => match fleet.unreachable {
-            busbar_core::config::Unreachable::Open { allowance }
-                if b.unshared.saturating_add(need) <= allowance =>
-            {
-                tracing::warn!("fleet: {e}; granting from the local allowance");
-                b.unshared += need;
-                b.account.set_cap(b.account.cap().saturating_add(need));
-                true
+        Err(e) if ahead => {
+            fleet.reset |= matches!(e, crate::fleet::FleetError::NewLife);
+            true
+        }
+        // Redis in a new life: the ledger gives it this node's spend next; meanwhile, as if
+        // it were unreachable.
+        Err(e) => {
+            fleet.reset |= matches!(e, crate::fleet::FleetError::NewLife);
+            match fleet.unreachable {
+                busbar_core::config::Unreachable::Open { allowance }
+                    if b.unshared.saturating_add(need) <= allowance =>
+                {
+                    tracing::warn!("fleet: {e}; granting from the local allowance");
+                    b.unshared += need;
+                    b.account.set_cap(b.account.cap().saturating_add(need));
+                    true
+                }
+                _ => {
+                    tracing::warn!("fleet: {e}; a lease that needs Redis is refused");
+                    false
+                }
             }
-            _ => {
-                tracing::warn!("fleet: {e}; a lease that needs Redis is refused");
-                false
-            }
-        },
+        }
     }
 }
 
@@ -1017,21 +1198,15 @@ mod tests {
         id: &str,
         unreachable: Unreachable,
     ) -> Books {
-        let client = crate::fleet::FleetClient::new(&busbar_core::config::Fleet {
-            url: redis.url(),
-            key_prefix: "books:".into(),
-            node_id: id.into(),
-            unreachable,
-            timeout_ms: 200,
-            tls_ca: None,
-            tls_client: None,
-        })
-        .unwrap();
+        let client = crate::fleet::testing::client(redis, "books:", id);
+        let file = FleetFile {
+            life: client.life(),
+            ..FleetFile::default()
+        };
         Books::new(2, vec![key(100_000)], Vec::new()).with_fleet(FleetBooks::new(
             client,
             unreachable,
-            Vec::new(),
-            0,
+            file,
         ))
     }
 
@@ -1148,12 +1323,37 @@ mod tests {
             "allotted {allotted}, shard 0 holds {first}"
         );
         assert!(open.fleet_pending() > 0);
-        // Redis is back (empty: a new server): what was spent meanwhile reaches it.
+        // Redis is back, empty (a new server, without the old one's data): the node sees a
+        // new life and gives it what its file says it spent (here: what its shards settled)
+        // and what its shards hold (shard 0's first grant), not what waited for the old life.
         let _back = crate::fleet::testing::Redis::start_on(port);
         std::thread::sleep(crate::fleet::RETRY);
         open.fleet_flush_now();
+        assert!(open.fleet_reset_due());
+        let file = |record: &str| {
+            if record == day().record_key() {
+                spent
+            } else {
+                0
+            }
+        };
+        open.fleet_reset(&file, 1);
+        assert!(!open.fleet_reset_due());
         assert_eq!(open.fleet_pending(), 0);
         let mut probe = crate::fleet::testing::client(&_back, "books:", "probe");
+        let shared = probe.shared(&day()).unwrap();
+        assert_eq!((shared.spent, shared.held), (spent, first));
+        // A second reset in the same life adds nothing.
+        let again = crate::fleet::testing::client(&_back, "books:", "open");
+        let mut again = Books::new(2, vec![key(100_000)], Vec::new()).with_fleet(FleetBooks::new(
+            again,
+            Unreachable::Closed,
+            FleetFile::default(),
+        ));
+        if let Some(f) = again.fleet.as_mut() {
+            f.reset = true;
+        }
+        again.fleet_reset(&file, 1);
         assert_eq!(probe.shared(&day()).unwrap().spent, spent);
     }
 
@@ -1161,7 +1361,11 @@ mod tests {
     fn settlements_join_per_account_but_never_across_a_release_and_all_reach_redis() {
         let redis = crate::fleet::testing::Redis::start();
         let client = crate::fleet::testing::client(&redis, "join:", "n1");
-        let mut f = FleetBooks::new(client, Unreachable::Closed, Vec::new(), 0);
+        let file = FleetFile {
+            life: client.life(),
+            ..FleetFile::default()
+        };
+        let mut f = FleetBooks::new(client, Unreachable::Closed, file);
         let (a, b) = (day(), AccountId { period: 8, ..day() });
         let (ka, kb) = (f.client.key(&a), f.client.key(&b));
         // A node's first flush gives back what its last life held (nothing here).
@@ -1202,7 +1406,12 @@ mod tests {
         assert_eq!((sb.spent, sb.mine), (200, 62_500 - 200));
         // A new life of the node gives back what the old one held, and only that.
         let client = crate::fleet::testing::client(&redis, "join:", "n1");
-        let mut again = FleetBooks::new(client, Unreachable::Closed, Vec::new(), f.seq);
+        let file = FleetFile {
+            life: client.life(),
+            seq: f.seq,
+            ..FleetFile::default()
+        };
+        let mut again = FleetBooks::new(client, Unreachable::Closed, file);
         again.flush(Instant::now());
         assert!(!again.reclaim);
         let (sa, sb) = (probe.shared(&a).unwrap(), probe.shared(&b).unwrap());

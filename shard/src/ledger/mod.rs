@@ -52,8 +52,9 @@ pub(crate) enum AdminOp {
     DeleteKey(String),
     PutEnv(EnvRecord),
     DeleteEnv(String),
-    /// Nothing: answered once everything sent before it is in the file.
-    Flush,
+    /// The process is ending: answered once everything sent before it is in the file; in a fleet, what waits for Redis goes to it and
+    /// every lease this node holds there goes back (what Redis cannot take stays journaled).
+    Close,
 }
 
 /// A message to the ledger thread.
@@ -211,6 +212,10 @@ fn run(
     let mut last_sweep = Instant::now();
     let mut wait = TICK;
     let mut open = true;
+    // A fleet node, before its first lease: what its last run left for Redis goes to it, and
+    // its old leases go back; a Redis in a new life gets this node's spend.
+    books.fleet_start(Instant::now());
+    write_journal(&store, &mut books);
     while open || !bulk.is_empty() {
         match urgent.recv_timeout(wait) {
             Ok(m) => batch.push(m),
@@ -247,7 +252,7 @@ fn run(
             stats
                 .fleet_pending
                 .store(books.fleet_pending() as u64, Ordering::Relaxed);
-            if books.fleet_journal_behind() {
+            if books.fleet_reset_due() || books.fleet_journal_behind() {
                 write_journal(&store, &mut books);
             }
             books.expire_recalls(now, &mut out);
@@ -270,6 +275,7 @@ fn run(
             }
         };
         let mut write = false;
+        let mut closing = false;
         let mut settled = 0u64;
         for msg in batch.drain(..) {
             match msg {
@@ -320,6 +326,10 @@ fn run(
                         dirty.insert(account);
                     }
                 }
+                LedgerMsg::Admin(AdminOp::Close, reply) => {
+                    closing = true;
+                    replies.push((reply, Ok(())));
+                }
                 LedgerMsg::Admin(op, reply) => {
                     let r = admin(&store, &mut wtxn, &mut books, op).map_err(|e| e.to_string());
                     replies.push((reply, r));
@@ -328,7 +338,11 @@ fn run(
             }
         }
         books.expire_recalls(now, &mut out);
-        books.fleet_flush(now);
+        if closing {
+            books.fleet_close(now);
+        } else {
+            books.fleet_flush(now);
+        }
         match books.fleet_journal(&store, &mut wtxn) {
             Ok(wrote) => write |= wrote,
             Err(e) => tracing::error!("the ledger could not journal fleet settlements: {e}"),
@@ -337,6 +351,13 @@ fn run(
             && let Err(e) = store.write_tally_in(&mut wtxn, &mut tally)
         {
             tracing::error!(requests = settled, "the ledger could not record usage: {e}");
+        }
+        // After the tally: the totals given to a Redis in a new life include this batch.
+        if books.fleet_reset_due() {
+            books.fleet_reset(
+                &|record| store.charged_in(&wtxn, record).unwrap_or(0),
+                now_ms(),
+            );
         }
         for a in dirty.drain() {
             if let Err(e) = store.set_leased_in(&mut wtxn, &a.record_key(), books.leased(&a)) {
@@ -381,9 +402,16 @@ fn run(
     write_journal(&store, &mut books);
 }
 
-/// Brings the fleet's journal in the file up to date in a transaction of its own.
+/// Brings the fleet's journal in the file up to date in a transaction of its own (and gives
+/// a Redis in a new life this node's spend, when it is due).
 fn write_journal(store: &Store, books: &mut Books) {
     let r = store.write_txn().and_then(|mut txn| {
+        if books.fleet_reset_due() {
+            books.fleet_reset(
+                &|record| store.charged_in(&txn, record).unwrap_or(0),
+                now_ms(),
+            );
+        }
         if books.fleet_journal(store, &mut txn)? {
             txn.commit()
         } else {
@@ -420,7 +448,7 @@ fn admin(
             store.delete_env_in(wtxn, &name)?;
             books.remove_env(&name);
         }
-        AdminOp::Flush => {}
+        AdminOp::Close => {}
     }
     Ok(())
 }

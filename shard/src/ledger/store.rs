@@ -29,6 +29,8 @@ use std::path::Path;
 const KEYS_ISSUED: &str = "keys_issued";
 /// Fleet mode: the last number this node gave a settlement or release, in `meta`.
 const FLEET_SEQ: &str = "fleet_seq";
+/// Fleet mode: the life of Redis this node last gave its spend to, in `meta`.
+const FLEET_LIFE: &str = "fleet_life";
 
 /// Largest the ledger file may grow (LMDB maps it; pages are used as written).
 const MAP_SIZE: usize = 4 << 30;
@@ -226,11 +228,14 @@ impl Store {
         Ok(total)
     }
 
-    /// Fleet mode: what waits for Redis, in order, and the last number given.
-    pub(crate) fn fleet_journal(&self) -> heed::Result<(Vec<(u64, crate::fleet::Op)>, u64)> {
+    /// Fleet mode: what waits for Redis, in order, the last number given and the life.
+    pub(crate) fn fleet_file(&self) -> heed::Result<super::books::FleetFile> {
         let rtxn = self.env.read_txn()?;
-        let ops = self.fleet.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()?;
-        Ok((ops, self.meta.get(&rtxn, FLEET_SEQ)?.unwrap_or(0)))
+        Ok(super::books::FleetFile {
+            journal: self.fleet.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()?,
+            seq: self.meta.get(&rtxn, FLEET_SEQ)?.unwrap_or(0),
+            life: self.meta.get(&rtxn, FLEET_LIFE)?.unwrap_or(0),
+        })
     }
 
     fn fleet_seq_in(&self, txn: &RwTxn<'_>) -> heed::Result<u64> {
@@ -250,6 +255,11 @@ impl Store {
     /// Forgets the journaled entry numbered `seq` (Redis has it).
     pub(crate) fn fleet_forget_in(&self, txn: &mut RwTxn<'_>, seq: u64) -> heed::Result<()> {
         self.fleet.delete(txn, &seq).map(|_| ())
+    }
+
+    /// Records the life of Redis the node is in.
+    pub(crate) fn fleet_set_life_in(&self, txn: &mut RwTxn<'_>, life: u64) -> heed::Result<()> {
+        self.meta.put(txn, FLEET_LIFE, &life)
     }
 
     /// Records the last number given.
