@@ -159,6 +159,11 @@ impl AccountId {
         )
     }
 
+    /// When its period ends (Unix ms; `u64::MAX` for all time).
+    pub fn ends_at_ms(&self) -> u64 {
+        self.limit.window().end_of(self.period)
+    }
+
     /// The spend account whose [`AccountId::record_key`] is `record` (rate accounts have no
     /// record). A holder's name may hold `|`: the tag is read from the left, the window and
     /// period from the right.

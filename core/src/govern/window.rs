@@ -36,6 +36,30 @@ impl Window {
         }
     }
 
+    /// When the period numbered `index` ends (Unix ms; `u64::MAX` for all time, or for a
+    /// month past the calendar's end).
+    pub fn end_of(self, index: u64) -> u64 {
+        match self {
+            Window::AllTime => u64::MAX,
+            Window::Minute => index.saturating_add(1).saturating_mul(60_000),
+            Window::Day => index.saturating_add(1).saturating_mul(86_400_000),
+            Window::Month => {
+                let start = i32::try_from(index / 12)
+                    .ok()
+                    .and_then(|y| y.checked_add(1970))
+                    .and_then(|year| {
+                        let month = Month::try_from(u8::try_from(index % 12 + 1).ok()?).ok()?;
+                        Date::from_calendar_date(year, month, 1).ok()
+                    })
+                    .map(|d| d.with_time(Time::MIDNIGHT).assume_utc().unix_timestamp());
+                match start.and_then(|s| u64::try_from(s).ok()) {
+                    Some(s) => self.period(s.saturating_mul(1000)).ends_at_ms,
+                    None => u64::MAX,
+                }
+            }
+        }
+    }
+
     /// The period `unix_ms` falls in.
     pub fn period(self, unix_ms: u64) -> Period {
         match self {
@@ -105,6 +129,24 @@ mod tests {
         // December ends at the new year.
         assert_eq!(dec.ends_at_ms, 1_798_761_600_000);
         assert_eq!(Window::Month.period(dec.ends_at_ms).index, m.index + 2);
+    }
+
+    #[test]
+    fn a_periods_end_follows_from_its_number() {
+        for t in [
+            0,
+            NOW,
+            1_833_796_800_000,
+            1_798_761_599_999,
+            1_798_761_600_000,
+        ] {
+            for w in [Window::Minute, Window::Day, Window::Month, Window::AllTime] {
+                let p = w.period(t);
+                assert_eq!(w.end_of(p.index), p.ends_at_ms, "{w:?} at {t}");
+            }
+        }
+        assert_eq!(Window::Month.end_of(u64::MAX), u64::MAX);
+        assert_eq!(Window::Day.end_of(u64::MAX), u64::MAX);
     }
 
     #[test]

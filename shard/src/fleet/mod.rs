@@ -83,19 +83,25 @@ return {g, avail - g}
 /// The start of SETTLE and RELEASE. ARGV[1] the node, ARGV[2] the amount, ARGV[3] the
 /// call's sequence number (a node numbers its settlements and releases in the order it sends
 /// them): one already applied is not applied again (a reply lost to a dropped connection is
-/// sent again). Then up to ARGV[2] of the node's lease is taken back, `a`.
+/// sent again). `$missing`: what to do when Redis has forgotten the account. Then up to
+/// `$take` of the node's lease is taken back, `a`.
 macro_rules! take_back {
-    () => {
+    ($missing:literal, $take:literal) => {
         concat!(
             same_life!(2),
             r"
 local k = KEYS[1]
+",
+            $missing,
+            r"
 local sf = 'seq:' .. ARGV[1]
 if tonumber(ARGV[3]) <= tonumber(redis.call('HGET', k, sf) or '0') then return -1 end
 redis.call('HSET', k, sf, ARGV[3])
 local f = 'lease:' .. ARGV[1]
 local mine = tonumber(redis.call('HGET', k, f) or '0')
-local a = math.min(tonumber(ARGV[2]), mine)
+local a = math.min(",
+            $take,
+            r", mine)
 if a > 0 then
   redis.call('HINCRBY', k, f, string.format('%.0f', -a))
   redis.call('HINCRBY', k, 'held', string.format('%.0f', -a))
@@ -105,9 +111,10 @@ end
     };
 }
 
-/// ARGV[4] spent beyond the lease, ARGV[5] when Redis may forget the account (0: never).
+/// ARGV[4] spent beyond the reservation (it came out of the node's allotment too), ARGV[5]
+/// when Redis may forget the account (0: never).
 const SETTLE: &str = concat!(
-    take_back!(),
+    take_back!("", "tonumber(ARGV[2]) + tonumber(ARGV[4])"),
     r"
 redis.call('HINCRBY', k, 'spent', string.format('%.0f', tonumber(ARGV[2]) + tonumber(ARGV[4])))
 if tonumber(ARGV[5]) > 0 then redis.call('PEXPIREAT', k, ARGV[5]) end
@@ -115,16 +122,24 @@ return a
 "
 );
 
-const RELEASE: &str = concat!(take_back!(), "return a\n");
+/// Nothing to give back of an account Redis has forgotten (and it is not made again).
+const RELEASE: &str = concat!(
+    take_back!(
+        "if redis.call('EXISTS', k) == 0 then return 0 end",
+        "tonumber(ARGV[2])"
+    ),
+    "return a\n"
+);
 
-/// A node's spend and holdings, given to a Redis in a new life, once per node. KEYS: the life,
-/// its set of nodes, the node's set of accounts, then the accounts; ARGV: the node, then per
-/// account what it spent, what its shards hold, and when Redis may forget it (0: never), then
-/// the life.
+/// A node's spend and holdings, given to a Redis in a new life, once per node: 1, or 0 when
+/// the node had given them already. KEYS: the life, its set of nodes, the node's set of
+/// accounts, then the accounts; ARGV: the node, then per account what it spent, what its
+/// shards hold, and when Redis may forget it (0: never), then the life. (The node is marked
+/// last: a script stopped half-way by a fault is given again whole, counting more, not less.)
 const CONTRIBUTE: &str = concat!(
     same_life!(1),
     r"
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
 for i = 4, #KEYS do
   local k = KEYS[i]
   local j = 2 + (i - 4) * 3
@@ -137,6 +152,7 @@ for i = 4, #KEYS do
   end
   if keep > 0 then redis.call('PEXPIREAT', k, keep) end
 end
+redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 "
 );
@@ -432,6 +448,12 @@ impl FleetClient {
         })
     }
 
+    /// Whether Redis can be reached now (a connection is made if none is and a try is due):
+    /// false, and nothing sent can have reached it.
+    pub(crate) fn reachable(&mut self) -> bool {
+        self.link.connect().is_ok()
+    }
+
     /// The life of Redis this node knows (0: none yet).
     pub(crate) fn life(&self) -> u64 {
         self.life
@@ -468,9 +490,9 @@ impl FleetClient {
         &mut self,
         life: u64,
         accounts: &[(String, u64, u64, u64)],
-    ) -> Result<(), FleetError> {
+    ) -> Result<bool, FleetError> {
         let (node, holdings, life_key) = (&self.node, &self.holdings, &self.life_key);
-        self.link.call(|c, s| {
+        let given = self.link.call(|c, s| {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(s.contribute.get_hash())
                 .arg(3 + accounts.len())
@@ -484,10 +506,10 @@ impl FleetClient {
             for (_, spent, held, keep) in accounts {
                 cmd.arg(spent).arg(held).arg(keep);
             }
-            cmd.arg(life).query::<()>(c)
+            cmd.arg(life).query::<u8>(c)
         })?;
         self.life = life;
-        Ok(())
+        Ok(given == 1)
     }
 
     /// The Redis keys of the accounts this node may hold a lease on (what it leased and Redis
@@ -744,6 +766,8 @@ mod tests {
         // Less than the minimum is left: nothing.
         assert_eq!(n2.lease(&a, 10_000, 2_000, 2_000, 0).unwrap(), (0, 1_000));
         n1.settle(&a, (3_000, 500), 0, 10).unwrap();
+        // Spend beyond the reservation came out of the node's allotment too.
+        assert_eq!(n1.shared(&a).unwrap().mine, 500);
         // A repeat (a reply that was lost) is not applied twice.
         n1.settle(&a, (3_000, 500), 0, 10).unwrap();
         n1.release(&a, 5_000, 11).unwrap();

@@ -105,6 +105,13 @@ pub(crate) struct FleetBooks {
     life_changed: bool,
     /// Whether this run has seen Redis in the node's life (else it looks first).
     life_checked: bool,
+    /// The node's first try to give its spend to a Redis life: (life, the last number it
+    /// covered). Should its answer be lost, a later try that Redis answers "given already"
+    /// drops only what that first one covered.
+    attempt: Option<(u64, u64)>,
+    /// `attempt` changed, or numbers were given, since the file last heard.
+    attempt_changed: bool,
+    seq_written: u64,
     /// When the node last looked at Redis's life while idle.
     life_seen: Instant,
 }
@@ -118,6 +125,8 @@ pub(crate) struct FleetFile {
     pub(crate) seq: u64,
     /// The life of Redis the node was in.
     pub(crate) life: u64,
+    /// Its first try to give its spend to a new life (see `FleetBooks::attempt`).
+    pub(crate) attempt: Option<(u64, u64)>,
 }
 
 /// One entry waiting for Redis.
@@ -126,6 +135,31 @@ struct Pending {
     op: crate::fleet::Op,
     /// The number it is journaled under in the file, if it is.
     written: Option<u64>,
+}
+
+impl Pending {
+    fn step(&self) -> Option<crate::fleet::Step<'_>> {
+        match &self.op {
+            crate::fleet::Op::Settle {
+                key,
+                from_lease,
+                over,
+                keep,
+            } => Some(crate::fleet::Step::Settle {
+                key,
+                from_lease: *from_lease,
+                over: *over,
+                expire_at_ms: *keep,
+                seq: self.seq,
+            }),
+            crate::fleet::Op::Release { key, amount } => Some(crate::fleet::Step::Release {
+                key,
+                amount: *amount,
+                seq: self.seq,
+            }),
+            crate::fleet::Op::Unsettled { .. } => None,
+        }
+    }
 }
 
 impl FleetBooks {
@@ -140,6 +174,7 @@ impl FleetBooks {
             journal,
             seq: last_seq,
             life,
+            attempt,
         } = file;
         client.set_life(life);
         let now_us = std::time::SystemTime::now()
@@ -162,7 +197,7 @@ impl FleetBooks {
                             key: client.key(&account),
                             from_lease: amount,
                             over: 0,
-                            keep: 0,
+                            keep: keep_until(&account, account.ends_at_ms()),
                         }
                     }
                     op => op,
@@ -189,6 +224,9 @@ impl FleetBooks {
             life_changed: false,
             life_checked: false,
             life_seen: Instant::now(),
+            attempt,
+            attempt_changed: false,
+            seq_written: seq,
         }
     }
 
@@ -266,42 +304,23 @@ impl FleetBooks {
         if self.reset {
             return;
         }
-        if !self.pending.is_empty() {
-            let steps: Vec<crate::fleet::Step<'_>> = self
-                .pending
-                .iter()
-                .filter_map(|p| match &p.op {
-                    crate::fleet::Op::Settle {
-                        key,
-                        from_lease,
-                        over,
-                        keep,
-                    } => Some(crate::fleet::Step::Settle {
-                        key,
-                        from_lease: *from_lease,
-                        over: *over,
-                        expire_at_ms: *keep,
-                        seq: p.seq,
-                    }),
-                    crate::fleet::Op::Release { key, amount } => {
-                        Some(crate::fleet::Step::Release {
-                            key,
-                            amount: *amount,
-                            seq: p.seq,
-                        })
-                    }
-                    crate::fleet::Op::Unsettled { .. } => None,
-                })
-                .collect();
-            // What has been sent once is never merged into again (see `push`).
-            self.tried = self.pending.len();
+        while !self.pending.is_empty() {
+            // Nothing is sent, so nothing is marked as sent, while Redis cannot be reached.
+            if !self.client.reachable() {
+                return;
+            }
+            let n = self.pending.len().min(FLEET_CHUNK);
+            let steps: Vec<crate::fleet::Step<'_>> =
+                self.pending[..n].iter().filter_map(Pending::step).collect();
+            // What may have reached Redis is never merged into again (see `push`).
+            self.tried = self.tried.max(n);
             match self.client.batch(&steps) {
-                Ok(()) => self.forget_pending(),
+                Ok(()) => self.forget_first(n),
                 Err(crate::fleet::FleetError::Refused(e)) => {
                     tracing::error!(
                         "Redis refused settlements or releases, dropped from the fleet's books (usage stays in the local file): {e}"
                     );
-                    self.forget_pending();
+                    self.forget_first(n);
                 }
                 Err(crate::fleet::FleetError::Unreachable(_)) => return,
                 Err(crate::fleet::FleetError::NewLife) => {
@@ -311,16 +330,15 @@ impl FleetBooks {
             }
         }
         if self.reclaim {
+            let Ok(keys) = self.client.holdings() else {
+                return;
+            };
+            // The numbers are taken before the call: should its answer be lost, none of them
+            // is given again.
             let first = self.seq + 1;
-            let done = self
-                .client
-                .holdings()
-                .and_then(|keys| self.client.reclaim(&keys, first).map(|()| keys.len()));
-            match done {
-                Ok(n) => {
-                    self.seq += n as u64;
-                    self.reclaim = false;
-                }
+            self.seq += keys.len() as u64;
+            match self.client.reclaim(&keys, first) {
+                Ok(()) => self.reclaim = false,
                 Err(crate::fleet::FleetError::Refused(e)) => {
                     tracing::error!("Redis refused to take back this node's old leases: {e}");
                     self.reclaim = false;
@@ -331,11 +349,32 @@ impl FleetBooks {
         }
     }
 
-    fn forget_pending(&mut self) {
+    /// The first `n` entries are Redis's now.
+    fn forget_first(&mut self, n: usize) {
         self.done
-            .extend(self.pending.iter().filter_map(|p| p.written));
-        self.pending.clear();
-        self.last.clear();
+            .extend(self.pending[..n].iter().filter_map(|p| p.written));
+        self.pending.drain(..n);
+        self.tried = self.tried.saturating_sub(n);
+        self.last.retain(|_, i| *i >= n);
+        for i in self.last.values_mut() {
+            *i -= n;
+        }
+    }
+
+    /// What waits with a number up to `upto` is dropped (a Redis in a new life has it in
+    /// what the node gave it).
+    fn forget_upto(&mut self, upto: u64) {
+        let (gone, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.seq <= upto);
+        self.done.extend(gone.iter().filter_map(|p| p.written));
+        self.pending = kept;
+        self.last = self
+            .pending
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.op.key().to_string(), i))
+            .collect();
         self.tried = 0;
     }
 
@@ -368,8 +407,18 @@ impl FleetBooks {
             self.life_changed = false;
             wrote = true;
         }
-        if wrote {
+        if self.attempt_changed {
+            if let Some(a) = self.attempt {
+                store.fleet_set_attempt_in(txn, a)?;
+            }
+            self.attempt_changed = false;
+            wrote = true;
+        }
+        // Every number given is in the file before a restart could give it again.
+        if self.seq != self.seq_written {
             store.fleet_set_seq_in(txn, self.seq)?;
+            self.seq_written = self.seq;
+            wrote = true;
         }
         Ok(wrote)
     }
@@ -377,6 +426,8 @@ impl FleetBooks {
     /// Whether the file's journal is behind.
     pub(crate) fn journal_behind(&self) -> bool {
         self.life_changed
+            || self.attempt_changed
+            || self.seq != self.seq_written
             || !self.done.is_empty()
             || self.pending.iter().any(|p| p.written != Some(p.seq))
     }
@@ -387,6 +438,8 @@ impl FleetBooks {
 const FLEET_FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// ... or until this many are waiting.
 const FLEET_FLUSH_AT: usize = 1024;
+/// Most settlements and releases in one pipeline (a backlog goes in several).
+const FLEET_CHUNK: usize = 512;
 
 /// Most a node asks Redis for beyond what a shard needs, in multiples of the ask.
 const FLEET_ASKS: u64 = 16;
@@ -540,10 +593,24 @@ impl Books {
             .filter(|(_, (spent, held, _))| *spent > 0 || *held > 0)
             .map(|(a, (spent, held, keep))| (fleet.client.key(a), *spent, *held, *keep))
             .collect();
-        if let Err(e) = fleet.client.contribute(life, &list) {
-            tracing::warn!("fleet: cannot give Redis this node's spend yet: {e}");
-            return;
-        }
+        // The first try for this life is remembered (in the file too) with what it covers; and
+        // nothing it covers is merged into from here (see `push`).
+        let covered = match fleet.attempt {
+            Some((l, upto)) if l == life => upto,
+            _ => {
+                fleet.attempt = Some((life, fleet.seq));
+                fleet.attempt_changed = true;
+                fleet.seq
+            }
+        };
+        fleet.tried = fleet.pending.len();
+        let given_now = match fleet.client.contribute(life, &list) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!("fleet: cannot give Redis this node's spend yet: {e}");
+                return;
+            }
+        };
         tracing::warn!(
             life,
             accounts = list.len(),
@@ -555,10 +622,12 @@ impl Books {
                 / 1e6,
             "fleet: Redis is in a new life (it lost its data, or this node is new to it): this node gave it its spend and holdings in the open periods"
         );
+        // Given now: what the file says, which has everything waiting. Given by an earlier try
+        // whose answer was lost: what waited then.
         let dropped = fleet.pending.len();
-        fleet.forget_pending();
+        fleet.forget_upto(if given_now { u64::MAX } else { covered });
+        let dropped = dropped - fleet.pending.len();
         fleet.reset = false;
-        fleet.reclaim = false;
         fleet.life_changed = true;
         fleet.life_checked = true;
         if dropped > 0 {
@@ -1416,5 +1485,82 @@ mod tests {
         assert!(!again.reclaim);
         let (sa, sb) = (probe.shared(&a).unwrap(), probe.shared(&b).unwrap());
         assert_eq!((sa.spent, sa.held, sb.spent, sb.held), (450, 0, 200, 0));
+    }
+
+    #[test]
+    fn a_backlog_goes_in_chunks_and_a_lost_answer_to_a_contribution_costs_nothing() {
+        let redis = crate::fleet::testing::Redis::start();
+        let client = crate::fleet::testing::client(&redis, "chunks:", "n1");
+        let life = client.life();
+        let mut f = FleetBooks::new(
+            client,
+            Unreachable::Closed,
+            FleetFile {
+                life,
+                ..FleetFile::default()
+            },
+        );
+        f.flush(Instant::now());
+        // 1,300 accounts' settlements: three pipelines; then one more on the last account
+        // joins nothing sent and is applied after.
+        let accounts: Vec<AccountId> = (0..1_300)
+            .map(|p| AccountId { period: p, ..day() })
+            .collect();
+        for a in &accounts {
+            f.push(crate::fleet::Op::Settle {
+                key: f.client.key(a),
+                from_lease: 10,
+                over: 0,
+                keep: 0,
+            });
+        }
+        f.flush(Instant::now());
+        assert_eq!(f.pending(), 0);
+        let mut probe = crate::fleet::testing::client(&redis, "chunks:", "probe");
+        for a in [&accounts[0], &accounts[600], &accounts[1_299]] {
+            assert_eq!(probe.shared(a).unwrap().spent, 10);
+        }
+
+        // A node whose first contribution to a new life was applied but never answered (or
+        // that crashed after it): its file says which of its waiting settlements that
+        // contribution covered. Redis answers "given already"; only the rest are sent.
+        let life_now = probe.current_life().unwrap();
+        let (a, b) = (&accounts[0], &accounts[1]);
+        let mut other = crate::fleet::testing::unborn(&redis, "chunks:", "n2");
+        let settle = |key: String, n: u64| crate::fleet::Op::Settle {
+            key,
+            from_lease: n,
+            over: 0,
+            keep: 0,
+        };
+        // The lost contribution: 1,000 on account a (its file's total then).
+        other
+            .contribute(life_now, &[(other.key(a), 1_000, 0, 0)])
+            .unwrap();
+        let (ka, kb) = (other.key(a), other.key(b));
+        let file = FleetFile {
+            journal: vec![
+                (100, settle(ka.clone(), 400)),
+                (300, settle(kb.clone(), 70)),
+            ],
+            seq: 300,
+            life: 0,
+            attempt: Some((life_now, 200)),
+        };
+        let mut n2 = Books::new(2, vec![key(100_000)], Vec::new()).with_fleet(FleetBooks::new(
+            other,
+            Unreachable::Closed,
+            file,
+        ));
+        n2.fleet_flush_now();
+        assert!(n2.fleet_reset_due());
+        n2.fleet_reset(&|_| 1_000, 1);
+        assert!(!n2.fleet_reset_due());
+        // Only the settlement numbered after what the contribution covered is left, and sent.
+        assert_eq!(n2.fleet_pending(), 1);
+        n2.fleet_flush_now();
+        assert_eq!(n2.fleet_pending(), 0);
+        assert_eq!(probe.shared(a).unwrap().spent, 10 + 1_000);
+        assert_eq!(probe.shared(b).unwrap().spent, 10 + 70);
     }
 }

@@ -31,6 +31,10 @@ const KEYS_ISSUED: &str = "keys_issued";
 const FLEET_SEQ: &str = "fleet_seq";
 /// Fleet mode: the life of Redis this node last gave its spend to, in `meta`.
 const FLEET_LIFE: &str = "fleet_life";
+/// Fleet mode: the node's first try to give its spend to a life: the life, and the last
+/// number that try covered, in `meta`.
+const FLEET_ATTEMPT_LIFE: &str = "fleet_attempt_life";
+const FLEET_ATTEMPT_SEQ: &str = "fleet_attempt_seq";
 
 /// Largest the ledger file may grow (LMDB maps it; pages are used as written).
 const MAP_SIZE: usize = 4 << 30;
@@ -235,6 +239,13 @@ impl Store {
             journal: self.fleet.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()?,
             seq: self.meta.get(&rtxn, FLEET_SEQ)?.unwrap_or(0),
             life: self.meta.get(&rtxn, FLEET_LIFE)?.unwrap_or(0),
+            attempt: match (
+                self.meta.get(&rtxn, FLEET_ATTEMPT_LIFE)?,
+                self.meta.get(&rtxn, FLEET_ATTEMPT_SEQ)?,
+            ) {
+                (Some(l), Some(s)) => Some((l, s)),
+                _ => None,
+            },
         })
     }
 
@@ -260,6 +271,16 @@ impl Store {
     /// Records the life of Redis the node is in.
     pub(crate) fn fleet_set_life_in(&self, txn: &mut RwTxn<'_>, life: u64) -> heed::Result<()> {
         self.meta.put(txn, FLEET_LIFE, &life)
+    }
+
+    /// Records the node's first try to give its spend to a life.
+    pub(crate) fn fleet_set_attempt_in(
+        &self,
+        txn: &mut RwTxn<'_>,
+        (life, upto): (u64, u64),
+    ) -> heed::Result<()> {
+        self.meta.put(txn, FLEET_ATTEMPT_LIFE, &life)?;
+        self.meta.put(txn, FLEET_ATTEMPT_SEQ, &upto)
     }
 
     /// Records the last number given.
