@@ -611,17 +611,25 @@ impl Books {
                 return;
             }
         };
-        tracing::warn!(
-            life,
-            accounts = list.len(),
-            usd = list
-                .iter()
-                .filter(|p| p.0.contains("_usd:"))
-                .map(|p| p.1)
-                .sum::<u64>() as f64
-                / 1e6,
-            "fleet: Redis is in a new life (it lost its data, or this node is new to it): this node gave it its spend and holdings in the open periods"
-        );
+        if list.is_empty() {
+            tracing::info!(
+                life,
+                "fleet: this node joined Redis's life (nothing of its own to give it)"
+            );
+        } else {
+            tracing::warn!(
+                life,
+                accounts = list.len(),
+                usd = list
+                    .iter()
+                    .filter(|p| p.0.contains("_usd:"))
+                    .map(|p| p.1)
+                    .sum::<u64>() as f64
+                    / 1e6,
+                given_now,
+                "fleet: Redis is in a life this node had not given its spend to (it lost its data, or the node is new to it): given its spend and holdings in the open periods"
+            );
+        }
         // Given now: what the file says, which has everything waiting. Given by an earlier try
         // whose answer was lost: what waited then.
         let dropped = fleet.pending.len();
