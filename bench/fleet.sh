@@ -41,6 +41,7 @@ EOT
         "limits": {"daily_usd": 100000, "monthly_usd": 1000000, "rpm": 10000000, "tpm": 1000000000}}' |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
     printf -v "${1}_BB" '%s' "$BB"
+    printf -v "${1}_ADMIN" '%s' "$ADMIN"
     printf -v "${1}_KEY" '%s' "$key"
 }
 variant lmdb ""
@@ -62,14 +63,20 @@ for i in $(seq 1 "$RUNS"); do
 done
 # Per command: calls (the commands inside the Lua scripts count one by one, under their names).
 calls() { redis-cli -p "$REDIS_PORT" info commandstats | python3 -c 'import json,re,sys; print(json.dumps({m[0]: int(m[1]) for m in re.findall(r"cmdstat_(\w+):calls=(\d+)", sys.stdin.read())}))'; }
+# The ledger's round trips to Redis (its /stats counter).
+trips() { curl -sf "http://$fleet_ADMIN/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ledger"]["fleet_redis_round_trips"])'; }
 before=$(calls)
+trips_before=$(trips)
 WARMUP=0s run fleet --rate "$RATE" > "$work/counted.json"
+sleep 0.1
+trips_after=$(trips)
 after=$(calls)
 
-python3 - "$work" "$RUNS" "$RATE" "$CONC" "$before" "$after" <<'PY'
+python3 - "$work" "$RUNS" "$RATE" "$CONC" "$before" "$after" "$trips_before" "$trips_after" <<'PY'
 import json, statistics, sys
 work, runs, rate, conc = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 before, after = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+trips = int(sys.argv[8]) - int(sys.argv[7])
 get = lambda k, v: [json.load(open(f"{work}/{k}.{v}.{i}.json")) for i in range(1, runs + 1)]
 med = statistics.median
 print(f"governed key, open loop {rate} req/s and closed loop c={conc}, {runs} alternating rounds, medians")
@@ -88,6 +95,7 @@ delta = {c: after[c] - before.get(c, 0) for c in after if after[c] - before.get(
 delta.pop("info", None)
 scripts = delta.get("evalsha", 0) + delta.get("eval", 0)
 print(f"Redis during a counted open-loop run (no warm-up, {counted['requests']} requests, {counted['rps']:.0f} req/s):")
+print(f"  round trips from the ledger thread (a pipeline is one): {trips} = {trips / n:.4f} per request")
 print(f"  scripts called (EVALSHA: LEASE, SETTLE, RELEASE): {scripts} = {scripts / n:.4f} per request")
 print(f"  commands executed, those inside the scripts included: {sum(delta.values())} = {sum(delta.values()) / n:.3f} per request")
 print("  by command: " + ", ".join(f"{c} {v}" for c, v in sorted(delta.items(), key=lambda x: -x[1])))

@@ -271,6 +271,8 @@ struct Link {
     timeout: Duration,
     quiet_until: Option<Instant>,
     scripts: Scripts,
+    /// Requests sent and answered (or not) so far: a pipeline is one.
+    round_trips: u64,
 }
 
 /// The scripts, loaded into Redis on every new connection.
@@ -316,6 +318,7 @@ impl Link {
                 .and_then(|mut c| {
                     c.set_read_timeout(Some(timeout))?;
                     c.set_write_timeout(Some(timeout))?;
+                    self.round_trips += 1;
                     self.scripts.load(&mut c)?;
                     Ok(c)
                 });
@@ -343,10 +346,12 @@ impl Link {
         let (Some(conn), scripts) = (self.conn.as_mut(), &self.scripts) else {
             return Err(FleetError::Unreachable("no connection".into()));
         };
+        self.round_trips += 1;
         let mut result = f(conn, scripts);
         if let Err(e) = &result
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         {
+            self.round_trips += 2;
             result = scripts.load(conn).and_then(|()| f(conn, scripts));
         }
         result.map_err(|e| {
@@ -391,6 +396,7 @@ impl FleetClient {
                 timeout: Duration::from_millis(fleet.timeout_ms),
                 quiet_until: None,
                 scripts: Scripts::new(),
+                round_trips: 0,
             },
             holdings: format!("{}n:{}", fleet.key_prefix, fleet.node_id),
             life_key: format!("{}life", fleet.key_prefix),
@@ -452,6 +458,11 @@ impl FleetClient {
     /// false, and nothing sent can have reached it.
     pub(crate) fn reachable(&mut self) -> bool {
         self.link.connect().is_ok()
+    }
+
+    /// Round trips to Redis so far (a pipeline is one).
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.link.round_trips
     }
 
     /// The life of Redis this node knows (0: none yet).

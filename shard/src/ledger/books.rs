@@ -661,6 +661,11 @@ impl Books {
         }
     }
 
+    /// Round trips to Redis so far (0 when not a fleet).
+    pub(crate) fn fleet_round_trips(&self) -> u64 {
+        self.fleet.as_ref().map_or(0, |f| f.client.round_trips())
+    }
+
     /// Settlements waiting for Redis (0 when not a fleet).
     pub(crate) fn fleet_pending(&self) -> usize {
         self.fleet.as_ref().map_or(0, FleetBooks::pending)

@@ -100,6 +100,8 @@ pub(crate) struct LedgerStats {
     pub(crate) recalls: AtomicU64,
     /// Fleet mode: settlements waiting for Redis to be reachable again.
     pub(crate) fleet_pending: AtomicU64,
+    /// Fleet mode: round trips to Redis made by the ledger thread.
+    pub(crate) fleet_round_trips: AtomicU64,
 }
 
 /// The shards' (and the admin thread's) side of the ledger: two channels. What a request
@@ -249,9 +251,7 @@ fn run(
         }
         if batch.is_empty() {
             books.fleet_tick(now);
-            stats
-                .fleet_pending
-                .store(books.fleet_pending() as u64, Ordering::Relaxed);
+            fleet_stats(stats, &books);
             if books.fleet_reset_due() || books.fleet_journal_behind() {
                 write_journal(&store, &mut books);
             }
@@ -393,6 +393,7 @@ fn run(
             wtxn.abort();
         }
         send(mailboxes, stats, &mut out, &mut replies);
+        fleet_stats(stats, &books);
         if now.duration_since(last_sweep) >= Duration::from_secs(1) {
             books.sweep(now_ms());
             last_sweep = now;
@@ -400,6 +401,15 @@ fn run(
     }
     books.fleet_close(Instant::now());
     write_journal(&store, &mut books);
+}
+
+fn fleet_stats(stats: &LedgerStats, books: &Books) {
+    stats
+        .fleet_pending
+        .store(books.fleet_pending() as u64, Ordering::Relaxed);
+    stats
+        .fleet_round_trips
+        .store(books.fleet_round_trips(), Ordering::Relaxed);
 }
 
 /// Brings the fleet's journal in the file up to date in a transaction of its own (and gives
