@@ -188,6 +188,9 @@ fn main() -> ExitCode {
         // Certificates and keys are checked as TLS will use them.
         let checked = load(Some(file)).and_then(|c| {
             server::tls::ServerTls::build(&c)?;
+            if let Some(f) = &c.fleet {
+                fleet::client(f).map_err(|e| format!("fleet: {e}"))?;
+            }
             Ok(c)
         });
         return match checked {

@@ -479,6 +479,29 @@ fn a_fleet_over_tls_needs_the_ca_and_a_client_certificate() {
     eventually(5, "the settlements reach Redis over TLS", || {
         local() > 0 && field(&redis, &account, "spent") == local()
     });
+    // `busbar check` reads the CA as the node would: a PEM that holds no certificate fails.
+    let conf = |ca: &std::path::Path| {
+        config(
+            &mock,
+            &redis,
+            "d",
+            &format!("tls_ca = \"{}\"\n", ca.display()),
+        )
+    };
+    let (code, out) = busbar_tests::run_check(&conf(&ca_path));
+    assert_eq!(code, 0, "{out}");
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, out) = busbar_tests::run_check(&conf(&bad));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("fleet: ") && out.contains("root certificate"),
+        "{out}"
+    );
     // A node without a client certificate is refused at the handshake: it never sees the key.
     let c = node("c", false);
     let r = chat(&c, &secret);
