@@ -224,6 +224,10 @@ fn redis_down_fails_closed_with_a_clear_503_and_the_fleet_recovers() {
         r.text()
     );
     assert_eq!(r.header("retry-after"), Some("1"));
+    // The node's metrics say so too: refusals, and settlements waiting (in its file).
+    let refusals = metric(&a, "busbar_fleet_unreachable_refusals_total");
+    assert!(refusals >= 1.0, "{refusals}");
+    assert!(metric(&a, "busbar_fleet_pending_settlements") >= 1.0);
     // A key change cannot be made while Redis is away, and says so.
     let r = admin(&a, "POST", "/admin/keys", Some(json!({"name": "new"})));
     assert_eq!(r.status, 503, "{}", r.text());
@@ -232,6 +236,20 @@ fn redis_down_fails_closed_with_a_clear_503_and_the_fleet_recovers() {
     eventually(10, "requests are served again", || {
         chat(&a, &secret).status == 200
     });
+    eventually(5, "nothing waits for Redis", || {
+        metric(&a, "busbar_fleet_pending_settlements") == 0.0
+    });
+    assert!(metric(&a, "busbar_fleet_redis_round_trips_total") > 0.0);
+    // (Counters: a 503 while the node gave the new Redis its spend may add to it.)
+    assert!(metric(&a, "busbar_fleet_unreachable_refusals_total") >= refusals);
+}
+
+/// A metric without labels from `b`'s GET /metrics.
+fn metric(b: &Busbar, name: &str) -> f64 {
+    let text = admin(b, "GET", "/metrics", None).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 #[test]

@@ -451,6 +451,7 @@ pub(super) fn ledger_stats(l: &LedgerHandle, reports: &[ShardReport]) -> Value {
         "channel_full_drops": s.dropped.load(Ordering::Relaxed),
         "fleet_pending_settlements": s.fleet_pending.load(Ordering::Relaxed),
         "fleet_redis_round_trips": s.fleet_round_trips.load(Ordering::Relaxed),
+        "fleet_unreachable_refusals": s.fleet_down.load(Ordering::Relaxed),
         "leases_granted": s.granted.load(Ordering::Relaxed),
         "leases_refused": s.refused.load(Ordering::Relaxed),
         "recalls": s.recalls.load(Ordering::Relaxed),

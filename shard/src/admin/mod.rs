@@ -303,6 +303,20 @@ fn route(admin: &Admin, req: &Request) -> Answer {
                         .ledger
                         .as_ref()
                         .map(|(l, _)| l.stats.dropped.load(std::sync::atomic::Ordering::Relaxed)),
+                    fleet: admin
+                        .ledger
+                        .as_ref()
+                        .filter(|_| config.fleet.is_some())
+                        .map(|(l, _)| {
+                            let get = |c: &std::sync::atomic::AtomicU64| {
+                                c.load(std::sync::atomic::Ordering::Relaxed)
+                            };
+                            crate::telemetry::exposition::FleetCounts {
+                                pending: get(&l.stats.fleet_pending),
+                                round_trips: get(&l.stats.fleet_round_trips),
+                                refused: get(&l.stats.fleet_down),
+                            }
+                        }),
                 };
                 let text = crate::telemetry::exposition::render(&config, &reports, outside);
                 Answer::raw(

@@ -83,6 +83,7 @@ async fn answer(
                             control_full: crate::control::CHANNEL_FULL
                                 .load(std::sync::atomic::Ordering::Relaxed),
                             ledger_full: None,
+                            fleet: None,
                         },
                     );
                     Ok(response(

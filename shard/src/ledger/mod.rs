@@ -102,6 +102,9 @@ pub(crate) struct LedgerStats {
     pub(crate) fleet_pending: AtomicU64,
     /// Fleet mode: round trips to Redis made by the ledger thread.
     pub(crate) fleet_round_trips: AtomicU64,
+    /// Fleet mode: lease requests refused because they needed Redis and it could not be
+    /// reached (closed, or the open allowance used up).
+    pub(crate) fleet_down: AtomicU64,
 }
 
 /// The shards' (and the admin thread's) side of the ledger: two channels. What a request
@@ -516,6 +519,7 @@ fn send(mailboxes: &[Mailbox], stats: &LedgerStats, out: &mut Vec<Out>, replies:
             }
             Out::Down { shard, account } => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
+                stats.fleet_down.fetch_add(1, Ordering::Relaxed);
                 if let Some(m) = mailboxes.get(shard) {
                     m.send(ShardMsg::FleetDown { account });
                 }

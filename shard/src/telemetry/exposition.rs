@@ -21,6 +21,19 @@ pub(crate) struct Outside {
     pub(crate) control_full: u64,
     /// Usage deltas and lease requests the ledger's channel had no room for.
     pub(crate) ledger_full: Option<u64>,
+    /// Fleet mode: the ledger's view of Redis.
+    pub(crate) fleet: Option<FleetCounts>,
+}
+
+/// What a fleet node's ledger thread counts of Redis.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FleetCounts {
+    /// Settlements and releases waiting for Redis.
+    pub(crate) pending: u64,
+    /// Round trips to Redis so far.
+    pub(crate) round_trips: u64,
+    /// Lease requests refused because Redis could not be reached.
+    pub(crate) refused: u64,
 }
 
 struct Families(Vec<MetricFamily>);
@@ -383,6 +396,26 @@ pub(crate) fn render(config: &Config, reports: &[ShardReport], outside: Outside)
         &["channel"],
         full,
     );
+    if let Some(fleet) = outside.fleet {
+        f.gauges(
+            "busbar_fleet_pending_settlements",
+            "Fleet mode: settlements and releases waiting to go to Redis (kept in the ledger file).",
+            &[],
+            [(vec![], fleet.pending as f64)],
+        );
+        f.counters(
+            "busbar_fleet_redis_round_trips_total",
+            "Fleet mode: round trips from the ledger thread to Redis (a pipeline is one).",
+            &[],
+            [(vec![], fleet.round_trips as f64)],
+        );
+        f.counters(
+            "busbar_fleet_unreachable_refusals_total",
+            "Fleet mode: lease requests refused (503) because they needed Redis and it could not be reached.",
+            &[],
+            [(vec![], fleet.refused as f64)],
+        );
+    }
     let per_shard = |get: &dyn Fn(&ShardReport) -> f64| -> Vec<(Vec<&str>, f64)> {
         reports
             .iter()
