@@ -637,3 +637,58 @@ fn a_redis_that_comes_back_empty_gets_every_nodes_spend_back_and_the_cap_still_h
     );
     assert!(total >= 3_000, "stopped early: {total}");
 }
+
+#[test]
+fn a_node_gone_for_good_has_its_leases_given_back_through_the_admin_api_and_only_then() {
+    let redis = RedisServer::start();
+    let mock = MockProvider::start(&[]);
+    let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
+    let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
+    let (id, secret) = create_key(&a, json!({"name": "gone", "limits": {"all_time_usd": 1}}));
+    wait_for_key(&b, &id);
+    for _ in 0..5 {
+        assert_eq!(chat(&a, &secret).status, 200);
+    }
+    let account = format!("fleet-test:a:k{}:{id}:all_time_usd:0", id.len());
+    let held_by_a = field(&redis, &account, "lease:a");
+    assert!(held_by_a > 0);
+    // Both nodes are seen, every second.
+    eventually(5, "both nodes are alive", || {
+        let v = admin(&b, "GET", "/admin/fleet", None).json();
+        let alive: Vec<&str> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["alive"] == true)
+            .map(|n| n["node_id"].as_str().unwrap())
+            .collect();
+        alive.len() == 2 && alive.contains(&"a") && v["life"].as_u64() > Some(0)
+    });
+    // A node that is alive keeps its leases.
+    let r = admin(&b, "POST", "/admin/fleet/nodes/a/release", None);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("alive"), "{}", r.text());
+    assert_eq!(
+        admin(&b, "POST", "/admin/fleet/nodes/a b/release", None).status,
+        400
+    );
+    // a crashes for good: its lease stays held in Redis...
+    a.kill9();
+    assert_eq!(field(&redis, &account, "lease:a"), held_by_a);
+    // ...until an operator gives it back, once a is no longer seen.
+    let mut released = Value::Null;
+    eventually(10, "a counts as gone and its leases go back", || {
+        let r = admin(&b, "POST", "/admin/fleet/nodes/a/release", None);
+        released = r.json();
+        r.status == 200
+    });
+    assert_eq!(released["accounts_released"], 1, "{released}");
+    assert_eq!(field(&redis, &account, "lease:a"), 0);
+    assert_eq!(
+        field(&redis, &account, "held"),
+        field(&redis, &account, "lease:b")
+    );
+    let v = admin(&b, "GET", "/admin/fleet", None).json();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(chat(&b, &secret).status, 200);
+}

@@ -15,4 +15,6 @@ pub use model::{
     PolicyKind, Pool, PoolMember, PoolPolicy, Protocol, Provider, ScriptSource, Telemetry, Tls,
     TlsVersion, Unreachable, UpstreamSettings,
 };
-pub use parse::{ConfigError, DEFAULT_LEDGER_PATH, FileReader, parse, parse_with_files};
+pub use parse::{
+    ConfigError, DEFAULT_LEDGER_PATH, FileReader, is_node_id, parse, parse_with_files,
+};

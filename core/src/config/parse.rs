@@ -1282,6 +1282,15 @@ fn http2_settings(h: &RawHttp2) -> Result<Http2, (Range<usize>, String)> {
     })
 }
 
+/// Whether `id` may name a fleet node: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn is_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// `[fleet]`.
 fn fleet(f: &Spanned<RawFleet>, files: FileReader<'_>) -> Result<Fleet, (Range<usize>, String)> {
     let raw = f.get_ref();
@@ -1300,12 +1309,7 @@ fn fleet(f: &Spanned<RawFleet>, files: FileReader<'_>) -> Result<Fleet, (Range<u
     let node_id = match &raw.node_id {
         Some(n) => {
             let id = n.get_ref();
-            if id.is_empty()
-                || id.len() > 64
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
+            if !is_node_id(id) {
                 return Err((
                     n.span(),
                     format!(

@@ -148,6 +148,14 @@ pub(super) fn route(admin: &Admin, req: &Request) -> Answer {
             "GET" => cx.usage_of("model", name, Subject::ModelAll(name), &req.query),
             _ => Answer::method(m, p, "GET"),
         },
+        ["fleet"] => match m {
+            "GET" => cx.fleet_view(),
+            _ => Answer::method(m, p, "GET"),
+        },
+        ["fleet", "nodes", node, "release"] => match m {
+            "POST" => cx.forget_node(node),
+            _ => Answer::method(m, p, "POST"),
+        },
         _ => Answer::error(404, format!("no admin route {p}")),
     }
 }
@@ -182,11 +190,7 @@ impl Cx<'_> {
             return Ok(Shared(None));
         };
         let names = crate::fleet::sync::Names::new(&f.key_prefix);
-        let timeout = std::time::Duration::from_millis(f.timeout_ms.max(1000));
-        let written = crate::fleet::client(f).and_then(|c| {
-            let mut conn = c.get_connection_with_timeout(timeout)?;
-            conn.set_read_timeout(Some(timeout))?;
-            conn.set_write_timeout(Some(timeout))?;
+        let written = fleet_conn(f).and_then(|mut conn| {
             crate::fleet::sync::write(&mut conn, &names, &change)?;
             Ok(conn)
         });
@@ -198,6 +202,69 @@ impl Cx<'_> {
                     "the fleet's Redis could not take the change, so nothing was changed on any node: {e}"
                 ),
             )),
+        }
+    }
+
+    /// The fleet as Redis sees it: its life, and every node with when it was last seen.
+    fn fleet_view(&self) -> Answer {
+        let config = self.admin.current.get().config;
+        let Some(f) = &config.fleet else {
+            return Answer::error(404, "this busbar is not a fleet node (no [fleet] section)");
+        };
+        let view = fleet_conn(f).and_then(|mut c| crate::fleet::fleet_view(&mut c, &f.key_prefix));
+        match view {
+            Ok(crate::fleet::View {
+                now_ms: now,
+                life,
+                nodes,
+            }) => Answer::ok(json!({
+                "node_id": f.node_id,
+                "life": life,
+                "nodes": nodes.iter().map(|(node, seen)| json!({
+                    "node_id": node,
+                    "last_seen_ms_ago": now.saturating_sub(*seen),
+                    "alive": now.saturating_sub(*seen) < crate::fleet::ALIVE_MS,
+                })).collect::<Vec<_>>(),
+            })),
+            Err(e) => Answer::error(503, format!("the fleet's Redis cannot be reached: {e}")),
+        }
+    }
+
+    /// Gives back every lease of a node that is gone for good (refused while it is alive).
+    fn forget_node(&self, node: &str) -> Answer {
+        let config = self.admin.current.get().config;
+        let Some(f) = &config.fleet else {
+            return Answer::error(404, "this busbar is not a fleet node (no [fleet] section)");
+        };
+        if !busbar_core::config::is_node_id(node) {
+            return Answer::error(
+                400,
+                format!("`{node}` is not a node id (1 to 64 letters, digits, `-`, `_` or `.`)"),
+            );
+        }
+        let forgot =
+            fleet_conn(f).and_then(|mut c| crate::fleet::forget_node(&mut c, &f.key_prefix, node));
+        match forgot {
+            Ok(n) => {
+                tracing::warn!(
+                    node,
+                    accounts = n,
+                    "fleet: a node's leases were given back by the admin API"
+                );
+                Answer::ok(json!({"node_id": node, "accounts_released": n}))
+            }
+            Err(e)
+                if e.code() == Some("BUSBAR_ALIVE") || e.to_string().contains("BUSBAR_ALIVE") =>
+            {
+                Answer::error(
+                    409,
+                    format!(
+                        "node `{node}` is alive ({}): only a node that is gone for good may have its leases given back; stop it first (a clean stop gives them back itself)",
+                        e.detail().unwrap_or("seen within the last 3 s")
+                    ),
+                )
+            }
+            Err(e) => Answer::error(503, format!("the fleet's Redis cannot be reached: {e}")),
         }
     }
 
@@ -457,6 +524,16 @@ pub(super) fn ledger_stats(l: &LedgerHandle, reports: &[ShardReport]) -> Value {
         "recalls": s.recalls.load(Ordering::Relaxed),
         "leases_held": {"accounts": accounts, "unreserved": balance, "reserved": reserved},
     })
+}
+
+/// A connection of the admin thread's own to the fleet's Redis (calls bounded by the fleet's
+/// timeout, at least a second).
+fn fleet_conn(f: &busbar_core::config::Fleet) -> redis::RedisResult<redis::Connection> {
+    let timeout = std::time::Duration::from_millis(f.timeout_ms.max(1000));
+    let conn = crate::fleet::client(f)?.get_connection_with_timeout(timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    Ok(conn)
 }
 
 /// `YYYY-MM-DD` of a Unix ms moment (UTC).

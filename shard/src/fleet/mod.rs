@@ -9,6 +9,8 @@
 //!                                          (score: when Redis may forget the account)
 //!   {prefix}life                           a random number: this Redis's "life"
 //!   {prefix}life:<n>:nodes                 set: the nodes that gave their spend to life n
+//!   {prefix}nodes                          sorted set: every node, by when it was last seen
+//!                                          (Redis's clock, ms; a node is seen every second)
 //!
 //!   LEASE   available = cap - spent - held; >= min: grant min(ask, available) to the node
 //!   SETTLE  the node turns part of its lease into spend (and adds any spend beyond it)
@@ -130,6 +132,88 @@ const RELEASE: &str = concat!(
     ),
     "return a\n"
 );
+
+/// A node's sign of life, and Redis's life (made if there is none yet). KEYS: the life, the
+/// nodes; ARGV: a new life if there is none, the node.
+const BEAT: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
+return tonumber(redis.call('GET', KEYS[1]))
+";
+
+/// How long after its last sign of life a node counts as gone (it gives one every second).
+pub(crate) const ALIVE_MS: u64 = 3_000;
+
+/// Gives back everything a node that is gone for good holds (an operator's call): its lease
+/// on every account its set names, then forgets the node. Refused (BUSBAR_ALIVE) when the node
+/// was seen within ARGV[2] ms. KEYS: the node's set, the nodes; ARGV: the node, the window.
+/// (The accounts are read from the set, so this does not run on Redis Cluster.)
+const FORGET: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local seen = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if seen and tonumber(seen) > now - tonumber(ARGV[2]) then
+  return redis.error_reply('BUSBAR_ALIVE the node was seen ' .. (now - tonumber(seen)) .. ' ms ago')
+end
+local f = 'lease:' .. ARGV[1]
+local n = 0
+for _, k in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local mine = tonumber(redis.call('HGET', k, f) or '0')
+  if mine > 0 then
+    redis.call('HINCRBY', k, 'held', string.format('%.0f', -mine))
+    n = n + 1
+  end
+  redis.call('HDEL', k, f)
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+";
+
+/// [`FORGET`]s `node`, on a connection of the caller's own (the admin API's): the number of
+/// accounts whose lease went back.
+pub(crate) fn forget_node(
+    conn: &mut redis::Connection,
+    prefix: &str,
+    node: &str,
+) -> redis::RedisResult<u64> {
+    redis::Script::new(FORGET)
+        .key(format!("{prefix}n:{node}"))
+        .key(format!("{prefix}nodes"))
+        .arg(node)
+        .arg(ALIVE_MS)
+        .invoke(conn)
+}
+
+/// The fleet as Redis sees it.
+pub(crate) struct View {
+    /// Redis's clock (Unix ms).
+    pub(crate) now_ms: u64,
+    /// Its life (0: none yet).
+    pub(crate) life: u64,
+    /// Every node, with when it was last seen (Unix ms, Redis's clock).
+    pub(crate) nodes: Vec<(String, u64)>,
+}
+
+/// Reads the fleet's [`View`] on a connection of the caller's own.
+pub(crate) fn fleet_view(conn: &mut redis::Connection, prefix: &str) -> redis::RedisResult<View> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("TIME")
+        .cmd("GET")
+        .arg(format!("{prefix}life"))
+        .cmd("ZRANGE")
+        .arg(format!("{prefix}nodes"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES");
+    let ((secs, micros), life, nodes) = pipe.query::<((u64, u64), Option<u64>, _)>(conn)?;
+    Ok(View {
+        now_ms: secs * 1000 + micros / 1000,
+        life: life.unwrap_or(0),
+        nodes,
+    })
+}
 
 /// A node's spend and holdings, given to a Redis in a new life, once per node: 1, or 0 when
 /// the node had given them already. KEYS: the life, its set of nodes, the node's set of
@@ -281,6 +365,7 @@ struct Scripts {
     settle: redis::Script,
     release: redis::Script,
     contribute: redis::Script,
+    beat: redis::Script,
 }
 
 impl Scripts {
@@ -290,12 +375,13 @@ impl Scripts {
             settle: redis::Script::new(SETTLE),
             release: redis::Script::new(RELEASE),
             contribute: redis::Script::new(CONTRIBUTE),
+            beat: redis::Script::new(BEAT),
         }
     }
 
     fn load(&self, c: &mut redis::Connection) -> redis::RedisResult<()> {
         let mut pipe = redis::pipe();
-        for code in [LEASE, SETTLE, RELEASE, CONTRIBUTE] {
+        for code in [LEASE, SETTLE, RELEASE, CONTRIBUTE, BEAT] {
             pipe.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
         }
         pipe.query(c)
@@ -476,20 +562,19 @@ impl FleetClient {
     }
 
     /// Redis's life: the one it has, or (none yet) a new random one this node sets. Not yet
-    /// the node's own: that is [`FleetClient::contribute`].
+    /// the node's own: that is [`FleetClient::contribute`]. Also this node's sign of life.
     pub(crate) fn current_life(&mut self) -> Result<u64, FleetError> {
         let (key, mine) = (&self.life_key, fastrand::u64(1..1 << 53));
-        self.link.call(|c, _| {
-            redis::pipe()
-                .cmd("SET")
+        let (nodes, node) = (format!("{}nodes", self.prefix), &self.node);
+        self.link.call(|c, s| {
+            redis::cmd("EVALSHA")
+                .arg(s.beat.get_hash())
+                .arg(2)
                 .arg(key)
+                .arg(&nodes)
                 .arg(mine)
-                .arg("NX")
-                .ignore()
-                .cmd("GET")
-                .arg(key)
-                .query::<(u64,)>(c)
-                .map(|(life,)| life)
+                .arg(node)
+                .query::<u64>(c)
         })
     }
 

@@ -438,6 +438,8 @@ impl FleetBooks {
 const FLEET_FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// ... or until this many are waiting.
 const FLEET_FLUSH_AT: usize = 1024;
+/// How often a node gives a sign of life (and looks at Redis's life).
+const FLEET_BEAT: Duration = Duration::from_secs(1);
 /// Most settlements and releases in one pipeline (a backlog goes in several).
 const FLEET_CHUNK: usize = 512;
 
@@ -861,6 +863,21 @@ impl Books {
         }
     }
 
+    /// Once a second, busy or idle: the node's sign of life (see `fleet::FORGET`), and a look
+    /// at whether Redis lost its data (a busy node also hears it from its next settlement).
+    pub(crate) fn fleet_beat(&mut self, now: Instant) {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return;
+        };
+        if now.saturating_duration_since(fleet.life_seen) < FLEET_BEAT || fleet.reset {
+            return;
+        }
+        fleet.life_seen = now;
+        if let Ok(life) = fleet.client.current_life() {
+            fleet.reset = life != fleet.client.life();
+        }
+    }
+
     /// Fleet upkeep (every tick): settlements waiting for Redis are sent, and allotment idle
     /// for a while goes back to Redis for the other nodes.
     pub(crate) fn fleet_tick(&mut self, now: Instant) {
@@ -869,14 +886,6 @@ impl Books {
         };
         if fleet.due(now) == Some(Duration::ZERO) {
             fleet.flush(now);
-        }
-        // An idle node still looks, now and then, whether Redis lost its data (a busy one
-        // hears it from its next settlement).
-        if now.saturating_duration_since(fleet.life_seen) >= FLEET_IDLE && !fleet.reset {
-            fleet.life_seen = now;
-            if let Ok(life) = fleet.client.current_life() {
-                fleet.reset = life != fleet.client.life();
-            }
         }
         for b in self.accounts.values_mut() {
             if b.recall.is_some() || now.duration_since(b.last_ask) < FLEET_IDLE {

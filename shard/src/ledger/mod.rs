@@ -252,6 +252,7 @@ fn run(
         if let Some(w) = books.fleet_wait(now) {
             wait = wait.min(w.max(Duration::from_millis(1)));
         }
+        books.fleet_beat(now);
         if batch.is_empty() {
             books.fleet_tick(now);
             fleet_stats(stats, &books);
