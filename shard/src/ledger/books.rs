@@ -114,6 +114,8 @@ pub(crate) struct FleetBooks {
     seq_written: u64,
     /// When the node last looked at Redis's life while idle.
     life_seen: Instant,
+    /// When the node last tried to give a new life its spend.
+    reset_tried: Option<Instant>,
 }
 
 /// What the ledger file keeps for the fleet.
@@ -224,6 +226,7 @@ impl FleetBooks {
             life_changed: false,
             life_checked: false,
             life_seen: Instant::now(),
+            reset_tried: None,
             attempt,
             attempt_changed: false,
             seq_written: seq,
@@ -278,7 +281,7 @@ impl FleetBooks {
             return None;
         }
         if self.reset {
-            return Some(Duration::ZERO);
+            return Some(self.reset_wait(now));
         }
         let since = now.saturating_duration_since(self.last_flush);
         if self.pending.len() >= FLEET_FLUSH_AT || since >= FLEET_FLUSH_EVERY {
@@ -286,6 +289,14 @@ impl FleetBooks {
         } else {
             Some(FLEET_FLUSH_EVERY - since)
         }
+    }
+
+    /// How long until the next try to give a new life this node's spend (tries are paced like
+    /// reconnects).
+    fn reset_wait(&self, now: Instant) -> Duration {
+        self.reset_tried.map_or(Duration::ZERO, |t| {
+            crate::fleet::RETRY.saturating_sub(now.saturating_duration_since(t))
+        })
     }
 
     /// Sends everything waiting in one round trip (kept for the next try if Redis is away),
@@ -529,7 +540,9 @@ impl Books {
 
     /// Whether Redis is in a life this node has not given its spend to yet.
     pub(crate) fn fleet_reset_due(&self) -> bool {
-        self.fleet.as_ref().is_some_and(|f| f.reset)
+        self.fleet
+            .as_ref()
+            .is_some_and(|f| f.reset && f.reset_wait(Instant::now()).is_zero())
     }
 
     /// Redis lost its data (or this node is new to it): gives it, once, this node's part of
@@ -546,6 +559,7 @@ impl Books {
         if !fleet.reset {
             return;
         }
+        fleet.reset_tried = Some(Instant::now());
         let life = match fleet.client.current_life() {
             Ok(l) => l,
             Err(e) => {
