@@ -10,6 +10,11 @@
 //!   busbar-fleet (every node) ── SUBSCRIBE changes / RESYNC ── HGETALL ── diff ── apply
 //! ```
 //!
+//! Every change also counts up `{prefix}version`: a node whose last look found the same
+//! version (and the same life of Redis, see `super`) reads nothing more, so the look each
+//! second costs one round trip however many keys there are (a whole comparison still runs
+//! at least every [`FULL_RESYNC`]).
+//!
 //! A deletion is a tombstone in the hash, never an absence: a Redis that lost its data (a
 //! restart without persistence) is seeded again from the nodes' own records instead of
 //! revoking every key. A revocation reaches every node within the channel's delivery (about
@@ -25,6 +30,8 @@ use std::time::Duration;
 
 /// Longest a node goes without comparing its keys with Redis.
 pub(crate) const RESYNC: Duration = Duration::from_secs(1);
+/// Longest a node goes without reading every record, whatever the version says.
+const FULL_RESYNC: Duration = Duration::from_secs(60);
 /// What a deleted record is replaced with.
 const TOMBSTONE: &str = "deleted";
 /// How long the sync thread waits for the ledger to take a change.
@@ -37,6 +44,8 @@ pub(crate) struct Names {
     digests: String,
     envs: String,
     channel: String,
+    version: String,
+    life: String,
 }
 
 impl Names {
@@ -46,6 +55,8 @@ impl Names {
             digests: format!("{prefix}digests"),
             envs: format!("{prefix}envs"),
             channel: format!("{prefix}changes"),
+            version: format!("{prefix}version"),
+            life: format!("{prefix}life"),
         }
     }
 }
@@ -89,6 +100,7 @@ pub(crate) fn write(
             pipe.hset(&names.envs, *name, TOMBSTONE);
         }
     }
+    pipe.incr(&names.version, 1);
     pipe.query::<()>(conn)
 }
 
@@ -106,7 +118,12 @@ struct Seen {
     keys: HashMap<String, String>,
     digests: HashMap<String, String>,
     envs: HashMap<String, String>,
+    /// Redis's version and life at the last whole comparison, and when it was.
+    stamp: Option<(Stamp, std::time::Instant)>,
 }
+
+/// Redis's key version and life (either missing in a Redis that has neither yet).
+type Stamp = (Option<u64>, Option<u64>);
 
 /// Starts the `busbar-fleet` thread.
 pub(crate) fn start(
@@ -132,6 +149,7 @@ pub(crate) fn start(
             .iter()
             .map(|e| (e.name.clone(), serde_json::to_string(e).unwrap_or_default()))
             .collect(),
+        stamp: None,
     };
     let mut seen = seen;
     // The fleet's keys are in force here before this node takes its first request.
@@ -218,6 +236,19 @@ fn resync(
     ledger: &LedgerHandle,
     mailboxes: &[Mailbox],
 ) -> Result<(), String> {
+    // Nothing changed since the last whole comparison (same version, same life): done.
+    let stamp: Stamp = redis::pipe()
+        .get(&names.version)
+        .get(&names.life)
+        .query(cmd)
+        .map_err(|e| e.to_string())?;
+    if let Some((then, at)) = seen.stamp
+        && then == stamp
+        && stamp.1.is_some()
+        && at.elapsed() < FULL_RESYNC
+    {
+        return Ok(());
+    }
     let keys: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(&names.keys)
         .query(cmd)
@@ -250,6 +281,7 @@ fn resync(
         }
     }
     if seeding {
+        seed.incr(&names.version, 1);
         seed.query::<()>(cmd).map_err(|e| e.to_string())?;
     }
 
@@ -336,6 +368,8 @@ fn resync(
         })?;
         seen.envs.insert(name.clone(), json.clone());
     }
+    // (Read before the records: a change made meanwhile is seen at the next look.)
+    seen.stamp = Some((stamp, std::time::Instant::now()));
     Ok(())
 }
 
