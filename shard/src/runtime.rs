@@ -422,7 +422,7 @@ fn open_ledger(
                 );
             }
             crate::fleet::FleetClient::new(f)
-                .map(|c| crate::ledger::books::FleetBooks::new(c, f.unreachable, file))
+                .map(|c| crate::ledger::fleet_books::FleetBooks::new(c, f.unreachable, file))
         })
         .transpose()?;
     let (handle, _join) = crate::ledger::start(store.clone(), shards, boxes, 65_536, fleet)?;

@@ -18,6 +18,7 @@
 //! there was).
 
 pub(crate) mod books;
+pub(crate) mod fleet_books;
 pub(crate) mod store;
 
 use crate::control::{Mailbox, ShardMsg};
@@ -168,7 +169,7 @@ pub(crate) fn start(
     shards: usize,
     mailboxes: Vec<Mailbox>,
     capacity: usize,
-    fleet: Option<books::FleetBooks>,
+    fleet: Option<fleet_books::FleetBooks>,
 ) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), String> {
     let mut books = Books::new(
         shards,

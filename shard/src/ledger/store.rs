@@ -233,9 +233,9 @@ impl Store {
     }
 
     /// Fleet mode: what waits for Redis, in order, the last number given and the life.
-    pub(crate) fn fleet_file(&self) -> heed::Result<super::books::FleetFile> {
+    pub(crate) fn fleet_file(&self) -> heed::Result<super::fleet_books::FleetFile> {
         let rtxn = self.env.read_txn()?;
-        Ok(super::books::FleetFile {
+        Ok(super::fleet_books::FleetFile {
             journal: self.fleet.iter(&rtxn)?.collect::<heed::Result<Vec<_>>>()?,
             seq: self.meta.get(&rtxn, FLEET_SEQ)?.unwrap_or(0),
             life: self.meta.get(&rtxn, FLEET_LIFE)?.unwrap_or(0),
