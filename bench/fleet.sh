@@ -23,18 +23,7 @@ pids+=($!)
 until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.05; done
 
 variant() { # $1 = name, $2 = extra config -> ${1}_BB, ${1}_ADMIN, ${1}_KEY
-    cat > "$work/$1.toml" <<EOT
-listen = "127.0.0.1:0"
-shards = 1
-[providers.oai]
-protocol = "openai"
-base_url = "http://$MOCK/v1"
-[models.m]
-provider = "oai"
-input_price = 0.15
-output_price = 0.6
-$2
-EOT
+    priced_config "$2" > "$work/$1.toml"
     start_busbar "$work/$1.toml" --ledger "$work/ledger-$1"
     local key
     key=$(curl -sf -XPOST "http://$ADMIN/admin/keys" -d '{"name": "bench", "environment": "bench",

@@ -21,20 +21,9 @@ source bench/lib.sh
 
 start_mock
 
-cat > "$work/busbar.toml" <<EOF
-listen = "127.0.0.1:0"
-shards = 1
-[providers.oai]
-protocol = "openai"
-base_url = "http://$MOCK/v1"
-[models.m]
-provider = "oai"
-input_price = 0.15
-output_price = 0.6
-[[keys]]
+priced_config '[[keys]]
 name = "open"
-key_env = "BENCH_OPEN_KEY"
-EOF
+key_env = "BENCH_OPEN_KEY"' > "$work/busbar.toml"
 BENCH_OPEN_KEY=bench-open start_busbar "$work/busbar.toml" --ledger "$work/ledger"
 
 curl -sf -XPUT "http://$ADMIN/admin/environments/bench" \

@@ -44,3 +44,20 @@ start_busbar() {
 
 # Kills what was started so far (for a script that starts afresh between parts).
 stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+
+# The config the governance benches share: the mock as provider `oai`, model `m` with prices
+# (so spend is counted), one shard; then whatever is passed ($1).
+priced_config() {
+    cat <<EOT
+listen = "127.0.0.1:0"
+shards = 1
+[providers.oai]
+protocol = "openai"
+base_url = "http://$MOCK/v1"
+[models.m]
+provider = "oai"
+input_price = 0.15
+output_price = 0.6
+${1:-}
+EOT
+}

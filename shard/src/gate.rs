@@ -260,17 +260,13 @@ impl Gate {
                 }
                 match self.reserve(&id, ends, amount).await {
                     Ok(r) => t.held.push((id, r)),
-                    Err(Short::Limit(available)) => {
+                    Err(short) => {
                         t.release();
-                        return Err(stop(Some(available)));
-                    }
-                    Err(Short::Ledger) => {
-                        t.release();
-                        return Err(Stop::Ledger);
-                    }
-                    Err(Short::FleetDown) => {
-                        t.release();
-                        return Err(Stop::FleetDown);
+                        return Err(match short {
+                            Short::Limit(available) => stop(Some(available)),
+                            Short::Ledger => Stop::Ledger,
+                            Short::FleetDown => Stop::FleetDown,
+                        });
                     }
                 }
             }

@@ -235,6 +235,9 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         addrs: addrs.clone(),
         lanes: crate::lanes::shared(&config),
     };
+    if config.fleet.is_some() && config.ledger.is_none() {
+        return Err("[fleet] needs the ledger (its local journal and this node's view of the keys): do not turn it off".into());
+    }
     let ledger = match &config.ledger {
         Some(path) => Some(open_ledger(
             std::path::Path::new(path),
@@ -306,10 +309,7 @@ pub(crate) fn run(config: Config, loader: Loader) -> Result<(), String> {
         tls: Arc::clone(&tls),
         mailboxes: Arc::clone(&mailboxes),
     });
-    if let Some(f) = &config.fleet {
-        let Some(l) = &ledger else {
-            return Err("[fleet] needs the ledger (its local journal and this node's view of the keys): do not turn it off".into());
-        };
+    if let Some((f, l)) = config.fleet.as_ref().zip(ledger.as_ref()) {
         crate::fleet::sync::start(
             f,
             l.handle.clone(),

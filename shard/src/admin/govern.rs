@@ -253,17 +253,13 @@ impl Cx<'_> {
                 );
                 Answer::ok(json!({"node_id": node, "accounts_released": n}))
             }
-            Err(e)
-                if e.code() == Some("BUSBAR_ALIVE") || e.to_string().contains("BUSBAR_ALIVE") =>
-            {
-                Answer::error(
-                    409,
-                    format!(
-                        "node `{node}` is alive ({}): only a node that is gone for good may have its leases given back; stop it first (a clean stop gives them back itself)",
-                        e.detail().unwrap_or("seen within the last 3 s")
-                    ),
-                )
-            }
+            Err(e) if crate::fleet::refused_with(&e, crate::fleet::ALIVE_ERROR) => Answer::error(
+                409,
+                format!(
+                    "node `{node}` is alive ({}): only a node that is gone for good may have its leases given back; stop it first (a clean stop gives them back itself)",
+                    e.detail().unwrap_or("seen within the last 3 s")
+                ),
+            ),
             Err(e) => Answer::error(503, format!("the fleet's Redis cannot be reached: {e}")),
         }
     }

@@ -35,6 +35,7 @@
 mod scripts;
 pub(crate) mod sync;
 
+pub(crate) use scripts::ALIVE_ERROR;
 use scripts::{FORGET, LIFE_ERROR, Scripts};
 
 use busbar_core::config::Fleet;
@@ -43,6 +44,12 @@ use std::time::{Duration, Instant};
 
 /// Least time between two tries to reach Redis after it failed.
 pub(crate) const RETRY: Duration = Duration::from_millis(250);
+
+/// Whether a script refused with its own error `code` (the code leads Redis's error; a
+/// pipeline's error carries it in its text).
+pub(crate) fn refused_with(e: &redis::RedisError, code: &str) -> bool {
+    e.code() == Some(code) || e.to_string().contains(code)
+}
 
 /// How long after its last sign of life a node counts as gone (it gives one every second).
 pub(crate) const ALIVE_MS: u64 = 3_000;
@@ -159,7 +166,7 @@ pub(crate) enum FleetError {
 
 impl From<redis::RedisError> for FleetError {
     fn from(e: redis::RedisError) -> Self {
-        if e.code() == Some(LIFE_ERROR) || e.to_string().contains(LIFE_ERROR) {
+        if refused_with(&e, LIFE_ERROR) {
             FleetError::NewLife
         } else if e.is_io_error()
             || e.is_timeout()

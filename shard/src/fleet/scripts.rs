@@ -113,6 +113,9 @@ redis.call('ZADD', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[2])
 return tonumber(redis.call('GET', KEYS[1]))
 ";
 
+/// The error FORGET answers for a node that is still alive.
+pub(crate) const ALIVE_ERROR: &str = "BUSBAR_ALIVE";
+
 /// Gives back everything a node that is gone for good holds (an operator's call): its lease
 /// on every account its set names, then forgets the node. Refused (BUSBAR_ALIVE) when the node
 /// was seen within ARGV[2] ms. KEYS: the node's set, the nodes; ARGV: the node, the window.

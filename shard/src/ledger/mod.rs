@@ -53,8 +53,9 @@ pub(crate) enum AdminOp {
     DeleteKey(String),
     PutEnv(EnvRecord),
     DeleteEnv(String),
-    /// The process is ending: answered once everything sent before it is in the file; in a fleet, what waits for Redis goes to it and
-    /// every lease this node holds there goes back (what Redis cannot take stays journaled).
+    /// The process is ending: answered once everything sent before it is in the file; in a
+    /// fleet, what waits for Redis goes to it and every lease this node holds there goes back
+    /// (what Redis cannot take stays journaled).
     Close,
 }
 
@@ -348,10 +349,6 @@ fn run(
         } else {
             books.fleet_flush(now);
         }
-        match books.fleet_journal(&store, &mut wtxn) {
-            Ok(wrote) => write |= wrote,
-            Err(e) => tracing::error!("the ledger could not journal fleet settlements: {e}"),
-        }
         if !tally.is_empty()
             && let Err(e) = store.write_tally_in(&mut wtxn, &mut tally)
         {
@@ -363,6 +360,11 @@ fn run(
                 &|record| store.charged_in(&wtxn, record).unwrap_or(0),
                 now_ms(),
             );
+        }
+        // Last: what a reset changed (the life, its first try) goes in with this batch.
+        match books.fleet_journal(&store, &mut wtxn) {
+            Ok(wrote) => write |= wrote,
+            Err(e) => tracing::error!("the ledger could not journal fleet settlements: {e}"),
         }
         for a in dirty.drain() {
             if let Err(e) = store.set_leased_in(&mut wtxn, &a.record_key(), books.leased(&a)) {
