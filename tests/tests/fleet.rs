@@ -59,10 +59,21 @@ fn create_key(b: &Busbar, spec: Value) -> (String, String) {
     (text(&v["key"]["id"]), text(&v["secret"]))
 }
 
-/// Waits until the key `id` is in force on `node` (its admin API knows it).
-fn wait_for_key(node: &Busbar, id: &str) {
+/// Waits until the key `id` is in force on `node`: its ledger has it (the admin API knows it)
+/// and its shards take it (listing models with it, which spends nothing). A shard hears of a
+/// key just after the ledger has written it.
+fn wait_for_key(node: &Busbar, id: &str, secret: &str) {
     eventually(5, "the key reaches the node", || {
         admin(node, "GET", &format!("/admin/keys/{id}"), None).status == 200
+            && (0..4).all(|_| {
+                Client::connect(node.addr)
+                    .get(
+                        "/v1/models",
+                        &[("authorization", &format!("Bearer {secret}"))],
+                    )
+                    .status
+                    == 200
+            })
     });
 }
 
@@ -169,7 +180,7 @@ fn a_revocation_on_one_node_stops_the_key_on_every_node_within_the_bound() {
     let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
     let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
     let (id, secret) = create_key(&a, json!({"name": "to-revoke"}));
-    wait_for_key(&b, &id);
+    wait_for_key(&b, &id, &secret);
     assert_eq!(chat(&b, &secret).status, 200);
     let r = admin(&b, "POST", &format!("/admin/keys/{id}/revoke"), None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -274,7 +285,7 @@ fn redis_killed_and_restarted_under_load_loses_no_usage() {
         &nodes[0],
         json!({"name": "busy", "limits": {"daily_usd": 50}}),
     );
-    wait_for_key(&nodes[1], &id);
+    wait_for_key(&nodes[1], &id, &secret);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let redis = std::sync::Mutex::new(Some(redis));
     let served: usize = std::thread::scope(|s| {
@@ -342,7 +353,7 @@ fn rpm_holds_across_nodes() {
     let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
     let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
     let (id, secret) = create_key(&a, json!({"name": "rpm", "limits": {"rpm": 12}}));
-    wait_for_key(&b, &id);
+    wait_for_key(&b, &id, &secret);
     // All within one UTC minute: start in a fresh one if this one is nearly over.
     let into_minute = || {
         std::time::SystemTime::now()
@@ -487,7 +498,7 @@ fn a_fleet_over_tls_needs_the_ca_and_a_client_certificate() {
     let a = node("a", true);
     let b = node("b", true);
     let (id, secret) = create_key(&a, json!({"name": "tls", "limits": {"daily_usd": 1}}));
-    wait_for_key(&b, &id);
+    wait_for_key(&b, &id, &secret);
     for n in [&a, &b, &a] {
         assert_eq!(chat(n, &secret).status, 200);
     }
@@ -589,7 +600,7 @@ fn a_redis_that_comes_back_empty_gets_every_nodes_spend_back_and_the_cap_still_h
         &nodes[0],
         json!({"name": "wiped", "limits": {"daily_usd": 0.004}}),
     );
-    wait_for_key(&nodes[1], &id);
+    wait_for_key(&nodes[1], &id, &secret);
     for _ in 0..15 {
         for n in &nodes {
             assert_eq!(chat(n, &secret).status, 200);
@@ -645,7 +656,7 @@ fn a_node_gone_for_good_has_its_leases_given_back_through_the_admin_api_and_only
     let a = Busbar::start(&config(&mock, &redis, "a", ""), DRIVERS[0], &[]);
     let b = Busbar::start(&config(&mock, &redis, "b", ""), DRIVERS[1], &[]);
     let (id, secret) = create_key(&a, json!({"name": "gone", "limits": {"all_time_usd": 1}}));
-    wait_for_key(&b, &id);
+    wait_for_key(&b, &id, &secret);
     for _ in 0..5 {
         assert_eq!(chat(&a, &secret).status, 200);
     }

@@ -45,6 +45,15 @@ use std::time::{Duration, Instant};
 /// Least time between two tries to reach Redis after it failed.
 pub(crate) const RETRY: Duration = Duration::from_millis(250);
 
+/// The next number a node may give a settlement or release, after `last`: never below the
+/// clock in µs, so a node whose file lost its count still numbers above what Redis has seen.
+pub(crate) fn next_seq(last: u64) -> u64 {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64);
+    now_us.max(last.saturating_add(1))
+}
+
 /// Whether a script refused with its own error `code` (the code leads Redis's error; a
 /// pipeline's error carries it in its text).
 pub(crate) fn refused_with(e: &redis::RedisError, code: &str) -> bool {

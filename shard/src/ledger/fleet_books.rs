@@ -116,13 +116,11 @@ impl FleetBooks {
             attempt,
         } = file;
         client.set_life(life);
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_micros() as u64);
+        // The last number given: each new entry takes the next one up.
         let seq = journal
             .iter()
             .map(|(s, _)| *s)
-            .fold(now_us.max(last_seq), u64::max);
+            .fold(crate::fleet::next_seq(last_seq), u64::max);
         let pending: Vec<Pending> = journal
             .into_iter()
             .filter_map(|(seq, op)| {

@@ -208,11 +208,7 @@ impl Store {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let mut total: Micros = 0;
-        let mut seq = self.fleet_seq_in(wtxn)?.max(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_micros() as u64),
-        );
+        let mut seq = crate::fleet::next_seq(self.fleet_seq_in(wtxn)?);
         for (k, v) in left {
             let mut u = self.usage.get(wtxn, &k)?.unwrap_or_default();
             u.unsettled = u.unsettled.saturating_add(v);
