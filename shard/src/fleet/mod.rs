@@ -643,12 +643,15 @@ mod tests {
         let redis = Redis::start();
         let cap = 1_000_000u64;
         let a = account("key_race");
+        // All six start at once (else the first may take everything before the others run).
+        let start = std::sync::Barrier::new(6);
         let granted: Vec<u64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..6)
                 .map(|i| {
                     let mut n = node(&redis, &format!("node-{i}"));
-                    let a = a.clone();
+                    let (a, start) = (a.clone(), &start);
                     s.spawn(move || {
+                        start.wait();
                         let mut got = 0;
                         loop {
                             let (g, _) = n.lease(&a, cap, 700, 3_000, 0).expect("lease");
